@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the project and runs every test (unit, integration, fuzz-corpus replay).
+#   scripts/test.sh                 normal build in build/
+#   scripts/test.sh --sanitize      ASan+UBSan build in build-asan/
+# Extra arguments after the options are passed to ctest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+builddir=build
+cmake_args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo)
+if [ "${1:-}" = "--sanitize" ]; then
+  shift
+  builddir=build-asan
+  cmake_args=(-DCMAKE_BUILD_TYPE=Debug -DCHAT_SANITIZE=ON)
+fi
+[ "${CI:-}" = "true" ] && cmake_args+=(-DCHAT_WERROR=ON)
+
+scripts/install-deps.sh
+if [ ! -d tests/node_modules ] || [ tests/package-lock.json -nt tests/node_modules ]; then
+  (cd tests && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+cmake -S . -B "$builddir" "${cmake_args[@]}" >/dev/null
+cmake --build "$builddir" -j"$(nproc)"
+cd "$builddir"
+exec ctest --output-on-failure --timeout 300 "$@"
