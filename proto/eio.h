@@ -28,7 +28,8 @@ typedef struct {
     pr_view data; /* the packet body after the type byte; may be empty */
 } eio_packet;
 
-/* A WebSocket text frame: "<digit><data>". Digit must be 0..6. */
+/* A WebSocket text frame: "<digit><data>". Digit must be 0..6; data must be
+ * valid UTF-8 (the specification's text encoding). */
 int eio_decode_text(pr_view frame, eio_packet *out);
 /* A WebSocket binary frame: always a binary EIO_MESSAGE with the whole frame. */
 void eio_decode_binary(pr_view frame, eio_packet *out);
@@ -47,10 +48,13 @@ int eio_decode_record(pr_view record, eio_packet *out, pr_buf *bin);
 /* Appends "<digit><data>" (a text WebSocket frame or a polling record). */
 int eio_encode_text(pr_buf *out, eio_type type, pr_view data);
 /* Appends one packet to a polling payload being built in out: a separator
- * first when out is not empty, then the text record or "b" + base64. */
+ * first when out is not empty, then the text record or "b" + base64.
+ * Text data containing 0x1e cannot be framed: PR_EINVAL. All encoders leave
+ * out unchanged on error. */
 int eio_payload_append(pr_buf *out, eio_type type, int binary, pr_view data);
 /* Appends the open packet: 0{"sid":..,"upgrades":[..],"pingInterval":..,
- * "pingTimeout":..,"maxPayload":..}. */
+ * "pingTimeout":..,"maxPayload":..}. A sid holding anything but
+ * printable ASCII other than '"' and backslash is PR_EINVAL (no escaping). */
 int eio_encode_open(pr_buf *out, pr_view sid, int offer_websocket, unsigned ping_interval_ms,
                     unsigned ping_timeout_ms, size_t max_payload);
 

@@ -49,8 +49,14 @@ typedef struct {
  *   ACK/BINARY_ACK: an array and an id; CONNECT_ERROR: rejected (server-only);
  *   binary types: 1..SIO_MAX_ATTACHMENTS attachments, every placeholder num
  *   below that count; non-binary types: no attachment prefix.
- * The id is 0..2^53-1. nsp starts with '/'. On success *out owns data (free
- * with sio_packet_dispose); on error *out holds nothing to free.
+ * The id is 0..2^53-1 and only allowed on EVENT/ACK types. nsp starts with
+ * '/' and ends at the first ',' or, without one, at the end of the text (as
+ * in the reference parser: "1/admin" is DISCONNECT of "/admin"); control
+ * bytes and bad UTF-8 in it are PR_EINVAL. JSON nested deeper than 32 is
+ * PR_EINVAL. A nsp of SIO_NSP_MAX bytes or more, or more than
+ * SIO_MAX_ATTACHMENTS attachments, is PR_ETOOBIG.
+ * On success *out owns data (free with sio_packet_dispose); on error *out
+ * holds nothing to free.
  */
 int sio_decode(pr_view text, sio_packet *out);
 /* 1 when every announced attachment has arrived. */
@@ -61,9 +67,11 @@ int sio_add_attachment(sio_packet *p, pr_view bin, size_t max_total);
 void sio_packet_dispose(sio_packet *p);
 
 /*
- * Appends the text form of a packet. nsp "/" (or empty) is omitted; id < 0 is
- * omitted; attachments > 0 writes "<n>-" (for binary types). data may be NULL.
- * JSON is compact, UTF-8, key order preserved.
+ * Appends the text form of a packet. nsp "/" (or empty) is omitted, any other
+ * is followed by ','; id < 0 is omitted; attachments > 0 writes "<n>-" (for
+ * binary types). data may be NULL. JSON is compact, UTF-8, key order preserved.
+ * PR_EINVAL for a binary type without attachments or attachments on another
+ * type, or an id above 2^53-1. Leaves out unchanged on error.
  */
 int sio_encode(pr_buf *out, sio_type type, const char *nsp, int64_t id, unsigned attachments,
                const json_t *data);

@@ -1,0 +1,97 @@
+/*
+ * app.h - the interface between the protocol layers and the applications
+ * that run on them (engine-echo, socketio-echo, chat).
+ *
+ * An application is a table of callbacks. Engine-level apps see Engine.IO
+ * sessions and raw messages; Socket.IO-level apps see sockets (one per
+ * connected namespace of a session) and decoded packets.
+ *
+ * Threading and lifetime: every callback runs on the worker thread that owns
+ * the session; the gw_session / gw_socket pointers are valid until the
+ * matching close/disconnect callback returns. Asynchronous work must keep an
+ * id, not the pointer. Packets passed to callbacks are borrowed until the
+ * callback returns.
+ */
+#ifndef GW_APP_H
+#define GW_APP_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "pr.h"
+#include "sio.h"
+
+typedef struct gw_session gw_session;
+typedef struct gw_socket gw_socket;
+typedef struct gw_app_session gw_app_session;
+typedef struct gw_worker gw_worker;
+struct gw_blob;
+
+/* ack is NULL when the socket went away before the client acknowledged. */
+typedef void (*gw_ack_cb)(gw_socket *sock, void *arg, const sio_packet *ack);
+
+typedef struct gw_app {
+    const char *name;
+    int socketio;                     /* 1: Socket.IO level, 0: Engine.IO level */
+    const char *default_path;         /* "/socket.io/" or "/engine.io/" */
+    const char *const *namespaces;    /* Socket.IO: accepted namespaces, NULL-terminated */
+
+    /* Optional per-worker state, created on the worker's thread. */
+    int (*worker_init)(gw_worker *w, void **state);
+    void (*worker_dispose)(gw_worker *w, void *state);
+
+    /* Engine.IO level */
+    void (*on_eio_open)(gw_session *s);
+    void (*on_eio_message)(gw_session *s, int binary, pr_view data);
+    void (*on_eio_close)(gw_session *s, const char *reason);
+
+    /* Socket.IO level. on_connect decides admission: return 0 to accept, or
+     * non-zero and set *error to the CONNECT_ERROR data (ownership passes). */
+    int (*on_connect)(gw_socket *sock, const json_t *auth, json_t **error);
+    void (*on_connected)(gw_socket *sock); /* after the CONNECT reply was queued */
+    void (*on_event)(gw_socket *sock, const char *event, const sio_packet *pkt);
+    void (*on_disconnect)(gw_socket *sock, const char *reason);
+} gw_app;
+
+const gw_app *gw_app_find(const char *name);
+extern const gw_app gw_app_engine_echo;
+extern const gw_app gw_app_socketio_echo;
+
+/* ---- Engine.IO level ---- */
+int gw_session_send(gw_session *s, int binary, pr_view data);
+const char *gw_session_sid(const gw_session *s);
+void gw_session_close(gw_session *s);
+
+/* ---- Socket.IO level ---- */
+const char *gw_socket_nsp(const gw_socket *sock);
+const char *gw_socket_id(const gw_socket *sock);
+gw_session *gw_socket_session(gw_socket *sock);
+gw_worker *gw_socket_worker(gw_socket *sock);
+void *gw_socket_data(const gw_socket *sock);
+void gw_socket_set_data(gw_socket *sock, void *data);
+
+/*
+ * Emits event with args (a JSON array of the arguments after the event name,
+ * borrowed, may be NULL). Placeholders in args refer to att[0..natt). With cb
+ * the packet carries an ack id and cb runs exactly once: with the ack, or
+ * with NULL when the socket disconnects first.
+ */
+int gw_socket_emit(gw_socket *sock, const char *event, const json_t *args,
+                   const sio_attachment *att, unsigned natt, gw_ack_cb cb, void *arg);
+/* Acknowledges the client's packet id with args (a JSON array, borrowed). */
+int gw_socket_ack(gw_socket *sock, int64_t id, const json_t *args, const sio_attachment *att,
+                  unsigned natt);
+/* Queues pre-encoded bytes (one encoded broadcast shared by many sockets). */
+int gw_socket_send_blob(gw_socket *sock, struct gw_blob *b);
+/* The socket of session sid in namespace nsp on worker w, or NULL when it
+ * has gone: how asynchronous work finds its socket again. */
+gw_socket *gw_socket_find(gw_worker *w, const char *sid, const char *nsp);
+/* The arguments after the event name, as a new JSON array (caller decrefs). */
+json_t *gw_packet_args(const sio_packet *p);
+/* Server-side namespace disconnect: sends DISCONNECT, then on_disconnect.
+ * sock must not be used afterwards (nor after gw_socket_drop_transport). */
+void gw_socket_disconnect(gw_socket *sock);
+/* Drops the whole transport without a close packet (client must reconnect). */
+void gw_socket_drop_transport(gw_socket *sock);
+
+#endif

@@ -1,0 +1,502 @@
+/*
+ * http.c - HTTP/1.1 on a connection, parsed by Debian's http-parser.
+ *
+ * The raw bytes of the request being served stay in h->in until its response
+ * is sent: the parser's callbacks record offsets into that buffer (pieces of
+ * one header are contiguous there), a parked long-poll can still read its
+ * request's Origin when it answers, and a hand-off to another worker can pass
+ * the request on byte for byte. Keep-alive and pipelining are supported; one
+ * request is served at a time.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "gw.h"
+
+enum {
+    H_ORIGIN,
+    H_UPGRADE,
+    H_WS_KEY,
+    H_WS_VERSION,
+    H_AC_REQ_HEADERS,
+    H_COUNT,
+    H_OTHER = H_COUNT,
+};
+
+static const char *const header_names[H_COUNT] = {
+    "origin", "upgrade", "sec-websocket-key", "sec-websocket-version",
+    "access-control-request-headers",
+};
+
+typedef struct {
+    size_t off, len;
+} span;
+
+struct gw_http {
+    http_parser parser;
+    pr_buf in;        /* the current request and anything after it */
+    size_t parsed;    /* bytes of in fed to the parser */
+    span url;
+    span field;       /* header name being collected */
+    int field_id;     /* which header the values belong to */
+    int in_value;
+    span hdr[H_COUNT];
+    pr_buf body;
+    int method;
+    uint8_t complete;    /* the parser reached the end of the request */
+    uint8_t in_dispatch; /* a handler is running synchronously */
+    uint8_t responded;   /* the response to the current request is queued */
+    uint8_t upgraded;    /* answered 101: becomes a WebSocket */
+    uint8_t too_big;
+    uint8_t keep_alive;
+    uint8_t dispose_pending; /* closed during dispatch: free when it returns */
+};
+
+static http_parser_settings settings;
+
+static gw_http *H(http_parser *p)
+{
+    return GW_CONTAINER_OF(p, gw_http, parser);
+}
+
+static size_t off_of(gw_http *h, const char *at)
+{
+    return (size_t)(at - h->in.ptr);
+}
+
+static void span_add(gw_http *h, span *s, const char *at, size_t len)
+{
+    if (s->len == 0)
+        s->off = off_of(h, at);
+    s->len += len;
+}
+
+static pr_view span_view(const gw_http *h, span s)
+{
+    return pr_view_make(h->in.ptr + s.off, s.len);
+}
+
+static int on_message_begin(http_parser *p)
+{
+    gw_http *h = H(p);
+    memset(&h->url, 0, sizeof h->url);
+    memset(h->hdr, 0, sizeof h->hdr);
+    h->field.len = 0;
+    h->in_value = 0;
+    h->field_id = H_OTHER;
+    pr_buf_reset(&h->body);
+    h->complete = h->responded = h->too_big = 0;
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len)
+{
+    span_add(H(p), &H(p)->url, at, len);
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len)
+{
+    gw_http *h = H(p);
+    if (h->in_value) {
+        h->in_value = 0;
+        h->field.len = 0;
+    }
+    span_add(h, &h->field, at, len);
+    return 0;
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len)
+{
+    gw_http *h = H(p);
+    if (!h->in_value) {
+        h->in_value = 1;
+        h->field_id = H_OTHER;
+        pr_view f = span_view(h, h->field);
+        for (int i = 0; i < H_COUNT; i++)
+            if (strlen(header_names[i]) == f.len && !strncasecmp(header_names[i], f.ptr, f.len)) {
+                h->field_id = i;
+                /* a repeated header: keep the first */
+                if (h->hdr[i].len)
+                    h->field_id = H_OTHER;
+                break;
+            }
+    }
+    if (h->field_id != H_OTHER)
+        span_add(h, &h->hdr[h->field_id], at, len);
+    return 0;
+}
+
+static int on_headers_complete(http_parser *p)
+{
+    gw_http *h = H(p);
+    gw_conn *c = p->data;
+    /* Refuse an oversized body before reading it. */
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->w->cfg->max_payload) {
+        h->too_big = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len)
+{
+    gw_http *h = H(p);
+    if (pr_buf_append(&h->body, at, len) != 0) {
+        h->too_big = 1;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_message_complete(http_parser *p)
+{
+    gw_http *h = H(p);
+    h->complete = 1;
+    h->method = p->method;
+    h->keep_alive = (uint8_t)http_should_keep_alive(p);
+    http_parser_pause(p, 1); /* serve one request at a time */
+    return 0;
+}
+
+static void settings_init(void)
+{
+    settings.on_message_begin = on_message_begin;
+    settings.on_url = on_url;
+    settings.on_header_field = on_header_field;
+    settings.on_header_value = on_header_value;
+    settings.on_headers_complete = on_headers_complete;
+    settings.on_body = on_body;
+    settings.on_message_complete = on_message_complete;
+}
+
+/* ---- responses ---- */
+
+static const char *status_text(int status)
+{
+    switch (status) {
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 204: return "No Content";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 413: return "Payload Too Large";
+    case 431: return "Request Header Fields Too Large";
+    case 503: return "Service Unavailable";
+    default: return "Error";
+    }
+}
+
+/* Appends the CORS headers this request earns under --cors-origin. */
+static void append_cors(const gw_config *cfg, pr_buf *out, pr_view origin)
+{
+    if (!cfg->cors_origin[0] || origin.len == 0)
+        return;
+    int allowed = 0;
+    if (!strcmp(cfg->cors_origin, "*")) {
+        allowed = 1;
+    } else {
+        const char *p = cfg->cors_origin;
+        while (*p && !allowed) {
+            const char *e = strchr(p, ',');
+            size_t n = e ? (size_t)(e - p) : strlen(p);
+            while (n && p[0] == ' ') {
+                p++;
+                n--;
+            }
+            while (n && p[n - 1] == ' ')
+                n--;
+            allowed = n == origin.len && !memcmp(p, origin.ptr, n);
+            p = e ? e + 1 : p + n;
+            if (!e)
+                break;
+        }
+    }
+    if (!allowed)
+        return;
+    if (!strcmp(cfg->cors_origin, "*") && !cfg->cors_credentials) {
+        pr_buf_appendf(out, "Access-Control-Allow-Origin: *\r\n");
+    } else {
+        /* Echo the origin: with credentials the wildcard is not allowed. */
+        pr_buf_append(out, "Access-Control-Allow-Origin: ", 29);
+        pr_buf_append_view(out, origin);
+        pr_buf_append(out, "\r\nVary: Origin\r\n", 16);
+    }
+    if (cfg->cors_credentials)
+        pr_buf_appendf(out, "Access-Control-Allow-Credentials: true\r\n");
+}
+
+static void respond_raw(gw_conn *c, int status, const char *ctype, pr_view body, int close,
+                        const char *extra)
+{
+    gw_http *h = c->u.http;
+    gw_worker *w = c->w;
+    pr_buf *out = &w->enc;
+    pr_buf_reset(out);
+    int keep = status == 101 || (h && h->keep_alive && !close);
+    pr_buf_appendf(out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+    if (status != 204 && status != 101)
+        pr_buf_appendf(out, "Content-Type: %s\r\nContent-Length: %zu\r\n", ctype, body.len);
+    if (status != 101)
+        pr_buf_appendf(out, "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s",
+                       keep ? "" : "Connection: close\r\n");
+    if (h)
+        append_cors(w->cfg, out, span_view(h, h->hdr[H_ORIGIN]));
+    if (extra)
+        pr_buf_appendf(out, "%s", extra);
+    pr_buf_append(out, "\r\n", 2);
+    gw_blob *b = gw__blob_new(out->len + body.len);
+    memcpy(b->data, out->ptr, out->len);
+    if (body.len)
+        memcpy(b->data + out->len, body.ptr, body.len);
+    gw__conn_send_blob(c, b);
+    gw__blob_unref(b);
+    if (h)
+        h->responded = 1;
+    if (!keep)
+        gw__conn_close(c, 1);
+}
+
+static void http_process(gw_conn *c);
+
+static void request_done(gw_conn *c)
+{
+    gw_http *h = c->u.http;
+    pr_buf_consume(&h->in, h->parsed);
+    h->parsed = 0;
+    h->complete = 0;
+    gw__tq_add(&c->w->http_idle_tq, &c->idle);
+}
+
+void gw__http_respond(gw_conn *c, int status, const char *ctype, pr_view body, int close)
+{
+    if (c->state != GW_OPEN || c->kind != GW_CONN_HTTP)
+        return;
+    respond_raw(c, status, ctype, body, close, NULL);
+    if (c->state != GW_OPEN || c->u.http->in_dispatch)
+        return;
+    /* An answer to a parked request: serve whatever was pipelined behind it. */
+    request_done(c);
+    http_process(c);
+}
+
+static void respond_error(gw_conn *c, int status, const char *msg)
+{
+    pr_view body = pr_view_make(msg, strlen(msg));
+    respond_raw(c, status, "text/plain; charset=UTF-8", body, 1, NULL);
+}
+
+/* ---- routing ---- */
+
+static int path_is(pr_view path, const char *want)
+{
+    size_t n = strlen(want);
+    if (path.len == n && !memcmp(path.ptr, want, n))
+        return 1;
+    /* "/socket.io" is "/socket.io/" too */
+    return n > 1 && want[n - 1] == '/' && path.len == n - 1 && !memcmp(path.ptr, want, n - 1);
+}
+
+static void dispatch(gw_conn *c)
+{
+    gw_http *h = c->u.http;
+    const gw_config *cfg = c->w->cfg;
+    pr_view url = span_view(h, h->url), path = url, query = {NULL, 0};
+    const char *q = memchr(url.ptr, '?', url.len);
+    if (q) {
+        path.len = (size_t)(q - url.ptr);
+        query = pr_view_make(q + 1, url.len - path.len - 1);
+    }
+    const char *eio_path = cfg->path[0] ? cfg->path : c->w->app->default_path;
+
+    if (path_is(path, eio_path)) {
+        if (h->method == HTTP_OPTIONS) {
+            char extra[512];
+            pr_view req = span_view(h, h->hdr[H_AC_REQ_HEADERS]);
+            int n = snprintf(extra, sizeof extra,
+                             "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+                             "Access-Control-Max-Age: 86400\r\n");
+            if (req.len && req.len < 256)
+                snprintf(extra + n, sizeof extra - (size_t)n,
+                         "Access-Control-Allow-Headers: %.*s\r\n", (int)req.len, req.ptr);
+            respond_raw(c, 204, "", pr_view_make("", 0), 0, extra);
+            return;
+        }
+        int upgrade = h->parser.upgrade && h->hdr[H_UPGRADE].len == 9 &&
+                      !strncasecmp(span_view(h, h->hdr[H_UPGRADE]).ptr, "websocket", 9);
+        if (upgrade) {
+            pr_view ver = span_view(h, h->hdr[H_WS_VERSION]);
+            if (h->method != HTTP_GET || ver.len != 2 || memcmp(ver.ptr, "13", 2) != 0 ||
+                h->hdr[H_WS_KEY].len == 0) {
+                respond_error(c, 400, "bad websocket handshake");
+                return;
+            }
+        }
+        gw__eio_handle_request(c, h->method, query, pr_buf_view(&h->body), upgrade,
+                               span_view(h, h->hdr[H_WS_KEY]));
+        return;
+    }
+    if (path_is(path, "/healthz") && h->method == HTTP_GET) {
+        gw__http_respond(c, 200, "text/plain", PR_VIEW_LIT("ok\n"), 0);
+        return;
+    }
+    if (path_is(path, "/readyz") && h->method == HTTP_GET) {
+        int ready = !gw__draining();
+        gw__http_respond(c, ready ? 200 : 503, "text/plain",
+                         ready ? PR_VIEW_LIT("ready\n") : PR_VIEW_LIT("draining\n"), 0);
+        return;
+    }
+    if (path_is(path, "/metrics") && h->method == HTTP_GET) {
+        pr_buf m;
+        pr_buf_init(&m, 1 << 20);
+        gw__metrics_render(&m);
+        gw__http_respond(c, 200, "text/plain; version=0.0.4", pr_buf_view(&m), 0);
+        pr_buf_dispose(&m);
+        return;
+    }
+    respond_error(c, 404, "not found");
+}
+
+static void become_websocket(gw_conn *c)
+{
+    gw_http *h = c->u.http;
+    /* Frames the client sent right behind its upgrade request. */
+    pr_buf rest;
+    pr_buf_init(&rest, (size_t)-1);
+    if (h->in.len > h->parsed)
+        pr_buf_append(&rest, h->in.ptr + h->parsed, h->in.len - h->parsed);
+    gw__http_dispose_conn(c);
+    gw__tq_del(&c->w->http_idle_tq, &c->idle);
+    c->kind = GW_CONN_WS;
+    memset(&c->u.ws, 0, sizeof c->u.ws);
+    pr_buf_init(&c->u.ws.rbuf, c->w->cfg->max_payload + 14);
+    if (rest.len)
+        gw__ws_on_data(c, rest.ptr, rest.len);
+    pr_buf_dispose(&rest);
+}
+
+static void http_process(gw_conn *c)
+{
+    while (c->state == GW_OPEN && c->kind == GW_CONN_HTTP) {
+        gw_http *h = c->u.http;
+        if (h->complete)
+            return; /* parked: waiting for the answer to the current request */
+        if (h->parsed == h->in.len)
+            return;
+        size_t got = http_parser_execute(&h->parser, &settings, h->in.ptr + h->parsed,
+                                         h->in.len - h->parsed);
+        h->parsed += got;
+        enum http_errno err = HTTP_PARSER_ERRNO(&h->parser);
+        if (err == HPE_PAUSED) {
+            http_parser_pause(&h->parser, 0);
+            gw__tq_del(&c->w->http_idle_tq, &c->idle);
+            h->in_dispatch = 1;
+            dispatch(c);
+            h->in_dispatch = 0;
+            if (c->state != GW_OPEN) { /* closed or handed off */
+                if (h->dispose_pending)
+                    gw__http_dispose_conn(c);
+                return;
+            }
+            if (h->upgraded) {
+                become_websocket(c);
+                return;
+            }
+            if (!h->responded)
+                return; /* parked */
+            request_done(c);
+            continue;
+        }
+        if (err != HPE_OK) {
+            GW_STAT_ADD(c->w, closed_bad_input, 1);
+            if (h->too_big)
+                respond_error(c, 413, "payload too large");
+            else if (err == HPE_HEADER_OVERFLOW)
+                respond_error(c, 431, "request header fields too large");
+            else
+                respond_error(c, 400, "bad request");
+            return;
+        }
+        return; /* need more bytes */
+    }
+}
+
+/* ---- connection glue ---- */
+
+void gw__http_init_conn(gw_conn *c)
+{
+    gw_http *h = pr_calloc(1, sizeof *h);
+    http_parser_init(&h->parser, HTTP_REQUEST);
+    h->parser.data = c;
+    const gw_config *cfg = c->w->cfg;
+    pr_buf_init(&h->in, cfg->max_header_bytes + cfg->max_payload + 65536);
+    pr_buf_init(&h->body, cfg->max_payload);
+    c->kind = GW_CONN_HTTP;
+    c->u.http = h;
+    gw__tq_add(&c->w->http_idle_tq, &c->idle);
+}
+
+void gw__http_dispose_conn(gw_conn *c)
+{
+    gw_http *h = c->u.http;
+    if (!h)
+        return;
+    if (h->in_dispatch) { /* the handler may still read the request */
+        h->dispose_pending = 1;
+        return;
+    }
+    pr_buf_dispose(&h->in);
+    pr_buf_dispose(&h->body);
+    pr_free(h);
+    c->u.http = NULL;
+}
+
+void gw__http_on_data(gw_conn *c, const char *p, size_t n)
+{
+    gw_http *h = c->u.http;
+    if (pr_buf_append(&h->in, p, n) != 0) {
+        GW_STAT_ADD(c->w, closed_bad_input, 1);
+        respond_error(c, 413, "payload too large");
+        return;
+    }
+    http_process(c);
+}
+
+void gw__http_idle_timeout(gw_tq *tq, gw_tq_node *n)
+{
+    (void)tq;
+    gw_conn *c = GW_CONTAINER_OF(n, gw_conn, idle);
+    if (c->kind == GW_CONN_HTTP && c->u.http && c->u.http->in.len > 0)
+        respond_error(c, 408, "request timeout");
+    else
+        gw__conn_close(c, 0);
+}
+
+void gw__http_upgrade(gw_conn *c, const char *headers)
+{
+    respond_raw(c, 101, "", pr_view_make("", 0), 0, headers);
+    c->u.http->upgraded = 1;
+}
+
+void gw__http_handoff(gw_conn *c, int to_index)
+{
+    gw_http *h = c->u.http;
+    gw_worker *w = c->w;
+    int fd = c->fd;
+    /* Detach the socket first so closing c leaves it open for the new owner. */
+    event_del(&c->ev);
+    c->ev_flags = 0;
+    c->fd = -1;
+    gw__worker_handoff(w, to_index, fd, pr_buf_view(&h->in));
+    gw__conn_close(c, 0);
+}
+
+void gw__http_init(size_t max_header_bytes)
+{
+    settings_init();
+    http_parser_set_max_header_size((uint32_t)max_header_bytes);
+}

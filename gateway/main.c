@@ -1,0 +1,196 @@
+/*
+ * main.c - chat-gateway: settings, listeners, one worker thread per event
+ * loop, signals and the metrics page.
+ *
+ * Each worker has its own SO_REUSEPORT listener on the same address, so the
+ * kernel spreads connections over the loops with no shared accept lock.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/thread.h>
+#include <netdb.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "gw.h"
+
+static gw_config config;
+static gw_worker **workers;
+static int nworkers;
+static int draining;
+
+int gw__draining(void)
+{
+    return __atomic_load_n(&draining, __ATOMIC_RELAXED);
+}
+
+static int listen_on(const char *host, int port)
+{
+    struct addrinfo hints = {0}, *res = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, "%d", port);
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0) {
+        fprintf(stderr, "chat-gateway: invalid value for --listen: %s: %s\n", host,
+                gai_strerror(rc));
+        return -1;
+    }
+    int fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0 ||
+        bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 4096) != 0) {
+        fprintf(stderr, "chat-gateway: cannot listen on %s:%d (--listen): %s\n", host, port,
+                strerror(errno));
+        if (fd != -1)
+            close(fd);
+        freeaddrinfo(res);
+        return -1;
+    }
+    freeaddrinfo(res);
+    return fd;
+}
+
+static int bound_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
+        return -1;
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static void *worker_main(void *arg)
+{
+    gw__worker_run(arg);
+    return NULL;
+}
+
+/* Runs on each worker when the process is asked to stop. */
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_worker *w = arg;
+    event_del(&w->listen_ev);
+    /* every session gets its close frame or close packet, then a moment to
+     * flush before the loop exits */
+    gw__eio_worker_close_all(w);
+    struct timeval tv = {0, 200 * 1000};
+    event_base_loopexit(w->base, &tv);
+}
+
+void gw__metrics_render(pr_buf *out)
+{
+    gw_stats t = {0};
+    for (int i = 0; i < nworkers; i++) {
+        const gw_stats *s = &workers[i]->stats;
+#define SUM(f) t.f += __atomic_load_n(&s->f, __ATOMIC_RELAXED)
+        SUM(conns_open); SUM(conns_total); SUM(sessions_open); SUM(sessions_total);
+        SUM(handoffs); SUM(bytes_in); SUM(bytes_out); SUM(eio_packets_in); SUM(eio_packets_out);
+        SUM(closed_bad_input); SUM(accept_errors); SUM(conns_dropped_output);
+#undef SUM
+    }
+#define METRIC(name, type, help, v)                                                                \
+    pr_buf_appendf(out, "# HELP chat_gateway_" name " " help "\n# TYPE chat_gateway_" name " " type \
+                        "\nchat_gateway_" name " %llu\n", (unsigned long long)(v))
+    METRIC("connections", "gauge", "Open TCP connections.", t.conns_open);
+    METRIC("connections_total", "counter", "Accepted TCP connections.", t.conns_total);
+    METRIC("sessions", "gauge", "Open Engine.IO sessions.", t.sessions_open);
+    METRIC("sessions_total", "counter", "Engine.IO sessions opened.", t.sessions_total);
+    METRIC("handoffs_total", "counter", "Requests moved to the worker owning their session.",
+           t.handoffs);
+    METRIC("bytes_received_total", "counter", "Bytes read from clients.", t.bytes_in);
+    METRIC("bytes_sent_total", "counter", "Bytes written to clients.", t.bytes_out);
+    METRIC("packets_received_total", "counter", "Engine.IO messages received.", t.eio_packets_in);
+    METRIC("packets_sent_total", "counter", "Engine.IO packets queued.", t.eio_packets_out);
+    METRIC("bad_input_total", "counter", "Connections or sessions closed for bad input.",
+           t.closed_bad_input);
+    METRIC("accept_errors_total", "counter", "Accepts refused or failed.", t.accept_errors);
+    METRIC("output_limit_drops_total", "counter", "Clients cut for exceeding output limits.",
+           t.conns_dropped_output);
+#undef METRIC
+}
+
+static void *alloc_malloc(size_t n) { return pr_malloc(n); }
+static void *alloc_realloc(void *p, size_t n) { return pr_realloc(p, n); }
+static void alloc_free(void *p) { pr_free(p); }
+
+int main(int argc, char **argv)
+{
+    int rc = gw_config_load(&config, argc, argv);
+    if (rc != 0)
+        return rc > 0 ? 0 : 2;
+    const gw_app *app = gw_app_find(config.app);
+    if (!app) {
+        fprintf(stderr, "chat-gateway: invalid value for --app: '%s'\n", config.app);
+        return 2;
+    }
+    gw_log_set_node(config.node_id);
+    pr_alloc_install_jansson();
+    event_set_mem_functions(alloc_malloc, alloc_realloc, alloc_free);
+    if (evthread_use_pthreads() != 0) {
+        GW_ERROR("event=evthread_init_failed");
+        return 1;
+    }
+    gw__http_init(config.max_header_bytes);
+    signal(SIGPIPE, SIG_IGN);
+
+    /* Signals go to the main thread only: block them before threads start. */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+
+    nworkers = config.workers;
+    workers = pr_calloc((size_t)nworkers, sizeof *workers);
+    int port = config.listen_port;
+    for (int i = 0; i < nworkers; i++) {
+        int fd = listen_on(config.listen_host, port);
+        if (fd < 0)
+            return 2;
+        if (port == 0) /* every worker listens on the port the first one got */
+            port = bound_port(fd);
+        workers[i] = gw__worker_new(i, &config, app, fd);
+    }
+    gw__workers_set(workers, nworkers, config.max_connections);
+    GW_INFO("event=listening addr=%s port=%d app=%s workers=%d path=%s", config.listen_host, port,
+            app->name, nworkers, config.path[0] ? config.path : app->default_path);
+
+    for (int i = 0; i < nworkers; i++)
+        if (pthread_create(&workers[i]->thread, NULL, worker_main, workers[i]) != 0) {
+            GW_ERROR("event=thread_create_failed");
+            return 1;
+        }
+
+    int sig = 0;
+    sigwait(&sigs, &sig);
+    __atomic_store_n(&draining, 1, __ATOMIC_RELAXED);
+    GW_INFO("event=stopping signal=%d", sig);
+    struct event *stops[256];
+    for (int i = 0; i < nworkers; i++) {
+        stops[i] = event_new(workers[i]->base, -1, 0, stop_cb, workers[i]);
+        event_active(stops[i], EV_TIMEOUT, 0);
+    }
+    for (int i = 0; i < nworkers; i++)
+        pthread_join(workers[i]->thread, NULL);
+    for (int i = 0; i < nworkers; i++) {
+        event_free(stops[i]);
+        close(workers[i]->listen_fd);
+        gw__worker_free(workers[i]);
+    }
+    pr_free(workers);
+    GW_INFO("event=stopped");
+    return 0;
+}

@@ -1,0 +1,368 @@
+/*
+ * socketio.c - Socket.IO v5 on top of an Engine.IO session: namespaces,
+ * CONNECT with its auth payload, the connect timeout, acknowledgements in
+ * both directions and binary attachments.
+ *
+ * A session carries one gw_app_session; each namespace the client joined is
+ * a gw_socket. A binary packet waits, decoded, for its attachments in
+ * as->pending; any other packet in between is a protocol error.
+ */
+#include <openssl/rand.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+
+typedef struct gw_ack {
+    struct gw_ack *next;
+    int64_t id;
+    gw_ack_cb cb;
+    void *arg;
+} gw_ack;
+
+struct gw_socket {
+    gw_socket *next;
+    gw_app_session *as;
+    const char *nsp; /* one of the app's namespace strings */
+    void *data;
+    gw_ack *acks;
+    int64_t next_ack_id;
+    char id[GW_SID_LEN + 1];
+};
+
+struct gw_app_session {
+    gw_session *s;
+    gw_socket *sockets;
+    sio_packet *pending; /* binary packet waiting for attachments */
+    gw_tq_node connect_node;
+};
+
+static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+
+static void random_id(char *out, size_t n)
+{
+    unsigned char rnd[32];
+    if (n > sizeof rnd || RAND_bytes(rnd, (int)n) != 1)
+        abort();
+    for (size_t i = 0; i < n; i++)
+        out[i] = b64url[rnd[i] & 63];
+    out[n] = '\0';
+}
+
+/* ---- sending ---- */
+
+static int send_packet(gw_socket *sock, sio_type type, int64_t id, const json_t *data,
+                       const sio_attachment *att, unsigned natt)
+{
+    gw_session *s = sock->as->s;
+    pr_buf *enc = &s->w->enc;
+    pr_buf_reset(enc);
+    int rc = sio_encode(enc, type, sock->nsp, id, natt, data);
+    if (rc != 0)
+        return rc;
+    rc = gw__eio_send(s, EIO_MESSAGE, 0, pr_buf_view(enc));
+    for (unsigned i = 0; rc == 0 && i < natt; i++)
+        rc = gw__eio_send(s, EIO_MESSAGE, 1, pr_view_make(att[i].ptr, att[i].len));
+    return rc;
+}
+
+/* Packets for a namespace the client is not connected to (CONNECT_ERROR). */
+static void send_connect_error(gw_session *s, const char *nsp, const json_t *data)
+{
+    pr_buf *enc = &s->w->enc;
+    pr_buf_reset(enc);
+    if (sio_encode(enc, SIO_CONNECT_ERROR, nsp, -1, 0, data) == 0)
+        gw__eio_send(s, EIO_MESSAGE, 0, pr_buf_view(enc));
+}
+
+int gw_socket_emit(gw_socket *sock, const char *event, const json_t *args,
+                   const sio_attachment *att, unsigned natt, gw_ack_cb cb, void *arg)
+{
+    json_t *data = json_array();
+    json_array_append_new(data, json_string(event));
+    if (args)
+        json_array_extend(data, (json_t *)args);
+    int64_t id = -1;
+    if (cb) {
+        gw_ack *a = pr_malloc(sizeof *a);
+        a->id = id = sock->next_ack_id++;
+        a->cb = cb;
+        a->arg = arg;
+        a->next = sock->acks;
+        sock->acks = a;
+    }
+    int rc = send_packet(sock, natt ? SIO_BINARY_EVENT : SIO_EVENT, id, data, att, natt);
+    json_decref(data);
+    return rc;
+}
+
+int gw_socket_ack(gw_socket *sock, int64_t id, const json_t *args, const sio_attachment *att,
+                  unsigned natt)
+{
+    json_t *empty = NULL;
+    if (!args)
+        args = empty = json_array();
+    int rc = send_packet(sock, natt ? SIO_BINARY_ACK : SIO_ACK, id, args, att, natt);
+    json_decref(empty);
+    return rc;
+}
+
+int gw_socket_send_blob(gw_socket *sock, gw_blob *b)
+{
+    return gw__eio_send_blob(sock->as->s, b);
+}
+
+/* ---- sockets ---- */
+
+static void socket_free(gw_socket *sock)
+{
+    /* every ack callback runs exactly once: here with NULL if never acked */
+    while (sock->acks) {
+        gw_ack *a = sock->acks;
+        sock->acks = a->next;
+        a->cb(sock, a->arg, NULL);
+        pr_free(a);
+    }
+    pr_free(sock);
+}
+
+static void socket_unlink(gw_socket *sock)
+{
+    for (gw_socket **pp = &sock->as->sockets; *pp; pp = &(*pp)->next)
+        if (*pp == sock) {
+            *pp = sock->next;
+            return;
+        }
+}
+
+static gw_socket *find_socket(gw_app_session *as, const char *nsp)
+{
+    for (gw_socket *x = as->sockets; x; x = x->next)
+        if (!strcmp(x->nsp, nsp))
+            return x;
+    return NULL;
+}
+
+static const char *app_namespace(const gw_app *app, const char *nsp)
+{
+    for (const char *const *n = app->namespaces; n && *n; n++)
+        if (!strcmp(*n, nsp))
+            return *n;
+    return NULL;
+}
+
+static void on_connect(gw_app_session *as, sio_packet *p)
+{
+    gw_session *s = as->s;
+    const gw_app *app = s->w->app;
+    const char *nsp = app_namespace(app, p->nsp);
+    if (!nsp) {
+        json_t *err = json_pack("{s:s}", "message", "Invalid namespace");
+        send_connect_error(s, p->nsp, err);
+        json_decref(err);
+        return;
+    }
+    gw_socket *sock = pr_calloc(1, sizeof *sock);
+    sock->as = as;
+    sock->nsp = nsp;
+    random_id(sock->id, GW_SID_LEN);
+    json_t *auth = p->data ? json_incref(p->data) : json_object();
+    json_t *err = NULL;
+    int refused = app->on_connect ? app->on_connect(sock, auth, &err) : 0;
+    json_decref(auth);
+    if (refused) {
+        if (!err)
+            err = json_pack("{s:s}", "message", "unauthorized");
+        send_connect_error(s, nsp, err);
+        json_decref(err);
+        pr_free(sock);
+        return;
+    }
+    sock->next = as->sockets;
+    as->sockets = sock;
+    gw__tq_del(&s->w->connect_tq, &as->connect_node);
+    json_t *reply = json_pack("{s:s}", "sid", sock->id);
+    send_packet(sock, SIO_CONNECT, -1, reply, NULL, 0);
+    json_decref(reply);
+
+    if (app->on_connected && !s->closed)
+        app->on_connected(sock);
+}
+
+static void on_ack(gw_socket *sock, const sio_packet *p)
+{
+    for (gw_ack **pp = &sock->acks; *pp; pp = &(*pp)->next) {
+        gw_ack *a = *pp;
+        if (a->id == p->id) {
+            *pp = a->next;
+            a->cb(sock, a->arg, p);
+            pr_free(a);
+            return;
+        }
+    }
+    /* an ack for nothing we asked: ignored, as the reference server does */
+}
+
+/* Returns 0, or PR_EINVAL when the packet is not valid in this state. */
+static int dispatch(gw_app_session *as, sio_packet *p)
+{
+    const gw_app *app = as->s->w->app;
+    gw_socket *sock = find_socket(as, p->nsp);
+    switch (p->type) {
+    case SIO_CONNECT:
+        if (sock)
+            return PR_EINVAL;
+        on_connect(as, p);
+        return 0;
+    case SIO_DISCONNECT:
+        if (!sock)
+            return PR_EINVAL;
+        socket_unlink(sock);
+        if (app->on_disconnect)
+            app->on_disconnect(sock, "client namespace disconnect");
+        socket_free(sock);
+        return 0;
+    case SIO_EVENT:
+    case SIO_BINARY_EVENT:
+        if (!sock)
+            return PR_EINVAL;
+        if (app->on_event)
+            app->on_event(sock, json_string_value(json_array_get(p->data, 0)), p);
+        return 0;
+    case SIO_ACK:
+    case SIO_BINARY_ACK:
+        if (!sock)
+            return PR_EINVAL;
+        on_ack(sock, p);
+        return 0;
+    default:
+        return PR_EINVAL;
+    }
+}
+
+static void protocol_error(gw_session *s)
+{
+    GW_STAT_ADD(s->w, closed_bad_input, 1);
+    gw__eio_close(s, "parse error");
+}
+
+/* ---- engine callbacks ---- */
+
+void gw__sio_on_open(gw_session *s)
+{
+    gw_app_session *as = pr_calloc(1, sizeof *as);
+    as->s = s;
+    s->app = as;
+    gw__tq_add(&s->w->connect_tq, &as->connect_node);
+}
+
+void gw__sio_on_message(gw_session *s, int binary, pr_view data)
+{
+    gw_app_session *as = s->app;
+    if (binary) {
+        if (!as->pending ||
+            sio_add_attachment(as->pending, data, s->w->cfg->max_payload) != 0) {
+            protocol_error(s);
+            return;
+        }
+        if (sio_packet_complete(as->pending)) {
+            sio_packet *p = as->pending;
+            as->pending = NULL;
+            if (dispatch(as, p) != 0)
+                protocol_error(s);
+            sio_packet_dispose(p);
+            pr_free(p);
+        }
+        return;
+    }
+    if (as->pending) { /* attachments were announced, text came */
+        protocol_error(s);
+        return;
+    }
+    sio_packet *p = pr_malloc(sizeof *p);
+    if (sio_decode(data, p) != 0) {
+        pr_free(p);
+        protocol_error(s);
+        return;
+    }
+    if (!sio_packet_complete(p)) {
+        as->pending = p;
+        return;
+    }
+    if (dispatch(as, p) != 0)
+        protocol_error(s);
+    sio_packet_dispose(p);
+    pr_free(p);
+}
+
+void gw__sio_on_close(gw_session *s, const char *reason)
+{
+    gw_app_session *as = s->app;
+    if (!as)
+        return;
+    const gw_app *app = s->w->app;
+    gw__tq_del(&s->w->connect_tq, &as->connect_node);
+    while (as->sockets) {
+        gw_socket *sock = as->sockets;
+        as->sockets = sock->next;
+        if (app->on_disconnect)
+            app->on_disconnect(sock, reason);
+        socket_free(sock);
+    }
+    if (as->pending) {
+        sio_packet_dispose(as->pending);
+        pr_free(as->pending);
+    }
+    pr_free(as);
+    s->app = NULL;
+}
+
+void gw__sio_connect_timeout(gw_tq *tq, gw_tq_node *n)
+{
+    (void)tq;
+    gw_app_session *as = GW_CONTAINER_OF(n, gw_app_session, connect_node);
+    if (!as->sockets)
+        gw__eio_close(as->s, "connect timeout");
+}
+
+/* ---- socket accessors ---- */
+
+const char *gw_socket_nsp(const gw_socket *sock) { return sock->nsp; }
+const char *gw_socket_id(const gw_socket *sock) { return sock->id; }
+gw_session *gw_socket_session(gw_socket *sock) { return sock->as->s; }
+gw_worker *gw_socket_worker(gw_socket *sock) { return sock->as->s->w; }
+void *gw_socket_data(const gw_socket *sock) { return sock->data; }
+void gw_socket_set_data(gw_socket *sock, void *data) { sock->data = data; }
+
+void gw_socket_disconnect(gw_socket *sock)
+{
+    gw_app_session *as = sock->as;
+    const gw_app *app = as->s->w->app;
+    send_packet(sock, SIO_DISCONNECT, -1, NULL, NULL, 0);
+    socket_unlink(sock);
+    if (app->on_disconnect)
+        app->on_disconnect(sock, "server namespace disconnect");
+    socket_free(sock);
+}
+
+void gw_socket_drop_transport(gw_socket *sock)
+{
+    gw__eio_drop_transport(sock->as->s);
+}
+
+gw_socket *gw_socket_find(gw_worker *w, const char *sid, const char *nsp)
+{
+    gw_session *s = gw__eio_find(w, pr_view_make(sid, strlen(sid)));
+    if (!s || s->closed || !s->app)
+        return NULL;
+    return find_socket(s->app, nsp);
+}
+
+json_t *gw_packet_args(const sio_packet *p)
+{
+    json_t *args = json_array();
+    size_t n = json_array_size(p->data);
+    for (size_t i = 1; i < n; i++)
+        json_array_append(args, json_array_get(p->data, i));
+    return args;
+}
