@@ -252,6 +252,11 @@ static void session_bury(gw_session *s)
 
 void gw__eio_close(gw_session *s, const char *reason)
 {
+    gw__eio_close_code(s, reason, 1000);
+}
+
+void gw__eio_close_code(gw_session *s, const char *reason, uint16_t ws_code)
+{
     if (s->closed)
         return;
     gw_worker *w = s->w;
@@ -269,12 +274,12 @@ void gw__eio_close(gw_session *s, const char *reason)
     s->conn = s->probe = NULL;
     if (probe) {
         probe->session = NULL;
-        gw__ws_close(probe, 1000);
+        gw__ws_close(probe, ws_code);
     }
     if (c) {
         c->session = NULL;
         if (s->transport == GW_T_WEBSOCKET) {
-            gw__ws_close(c, 1000);
+            gw__ws_close(c, ws_code);
         } else {
             /* a client that asked to close gets a noop, others the close packet */
             char body[1] = {s->client_closed ? '6' : '1'};
@@ -354,7 +359,7 @@ static int handle_packet(gw_session *s, const eio_packet *p)
 static void bad_packet(gw_session *s)
 {
     GW_STAT_ADD(s->w, closed_bad_input, 1);
-    gw__eio_close(s, "parse error");
+    gw__eio_close_code(s, "parse error", 1008);
 }
 
 static void complete_upgrade(gw_session *s, gw_conn *ws)
@@ -690,7 +695,7 @@ void gw__eio_worker_close_all(gw_worker *w)
             if (w->map[i]->closed)
                 session_bury(w->map[i]); /* a tombstone */
             else
-                gw__eio_close(w->map[i], "server shutting down");
+                gw__eio_close_code(w->map[i], "server shutting down", 1001);
         }
 }
 

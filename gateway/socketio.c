@@ -243,7 +243,7 @@ static int dispatch(gw_app_session *as, sio_packet *p)
 static void protocol_error(gw_session *s)
 {
     GW_STAT_ADD(s->w, closed_bad_input, 1);
-    gw__eio_close(s, "parse error");
+    gw__eio_close_code(s, "parse error", 1008);
 }
 
 /* ---- engine callbacks ---- */
