@@ -78,7 +78,7 @@ static void conn_event_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_update_events(gw_conn *c)
 {
     short want = 0;
-    if (c->state != GW_CLOSED && !c->read_paused)
+    if (c->state != GW_CLOSED && !c->read_paused && !c->backpressure)
         want |= EV_READ;
     if (c->out_head && c->state != GW_CLOSED)
         want |= EV_WRITE;
@@ -130,7 +130,7 @@ static void conn_read(gw_conn *c)
             GW_STAT_ADD(w, bytes_in, n);
             gw__conn_feed(c, w->scratch, (size_t)n);
             if ((c->state != GW_OPEN && c->state != GW_LINGER) || c->read_paused ||
-                (size_t)n < GW_SCRATCH)
+                c->backpressure || (size_t)n < GW_SCRATCH)
                 return;
             continue;
         }
@@ -148,7 +148,7 @@ static void conn_read(gw_conn *c)
 
 void gw__conn_read_now(gw_conn *c)
 {
-    if (c->state == GW_OPEN && !c->read_paused)
+    if (c->state == GW_OPEN && !c->read_paused && !c->backpressure)
         conn_read(c);
 }
 
@@ -200,6 +200,8 @@ int gw__conn_send_blob(gw_conn *c, gw_blob *b)
         return PR_ETOOBIG;
     }
     if (c->out_bytes > cfg->output_soft_limit) {
+        /* a peer that does not read what it asked for is not read from */
+        c->backpressure = 1;
         uint64_t now = gw__now_ms(c->w);
         if (!c->soft_since_ms) {
             c->soft_since_ms = now;
@@ -275,6 +277,8 @@ int gw__conn_flush(gw_conn *c)
         if (!c->out_head)
             c->out_tail = NULL;
     }
+    if (c->out_bytes <= c->w->cfg->output_soft_limit / 2)
+        c->backpressure = 0;
     if (!c->out_head) {
         c->soft_since_ms = 0;
         if (c->state == GW_CLOSE_AFTER_WRITE) {

@@ -111,7 +111,8 @@ struct gw_conn {
     uint8_t kind;       /* GW_CONN_* */
     uint8_t state;      /* GW_OPEN, GW_CLOSE_AFTER_WRITE, GW_CLOSED */
     uint8_t ev_flags;   /* EV_READ/EV_WRITE the event is registered with */
-    uint8_t read_paused;
+    uint8_t read_paused;  /* closing: input is no longer wanted */
+    uint8_t backpressure; /* output above the soft limit: not reading */
     uint8_t pending;    /* on the worker's flush list */
     struct event ev;
     gw_onode *out_head, *out_tail;

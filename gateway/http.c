@@ -96,9 +96,20 @@ static int on_url(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* RFC 7230 tchar. Debian's http-parser is built lenient and lets spaces
+ * into header names ("Content-Length : 0"), a request-smuggling vector. */
+static int is_tchar(unsigned char ch)
+{
+    return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+           (ch && strchr("!#$%&'*+-.^_`|~", ch));
+}
+
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     gw_http *h = H(p);
+    for (size_t i = 0; i < len; i++)
+        if (!is_tchar((unsigned char)at[i]))
+            return -1;
     if (h->in_value) {
         h->in_value = 0;
         h->field.len = 0;
@@ -128,10 +139,24 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
+/* The lenient parser does not check the "HTTP/" of the request line. */
+static int request_line_ok(const gw_http *h)
+{
+    const char *p = h->in.ptr + h->url.off + h->url.len;
+    const char *end = h->in.ptr + h->in.len;
+    static const char v[] = " HTTP/1.";
+    if ((size_t)(end - p) < sizeof v || memcmp(p, v, sizeof v - 1) != 0)
+        return 0;
+    p += sizeof v - 1;
+    return (*p == '0' || *p == '1') && p + 1 < end && (p[1] == '\r' || p[1] == '\n');
+}
+
 static int on_headers_complete(http_parser *p)
 {
     gw_http *h = H(p);
     gw_conn *c = p->data;
+    if (!request_line_ok(h))
+        return -1;
     /* Refuse an oversized body before reading it. */
     if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->w->cfg->max_payload) {
         h->too_big = 1;
@@ -191,9 +216,11 @@ static const char *status_text(int status)
     }
 }
 
-/* Appends the CORS headers this request earns under --cors-origin. */
-static void append_cors(const gw_config *cfg, pr_buf *out, pr_view origin)
+/* Appends the CORS headers this request earns under --cors-origin; a
+ * preflight (OPTIONS) also gets the methods and headers it asked for. */
+static void append_cors(const gw_config *cfg, pr_buf *out, const gw_http *h)
 {
+    pr_view origin = span_view(h, h->hdr[H_ORIGIN]);
     if (!cfg->cors_origin[0] || origin.len == 0)
         return;
     int allowed = 0;
@@ -228,6 +255,13 @@ static void append_cors(const gw_config *cfg, pr_buf *out, pr_view origin)
     }
     if (cfg->cors_credentials)
         pr_buf_appendf(out, "Access-Control-Allow-Credentials: true\r\n");
+    if (h->method == HTTP_OPTIONS && h->complete) {
+        pr_view req = span_view(h, h->hdr[H_AC_REQ_HEADERS]);
+        pr_buf_appendf(out, "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
+                            "Access-Control-Max-Age: 86400\r\n");
+        if (req.len && req.len < 256)
+            pr_buf_appendf(out, "Access-Control-Allow-Headers: %.*s\r\n", (int)req.len, req.ptr);
+    }
 }
 
 static void respond_raw(gw_conn *c, int status, const char *ctype, pr_view body, int close,
@@ -245,7 +279,7 @@ static void respond_raw(gw_conn *c, int status, const char *ctype, pr_view body,
         pr_buf_appendf(out, "Cache-Control: no-store\r\nX-Content-Type-Options: nosniff\r\n%s",
                        keep ? "" : "Connection: close\r\n");
     if (h)
-        append_cors(w->cfg, out, span_view(h, h->hdr[H_ORIGIN]));
+        append_cors(w->cfg, out, h);
     if (extra)
         pr_buf_appendf(out, "%s", extra);
     pr_buf_append(out, "\r\n", 2);
@@ -314,16 +348,8 @@ static void dispatch(gw_conn *c)
     const char *eio_path = cfg->path[0] ? cfg->path : c->w->app->default_path;
 
     if (path_is(path, eio_path)) {
-        if (h->method == HTTP_OPTIONS) {
-            char extra[512];
-            pr_view req = span_view(h, h->hdr[H_AC_REQ_HEADERS]);
-            int n = snprintf(extra, sizeof extra,
-                             "Access-Control-Allow-Methods: GET, POST, OPTIONS\r\n"
-                             "Access-Control-Max-Age: 86400\r\n");
-            if (req.len && req.len < 256)
-                snprintf(extra + n, sizeof extra - (size_t)n,
-                         "Access-Control-Allow-Headers: %.*s\r\n", (int)req.len, req.ptr);
-            respond_raw(c, 204, "", pr_view_make("", 0), 0, extra);
+        if (h->method == HTTP_OPTIONS) { /* CORS preflight */
+            respond_raw(c, 204, "", pr_view_make("", 0), 0, NULL);
             return;
         }
         int upgrade = h->parser.upgrade && h->hdr[H_UPGRADE].len == 9 &&
