@@ -102,6 +102,7 @@ typedef struct {
     uint8_t fragmented;       /* a fragmented message is in progress */
     uint8_t close_sent;
     uint8_t in_wslay;         /* inside wslay_event_recv: ctx must not be freed */
+    uint8_t peer_closed;      /* the client's close frame arrived */
 } gw_ws;
 
 struct gw_conn {
@@ -148,6 +149,7 @@ void gw__http_init_conn(gw_conn *c);
 /* Answers the current request with 101 and the given header lines. */
 void gw__http_upgrade(gw_conn *c, const char *headers);
 int gw__draining(void); /* 1 after SIGTERM: /readyz fails */
+void gw__set_draining(void);
 void gw__http_dispose_conn(gw_conn *c);
 void gw__http_on_data(gw_conn *c, const char *p, size_t n);
 /* Starts an HTTP response with status, content type and CORS headers for the

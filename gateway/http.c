@@ -287,10 +287,11 @@ static void respond_raw(gw_conn *c, int status, const char *ctype, pr_view body,
     memcpy(b->data, out->ptr, out->len);
     if (body.len)
         memcpy(b->data + out->len, body.ptr, body.len);
-    gw__conn_send_blob(c, b);
-    gw__blob_unref(b);
     if (h)
         h->responded = 1;
+    /* may close c over the output limits, and so free h */
+    gw__conn_send_blob(c, b);
+    gw__blob_unref(b);
     if (!keep)
         gw__conn_close(c, 1);
 }
@@ -339,7 +340,7 @@ static void dispatch(gw_conn *c)
 {
     gw_http *h = c->u.http;
     const gw_config *cfg = c->w->cfg;
-    pr_view url = span_view(h, h->url), path = url, query = {NULL, 0};
+    pr_view url = span_view(h, h->url), path = url, query = PR_VIEW_LIT("");
     const char *q = memchr(url.ptr, '?', url.len);
     if (q) {
         path.len = (size_t)(q - url.ptr);

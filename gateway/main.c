@@ -22,12 +22,6 @@
 static gw_config config;
 static gw_worker **workers;
 static int nworkers;
-static int draining;
-
-int gw__draining(void)
-{
-    return __atomic_load_n(&draining, __ATOMIC_RELAXED);
-}
 
 static int listen_on(const char *host, int port)
 {
@@ -90,38 +84,6 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(w->base, &tv);
 }
 
-void gw__metrics_render(pr_buf *out)
-{
-    gw_stats t = {0};
-    for (int i = 0; i < nworkers; i++) {
-        const gw_stats *s = &workers[i]->stats;
-#define SUM(f) t.f += __atomic_load_n(&s->f, __ATOMIC_RELAXED)
-        SUM(conns_open); SUM(conns_total); SUM(sessions_open); SUM(sessions_total);
-        SUM(handoffs); SUM(bytes_in); SUM(bytes_out); SUM(eio_packets_in); SUM(eio_packets_out);
-        SUM(closed_bad_input); SUM(accept_errors); SUM(conns_dropped_output);
-#undef SUM
-    }
-#define METRIC(name, type, help, v)                                                                \
-    pr_buf_appendf(out, "# HELP chat_gateway_" name " " help "\n# TYPE chat_gateway_" name " " type \
-                        "\nchat_gateway_" name " %llu\n", (unsigned long long)(v))
-    METRIC("connections", "gauge", "Open TCP connections.", t.conns_open);
-    METRIC("connections_total", "counter", "Accepted TCP connections.", t.conns_total);
-    METRIC("sessions", "gauge", "Open Engine.IO sessions.", t.sessions_open);
-    METRIC("sessions_total", "counter", "Engine.IO sessions opened.", t.sessions_total);
-    METRIC("handoffs_total", "counter", "Requests moved to the worker owning their session.",
-           t.handoffs);
-    METRIC("bytes_received_total", "counter", "Bytes read from clients.", t.bytes_in);
-    METRIC("bytes_sent_total", "counter", "Bytes written to clients.", t.bytes_out);
-    METRIC("packets_received_total", "counter", "Engine.IO messages received.", t.eio_packets_in);
-    METRIC("packets_sent_total", "counter", "Engine.IO packets queued.", t.eio_packets_out);
-    METRIC("bad_input_total", "counter", "Connections or sessions closed for bad input.",
-           t.closed_bad_input);
-    METRIC("accept_errors_total", "counter", "Accepts refused or failed.", t.accept_errors);
-    METRIC("output_limit_drops_total", "counter", "Clients cut for exceeding output limits.",
-           t.conns_dropped_output);
-#undef METRIC
-}
-
 static void *alloc_malloc(size_t n) { return pr_malloc(n); }
 static void *alloc_realloc(void *p, size_t n) { return pr_realloc(p, n); }
 static void alloc_free(void *p) { pr_free(p); }
@@ -176,7 +138,7 @@ int main(int argc, char **argv)
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    __atomic_store_n(&draining, 1, __ATOMIC_RELAXED);
+    gw__set_draining();
     GW_INFO("event=stopping signal=%d", sig);
     struct event *stops[256];
     for (int i = 0; i < nworkers; i++) {

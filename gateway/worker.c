@@ -24,6 +24,17 @@ static gw_worker **workers;
 static int nworkers;
 static int max_connections;
 static int total_conns; /* across workers; atomic */
+static int draining;    /* atomic */
+
+int gw__draining(void)
+{
+    return __atomic_load_n(&draining, __ATOMIC_RELAXED);
+}
+
+void gw__set_draining(void)
+{
+    __atomic_store_n(&draining, 1, __ATOMIC_RELAXED);
+}
 
 gw_worker *gw__worker_get(int index)
 {
@@ -333,4 +344,36 @@ void gw__worker_free(gw_worker *w)
 int gw__total_connections(void)
 {
     return __atomic_load_n(&total_conns, __ATOMIC_RELAXED);
+}
+
+void gw__metrics_render(pr_buf *out)
+{
+    gw_stats t = {0};
+    for (int i = 0; i < nworkers; i++) {
+        const gw_stats *s = &workers[i]->stats;
+#define SUM(f) t.f += __atomic_load_n(&s->f, __ATOMIC_RELAXED)
+        SUM(conns_open); SUM(conns_total); SUM(sessions_open); SUM(sessions_total);
+        SUM(handoffs); SUM(bytes_in); SUM(bytes_out); SUM(eio_packets_in); SUM(eio_packets_out);
+        SUM(closed_bad_input); SUM(accept_errors); SUM(conns_dropped_output);
+#undef SUM
+    }
+#define METRIC(name, type, help, v)                                                                \
+    pr_buf_appendf(out, "# HELP chat_gateway_" name " " help "\n# TYPE chat_gateway_" name " " type \
+                        "\nchat_gateway_" name " %llu\n", (unsigned long long)(v))
+    METRIC("connections", "gauge", "Open TCP connections.", t.conns_open);
+    METRIC("connections_total", "counter", "Accepted TCP connections.", t.conns_total);
+    METRIC("sessions", "gauge", "Open Engine.IO sessions.", t.sessions_open);
+    METRIC("sessions_total", "counter", "Engine.IO sessions opened.", t.sessions_total);
+    METRIC("handoffs_total", "counter", "Requests moved to the worker owning their session.",
+           t.handoffs);
+    METRIC("bytes_received_total", "counter", "Bytes read from clients.", t.bytes_in);
+    METRIC("bytes_sent_total", "counter", "Bytes written to clients.", t.bytes_out);
+    METRIC("packets_received_total", "counter", "Engine.IO messages received.", t.eio_packets_in);
+    METRIC("packets_sent_total", "counter", "Engine.IO packets queued.", t.eio_packets_out);
+    METRIC("bad_input_total", "counter", "Connections or sessions closed for bad input.",
+           t.closed_bad_input);
+    METRIC("accept_errors_total", "counter", "Accepts refused or failed.", t.accept_errors);
+    METRIC("output_limit_drops_total", "counter", "Clients cut for exceeding output limits.",
+           t.conns_dropped_output);
+#undef METRIC
 }

@@ -18,6 +18,8 @@
 
 #include "gw.h"
 
+static void send_close_frame(gw_conn *c, uint16_t code);
+
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 void gw__ws_accept(gw_conn *c, pr_view key)
@@ -131,7 +133,8 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
         gw__eio_on_ws_binary(c, data);
         break;
     case WSLAY_CONNECTION_CLOSE:
-        gw__ws_close(c, 1000);
+        /* answered after wslay_event_send, so a ping before it gets its pong */
+        c->u.ws.peer_closed = 1;
         break;
     default:
         break; /* ping and pong: wslay answers pings itself */
@@ -171,14 +174,23 @@ static void ws_feed(gw_conn *c, const char *p, size_t n)
         rc = wslay_event_send(ws->ctx);
     ws->in_wslay = 0;
     c->w->feed.n = 0;
-    if (c->state != GW_OPEN)
+    if (c->state != GW_OPEN) {
+        ctx_release(c); /* closed inside wslay: its dispose had to wait */
         return;
+    }
     if (rc != 0) {
         GW_STAT_ADD(c->w, closed_bad_input, 1);
         gw__ws_close(c, 1002);
         return;
     }
-    if (!wslay_event_get_read_enabled(ws->ctx) || wslay_event_get_close_sent(ws->ctx)) {
+    if (ws->peer_closed) {
+        /* wslay has sent what it owed before the close (pongs) and its own
+         * close reply; make sure a close frame went out either way */
+        if (!wslay_event_get_close_sent(ws->ctx))
+            send_close_frame(c, 1000);
+        ws->close_sent = 1;
+        gw__conn_close(c, 1);
+    } else if (!wslay_event_get_read_enabled(ws->ctx) || wslay_event_get_close_sent(ws->ctx)) {
         /* wslay refused the message (e.g. 1009 over max length) and queued
          * its close frame, which send_cb has passed on. */
         GW_STAT_ADD(c->w, closed_bad_input, 1);
