@@ -39,6 +39,9 @@ typedef struct gw_app {
     /* Optional per-worker state, created on the worker's thread. */
     int (*worker_init)(gw_worker *w, void **state);
     void (*worker_dispose)(gw_worker *w, void *state);
+    /* Optional: 0 while the app cannot serve (e.g. Redis down); read from any
+     * thread by /readyz, so it must only read atomics. */
+    int (*ready)(gw_worker *w);
 
     /* Engine.IO level */
     void (*on_eio_open)(gw_session *s);
@@ -56,10 +59,14 @@ typedef struct gw_app {
 const gw_app *gw_app_find(const char *name);
 extern const gw_app gw_app_engine_echo;
 extern const gw_app gw_app_socketio_echo;
+extern const gw_app gw_app_chat;
 
 /* ---- Engine.IO level ---- */
 int gw_session_send(gw_session *s, int binary, pr_view data);
 const char *gw_session_sid(const gw_session *s);
+/* Bearer token of the handshake request (Authorization header or "token"
+ * cookie), available to on_connect of the first namespace; NULL if none. */
+const char *gw_session_http_token(const gw_session *s);
 void gw_session_close(gw_session *s);
 
 /* ---- Socket.IO level ---- */

@@ -147,7 +147,8 @@ const gw_app gw_app_socketio_echo = {
 
 const gw_app *gw_app_find(const char *name)
 {
-    static const gw_app *const apps[] = {&gw_app_engine_echo, &gw_app_socketio_echo};
+    static const gw_app *const apps[] = {&gw_app_chat, &gw_app_engine_echo,
+                                         &gw_app_socketio_echo};
     for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
         if (!strcmp(apps[i]->name, name))
             return apps[i];

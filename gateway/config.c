@@ -29,7 +29,7 @@ typedef struct {
 static const setting settings[] = {
     {"listen", "CHAT_LISTEN", T_HOSTPORT, OFF(listen_host), 0, 0, "0.0.0.0:3000", NULL,
      "address and port to listen on (HOST:PORT)"},
-    {"app", "CHAT_APP", T_ENUM, OFF(app), 0, 0, "socketio-echo", "engine-echo|socketio-echo",
+    {"app", "CHAT_APP", T_ENUM, OFF(app), 0, 0, "chat", "chat|engine-echo|socketio-echo",
      "application to run"},
     {"path", "CHAT_PATH", T_STR, OFF(path), 0, 0, "",
      NULL, "Engine.IO request path (default: /engine.io/ for engine-echo, else /socket.io/)"},
@@ -63,7 +63,23 @@ static const setting settings[] = {
     {"log-level", "CHAT_LOG_LEVEL", T_ENUM, OFF(log_level), 0, 0, "info",
      "debug|info|warn|error", "log verbosity"},
     {"node-id", "CHAT_NODE_ID", T_STR, OFF(node_id), 0, 0, "", NULL,
-     "name of this node in logs and metrics (default: HOSTNAME-PID)"},
+     "name of this node in logs, metrics and presence (default: HOSTNAME-PID)"},
+    {"auth", "CHAT_AUTH", T_ENUM, OFF(auth), 0, 0, "jwt", "jwt|insecure-dev",
+     "chat: jwt, or insecure-dev to trust userId/firstName from payloads (tutorials only)"},
+    {"jwt-secret", "CHAT_JWT_SECRET", T_STR, OFF(jwt_secret), 0, 0, "", NULL,
+     "chat: HS256 secret of the tokens (required with --auth jwt)"},
+    {"room-secret", "CHAT_ROOM_SECRET", T_STR, OFF(room_secret), 0, 0, "", NULL,
+     "chat: key of direct-room ids (default: derived from --jwt-secret)"},
+    {"redis", "CHAT_REDIS_URL", T_STR, OFF(redis_url), 0, 0, "redis://127.0.0.1:6379", NULL,
+     "chat: Redis shared by every gateway, redis://[:password@]host[:port][/db]"},
+    {"presence-ttl", "CHAT_PRESENCE_TTL", T_UINT, OFF(presence_ttl_ms), 300, 3600000, "15000",
+     NULL, "chat: milliseconds after which a dead gateway's users count as offline"},
+    {"rate-limit", "CHAT_RATE_LIMIT", T_UINT, OFF(rate_limit), 1, 1000000, "20", NULL,
+     "chat: events per second one connection may send (token bucket rate)"},
+    {"rate-burst", "CHAT_RATE_BURST", T_UINT, OFF(rate_burst), 1, 1000000, "40", NULL,
+     "chat: events one connection may send at once (token bucket size)"},
+    {"max-text-length", "CHAT_MAX_TEXT_LENGTH", T_SIZE, OFF(max_text_length), 1, 1u << 20,
+     "4000", NULL, "chat: longest message text, in bytes"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -239,6 +255,16 @@ int gw_config_load(gw_config *cfg, int argc, char **argv)
     if (cfg->path[0] && (cfg->path[0] != '/' || cfg->path[strlen(cfg->path) - 1] != '/')) {
         fprintf(stderr, "chat-gateway: invalid value for --path: '%s': must start and end with /\n",
                 cfg->path);
+        return -1;
+    }
+    if (!strcmp(cfg->app, "chat") && !strcmp(cfg->auth, "jwt") && !cfg->jwt_secret[0]) {
+        fprintf(stderr, "chat-gateway: missing value for --jwt-secret (CHAT_JWT_SECRET): "
+                        "required with --auth jwt (or use --auth insecure-dev for tutorials)\n");
+        return -1;
+    }
+    if (!strcmp(cfg->app, "chat") && cfg->max_text_length + 1024 > cfg->max_payload) {
+        fprintf(stderr, "chat-gateway: invalid value for --max-text-length: %zu leaves no room "
+                        "in --max-payload %zu\n", cfg->max_text_length, cfg->max_payload);
         return -1;
     }
     if (cfg->workers == 0) {

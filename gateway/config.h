@@ -29,6 +29,15 @@ typedef struct gw_config {
     unsigned output_soft_seconds;
     char log_level[16];
     char node_id[64];
+    /* chat */
+    char auth[16];          /* "jwt" or "insecure-dev" */
+    char jwt_secret[512];
+    char room_secret[512];
+    char redis_url[512];
+    unsigned presence_ttl_ms;
+    unsigned rate_limit;    /* events per second per connection */
+    unsigned rate_burst;
+    size_t max_text_length;
 } gw_config;
 
 /*

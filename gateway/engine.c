@@ -314,6 +314,7 @@ void gw__eio_reap(gw_worker *w)
     while (w->session_graveyard) {
         gw_session *s = w->session_graveyard;
         w->session_graveyard = s->next;
+        pr_free(s->http_token);
         pr_free(s);
     }
 }
@@ -564,7 +565,7 @@ static void handle_post(gw_conn *c, gw_session *s, pr_view body)
 }
 
 void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body, int is_upgrade,
-                            pr_view ws_key)
+                            pr_view ws_key, pr_view token)
 {
     gw_worker *w = c->w;
     pr_view eio = query_param(query, "EIO"), transport = query_param(query, "transport"),
@@ -597,6 +598,8 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
             return;
         }
         gw_session *s = session_new(w, t);
+        if (token.len && token.len <= 4096 && w->app->socketio)
+            s->http_token = pr_strndup(token.ptr, token.len); /* for the app's CONNECT */
         if (t == GW_T_WEBSOCKET) {
             gw__ws_accept(c, ws_key);
             s->conn = c;
@@ -720,6 +723,11 @@ int gw_session_send(gw_session *s, int binary, pr_view data)
 const char *gw_session_sid(const gw_session *s)
 {
     return s->sid;
+}
+
+const char *gw_session_http_token(const gw_session *s)
+{
+    return s->http_token;
 }
 
 void gw_session_close(gw_session *s)

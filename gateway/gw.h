@@ -210,11 +210,12 @@ struct gw_session {
     struct gw_session *map_next;
     struct gw_session *next; /* poll flush list or graveyard */
     gw_app_session *app;   /* owned by the app layer (socket.io) */
+    char *http_token;      /* bearer token of the handshake request, until CONNECT */
 };
 
 /* HTTP entry points of the engine; c is the request's connection. */
 void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body, int is_upgrade,
-                            pr_view ws_key);
+                            pr_view ws_key, pr_view token);
 void gw__eio_on_ws_text(gw_conn *c, pr_view data);
 void gw__eio_on_ws_binary(gw_conn *c, pr_view data);
 void gw__eio_on_ws_closed(gw_conn *c);      /* the WebSocket went away */
@@ -286,6 +287,7 @@ int gw__worker_run(gw_worker *w);
 void gw__worker_free(gw_worker *w);
 void gw__worker_reap(gw_worker *w); /* frees the graveyards */
 int gw__total_connections(void);
+int gw__app_ready(void); /* every worker's app says ready (e.g. Redis is up) */
 void gw__worker_schedule_flush(gw_worker *w);
 void gw__worker_handoff(gw_worker *from, int to_index, int fd, pr_view bytes);
 gw_worker *gw__worker_get(int index);

@@ -20,13 +20,15 @@ enum {
     H_WS_KEY,
     H_WS_VERSION,
     H_AC_REQ_HEADERS,
+    H_AUTHORIZATION,
+    H_COOKIE,
     H_COUNT,
     H_OTHER = H_COUNT,
 };
 
 static const char *const header_names[H_COUNT] = {
     "origin", "upgrade", "sec-websocket-key", "sec-websocket-version",
-    "access-control-request-headers",
+    "access-control-request-headers", "authorization", "cookie",
 };
 
 typedef struct {
@@ -336,6 +338,33 @@ static int path_is(pr_view path, const char *want)
     return n > 1 && want[n - 1] == '/' && path.len == n - 1 && !memcmp(path.ptr, want, n - 1);
 }
 
+/* The bearer token of the request: "Authorization: Bearer <t>", else the
+ * "token" cookie. Empty when neither is present. */
+static pr_view request_token(const gw_http *h)
+{
+    pr_view a = span_view(h, h->hdr[H_AUTHORIZATION]);
+    if (a.len > 7 && !strncasecmp(a.ptr, "Bearer ", 7)) {
+        pr_view t = pr_view_make(a.ptr + 7, a.len - 7);
+        while (t.len && t.ptr[0] == ' ') {
+            t.ptr++;
+            t.len--;
+        }
+        return t;
+    }
+    pr_view ck = span_view(h, h->hdr[H_COOKIE]);
+    const char *p = ck.ptr, *end = ck.ptr + ck.len;
+    while (p && p < end) {
+        while (p < end && (*p == ' ' || *p == ';'))
+            p++;
+        const char *semi = memchr(p, ';', (size_t)(end - p));
+        const char *e = semi ? semi : end;
+        if (e - p > 6 && !memcmp(p, "token=", 6))
+            return pr_view_make(p + 6, (size_t)(e - p - 6));
+        p = semi ? semi + 1 : NULL;
+    }
+    return pr_view_make("", 0);
+}
+
 static void dispatch(gw_conn *c)
 {
     gw_http *h = c->u.http;
@@ -364,7 +393,7 @@ static void dispatch(gw_conn *c)
             }
         }
         gw__eio_handle_request(c, h->method, query, pr_buf_view(&h->body), upgrade,
-                               span_view(h, h->hdr[H_WS_KEY]));
+                               span_view(h, h->hdr[H_WS_KEY]), request_token(h));
         return;
     }
     if (path_is(path, "/healthz") && h->method == HTTP_GET) {
@@ -372,7 +401,7 @@ static void dispatch(gw_conn *c)
         return;
     }
     if (path_is(path, "/readyz") && h->method == HTTP_GET) {
-        int ready = !gw__draining();
+        int ready = !gw__draining() && gw__app_ready();
         gw__http_respond(c, ready ? 200 : 503, "text/plain",
                          ready ? PR_VIEW_LIT("ready\n") : PR_VIEW_LIT("draining\n"), 0);
         return;

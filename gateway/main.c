@@ -15,9 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "chat.h"
 #include "gw.h"
+#include "jwt.h"
+#include "redis.h"
 
 static gw_config config;
 static gw_worker **workers;
@@ -88,8 +92,107 @@ static void *alloc_malloc(size_t n) { return pr_malloc(n); }
 static void *alloc_realloc(void *p, size_t n) { return pr_realloc(p, n); }
 static void alloc_free(void *p) { pr_free(p); }
 
+/* Finds --name VALUE or --name=VALUE in argv; else the environment. */
+static const char *sub_opt(int argc, char **argv, const char *name, const char *env)
+{
+    size_t n = strlen(name);
+    for (int i = 2; i < argc; i++)
+        if (!strncmp(argv[i], "--", 2) && !strncmp(argv[i] + 2, name, n)) {
+            if (argv[i][2 + n] == '=')
+                return argv[i] + 3 + n;
+            if (argv[i][2 + n] == '\0' && i + 1 < argc)
+                return argv[i + 1];
+        }
+    return env ? getenv(env) : NULL;
+}
+
+/* chat-gateway token --user ID --name NAME [--ttl SECONDS] [--jwt-secret S] */
+static int cmd_token(int argc, char **argv)
+{
+    const char *user = sub_opt(argc, argv, "user", NULL);
+    const char *name = sub_opt(argc, argv, "name", NULL);
+    const char *ttl_s = sub_opt(argc, argv, "ttl", NULL);
+    const char *secret = sub_opt(argc, argv, "jwt-secret", "CHAT_JWT_SECRET");
+    if (!user || !chat_id_valid(user, strlen(user))) {
+        fprintf(stderr, "chat-gateway token: --user ID is required (printable ASCII, no spaces, "
+                        "at most %d bytes)\n", CHAT_ID_MAX);
+        return 2;
+    }
+    if (!secret || !*secret) {
+        fprintf(stderr, "chat-gateway token: --jwt-secret (CHAT_JWT_SECRET) is required\n");
+        return 2;
+    }
+    char *end = NULL;
+    long long ttl = ttl_s ? strtoll(ttl_s, &end, 10) : 86400;
+    if (ttl_s && (*end || end == ttl_s)) {
+        fprintf(stderr, "chat-gateway token: invalid value for --ttl: '%s'\n", ttl_s);
+        return 2;
+    }
+    int64_t now = (int64_t)time(NULL);
+    pr_buf out;
+    pr_buf_init(&out, PR_JWT_MAX);
+    int rc = pr_jwt_sign_hs256(&out, pr_view_make(secret, strlen(secret)), user, name ? name : "",
+                               now, now + ttl);
+    if (rc == 0)
+        printf("%.*s\n", (int)out.len, out.ptr);
+    else
+        fprintf(stderr, "chat-gateway token: cannot sign: %s\n", pr_strerror(rc));
+    pr_buf_dispose(&out);
+    return rc == 0 ? 0 : 1;
+}
+
+/* chat-gateway announce --text TEXT [--redis URL]: every connected socket of
+ * every gateway receives `announcement` {text} (the "to every socket" emit). */
+static int cmd_announce(int argc, char **argv)
+{
+    const char *text = sub_opt(argc, argv, "text", NULL);
+    const char *url = sub_opt(argc, argv, "redis", "CHAT_REDIS_URL");
+    gw_redis_addr addr;
+    if (!text) {
+        fprintf(stderr, "chat-gateway announce: --text TEXT is required\n");
+        return 2;
+    }
+    if (gw_redis_parse_url(url ? url : "redis://127.0.0.1:6379", &addr) != 0) {
+        fprintf(stderr, "chat-gateway announce: invalid value for --redis\n");
+        return 2;
+    }
+    json_t *data = json_pack("[s{ss}]", "announcement", "text", text);
+    pr_buf pkt, env;
+    pr_buf_init(&pkt, 1 << 20);
+    pr_buf_init(&env, 1 << 20);
+    chat_env h = {PR_VIEW_LIT("all"), PR_VIEW_LIT(""), PR_VIEW_LIT("")};
+    int rc = sio_encode(&pkt, SIO_EVENT, "/", -1, 0, data);
+    if (rc == 0)
+        rc = chat_env_encode(&env, &h, pr_buf_view(&pkt));
+    json_decref(data);
+    redisContext *rc_ctx = rc == 0 ? redisConnect(addr.host, addr.port) : NULL;
+    int status = 1;
+    if (rc_ctx && !rc_ctx->err) {
+        if (addr.password[0])
+            freeReplyObject(redisCommand(rc_ctx, "AUTH %s", addr.password));
+        redisReply *rep = redisCommand(rc_ctx, "PUBLISH chat:all %b", env.ptr, env.len);
+        if (rep && rep->type == REDIS_REPLY_INTEGER) {
+            printf("delivered to %lld gateway workers\n", rep->integer);
+            status = 0;
+        }
+        freeReplyObject(rep);
+    }
+    if (status)
+        fprintf(stderr, "chat-gateway announce: cannot publish to %s:%d\n", addr.host, addr.port);
+    if (rc_ctx)
+        redisFree(rc_ctx);
+    pr_buf_dispose(&pkt);
+    pr_buf_dispose(&env);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
+    pr_alloc_install_jansson();
+    if (argc > 1 && !strcmp(argv[1], "token"))
+        return cmd_token(argc, argv);
+    if (argc > 1 && !strcmp(argv[1], "announce"))
+        return cmd_announce(argc, argv);
     int rc = gw_config_load(&config, argc, argv);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
@@ -99,7 +202,23 @@ int main(int argc, char **argv)
         return 2;
     }
     gw_log_set_node(config.node_id);
-    pr_alloc_install_jansson();
+    if (app == &gw_app_chat) {
+        gw_redis_addr addr;
+        if (gw_redis_parse_url(config.redis_url, &addr) != 0) {
+            fprintf(stderr, "chat-gateway: invalid value for --redis (CHAT_REDIS_URL): '%s': "
+                            "expected redis://[:password@]host[:port][/db]\n", config.redis_url);
+            return 2;
+        }
+        if (!chat_id_valid(config.node_id, strlen(config.node_id))) {
+            fprintf(stderr, "chat-gateway: invalid value for --node-id: '%s': printable ASCII "
+                            "without spaces\n", config.node_id);
+            return 2;
+        }
+        if (!strcmp(config.auth, "insecure-dev"))
+            GW_WARN("event=INSECURE_AUTH msg=\"--auth insecure-dev: identities come from event "
+                    "payloads and anyone can act as anyone. For tutorials only: never expose this "
+                    "gateway.\"");
+    }
     event_set_mem_functions(alloc_malloc, alloc_realloc, alloc_free);
     if (evthread_use_pthreads() != 0) {
         GW_ERROR("event=evthread_init_failed");

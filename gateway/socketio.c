@@ -181,6 +181,8 @@ static void on_connect(gw_app_session *as, sio_packet *p)
     sock->next = as->sockets;
     as->sockets = sock;
     gw__tq_del(&s->w->connect_tq, &as->connect_node);
+    pr_free(s->http_token); /* the app has had it; idle sessions keep no token */
+    s->http_token = NULL;
     json_t *reply = json_pack("{s:s}", "sid", sock->id);
     send_packet(sock, SIO_CONNECT, -1, reply, NULL, 0);
     json_decref(reply);

@@ -317,10 +317,13 @@ int gw__worker_run(gw_worker *w)
 
 void gw__worker_free(gw_worker *w)
 {
+    /* sessions and connections go first: their close callbacks use the app */
+    gw__eio_worker_close_all(w);
+    gw__conn_close_all(w);
+    gw__worker_reap(w);
     if (w->app->worker_dispose)
         w->app->worker_dispose(w, w->app_worker);
     gw__eio_worker_dispose(w);
-    gw__conn_close_all(w);
     gw__worker_reap(w);
     gw__tq_dispose(&w->http_idle_tq);
     gw__tq_dispose(&w->linger_tq);
@@ -339,6 +342,14 @@ void gw__worker_free(gw_worker *w)
     pr_buf_dispose(&w->enc);
     pr_free(w->scratch);
     pr_free(w);
+}
+
+int gw__app_ready(void)
+{
+    for (int i = 0; i < nworkers; i++)
+        if (workers[i]->app->ready && !workers[i]->app->ready(workers[i]))
+            return 0;
+    return 1;
 }
 
 int gw__total_connections(void)

@@ -77,6 +77,11 @@ size_t pr_base64_encoded_len(size_t n);
 int pr_base64_encode(pr_buf *out, pr_view in);
 /* Strict: rejects bad characters, bad padding and bad length with PR_EINVAL. */
 int pr_base64_decode(pr_buf *out, pr_view in);
+/* Base64url (RFC 4648 section 5) without padding, as in JWTs. The decoder is
+ * as strict: '=', '+', '/' and non-canonical trailing bits are PR_EINVAL. */
+size_t pr_base64url_encoded_len(size_t n);
+int pr_base64url_encode(pr_buf *out, pr_view in);
+int pr_base64url_decode(pr_buf *out, pr_view in);
 
 /* 1 if the bytes are well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int pr_utf8_valid(const char *p, size_t n);

@@ -1,0 +1,381 @@
+/* redis.c - command and subscription connections with reconnects. */
+#include "redis.h"
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gw.h"
+
+typedef struct chan {
+    struct chan *next;
+    unsigned refs;
+    size_t len;
+    char name[];
+} chan;
+
+enum { LINK_CMD = 0, LINK_SUB = 1 };
+
+typedef struct {
+    gw_redis *r;
+    int kind;
+    redisAsyncContext *ac; /* NULL while down */
+    int up;
+    unsigned failures;
+    struct event *retry;
+} link_t;
+
+struct gw_redis {
+    gw_worker *w;
+    gw_redis_addr addr;
+    link_t link[2];
+    int ready; /* atomic: both links up */
+    chan **chans;
+    size_t nbuckets, nchans;
+    gw_redis_message_cb on_message;
+    gw_redis_ready_cb on_ready;
+    void *arg;
+    unsigned seed;
+};
+
+int gw_redis_parse_url(const char *url, gw_redis_addr *out)
+{
+    memset(out, 0, sizeof *out);
+    out->port = 6379;
+    const char *p = url;
+    if (!strncmp(p, "redis://", 8))
+        p += 8;
+    else
+        return PR_EINVAL;
+    const char *at = strrchr(p, '@');
+    if (at) {
+        const char *pw = p;
+        if (*pw == ':')
+            pw++;
+        else if (memchr(p, ':', (size_t)(at - p))) /* user:password: user ignored */
+            pw = memchr(p, ':', (size_t)(at - p)) + 1;
+        size_t n = (size_t)(at - pw);
+        if (n >= sizeof out->password)
+            return PR_EINVAL;
+        memcpy(out->password, pw, n);
+        p = at + 1;
+    }
+    const char *slash = strchr(p, '/');
+    const char *end = slash ? slash : p + strlen(p);
+    const char *colon = memchr(p, ':', (size_t)(end - p));
+    const char *hend = colon ? colon : end;
+    if (hend == p || (size_t)(hend - p) >= sizeof out->host)
+        return PR_EINVAL;
+    memcpy(out->host, p, (size_t)(hend - p));
+    if (colon) {
+        char *e;
+        long port = strtol(colon + 1, &e, 10);
+        if (e != end || port < 1 || port > 65535)
+            return PR_EINVAL;
+        out->port = (int)port;
+    }
+    if (slash && slash[1]) {
+        char *e;
+        long db = strtol(slash + 1, &e, 10);
+        if (*e || db < 0 || db > 1000)
+            return PR_EINVAL;
+        out->db = (int)db;
+    }
+    return 0;
+}
+
+/* ---- channel set ---- */
+
+static size_t chan_hash(pr_view v)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < v.len; i++)
+        h = (h ^ (unsigned char)v.ptr[i]) * 1099511628211ull;
+    return (size_t)h;
+}
+
+static chan **chan_slot(gw_redis *r, pr_view name)
+{
+    chan **pp = &r->chans[chan_hash(name) & (r->nbuckets - 1)];
+    while (*pp && !((*pp)->len == name.len && !memcmp((*pp)->name, name.ptr, name.len)))
+        pp = &(*pp)->next;
+    return pp;
+}
+
+static void chan_grow(gw_redis *r)
+{
+    size_t n = r->nbuckets * 2;
+    chan **nb = pr_calloc(n, sizeof *nb);
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (chan *c = r->chans[i], *next; c; c = next) {
+            next = c->next;
+            size_t b = chan_hash(pr_view_make(c->name, c->len)) & (n - 1);
+            c->next = nb[b];
+            nb[b] = c;
+        }
+    pr_free(r->chans);
+    r->chans = nb;
+    r->nbuckets = n;
+}
+
+/* ---- links ---- */
+
+static void link_connect(link_t *l);
+
+static void update_ready(gw_redis *r)
+{
+    int ready = r->link[LINK_CMD].up && r->link[LINK_SUB].up;
+    int was = __atomic_exchange_n(&r->ready, ready, __ATOMIC_RELAXED);
+    if (ready && !was) {
+        GW_INFO("event=redis_ready worker=%d host=%s port=%d", r->w->index, r->addr.host,
+                r->addr.port);
+        if (r->on_ready)
+            r->on_ready(r, r->arg);
+    } else if (!ready && was) {
+        GW_WARN("event=redis_down worker=%d", r->w->index);
+    }
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    link_connect(arg);
+}
+
+static void link_schedule_retry(link_t *l)
+{
+    gw_redis *r = l->r;
+    unsigned shift = l->failures < 6 ? l->failures : 6;
+    unsigned base = 100u << shift;
+    if (base > 5000)
+        base = 5000;
+    /* jitter: 50..100% of the backoff, so nodes do not reconnect in step */
+    unsigned ms = base / 2 + (unsigned)(rand_r(&r->seed) % (base / 2 + 1));
+    l->failures++;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(l->retry, &tv);
+}
+
+static void sub_message_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    gw_redis *r = ac->data ? ((link_t *)ac->data)->r : NULL;
+    redisReply *rep = reply;
+    if (!r || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
+        return;
+    redisReply *kind = rep->element[0], *ch = rep->element[1], *msg = rep->element[2];
+    if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 ||
+        ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
+        return;
+    r->on_message(r, pr_view_make(ch->str, ch->len), pr_view_make(msg->str, msg->len), r->arg);
+    gw__worker_schedule_flush(r->w);
+}
+
+/* SUBSCRIBE or UNSUBSCRIBE a batch of channels on the subscription link. */
+static void sub_send(gw_redis *r, const char *verb, const pr_view *names, size_t n)
+{
+    link_t *l = &r->link[LINK_SUB];
+    if (!l->up || n == 0)
+        return;
+    const char **argv = pr_malloc((n + 1) * sizeof *argv);
+    size_t *lens = pr_malloc((n + 1) * sizeof *lens);
+    argv[0] = verb;
+    lens[0] = strlen(verb);
+    for (size_t i = 0; i < n; i++) {
+        argv[i + 1] = names[i].ptr;
+        lens[i + 1] = names[i].len;
+    }
+    redisAsyncCommandArgv(l->ac, !strcmp(verb, "SUBSCRIBE") ? sub_message_cb : NULL, NULL,
+                          (int)(n + 1), argv, lens);
+    pr_free(argv);
+    pr_free(lens);
+}
+
+static void resubscribe_all(gw_redis *r)
+{
+    pr_view batch[512];
+    size_t n = 0;
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (chan *c = r->chans[i]; c; c = c->next) {
+            batch[n++] = pr_view_make(c->name, c->len);
+            if (n == 512) {
+                sub_send(r, "SUBSCRIBE", batch, n);
+                n = 0;
+            }
+        }
+    sub_send(r, "SUBSCRIBE", batch, n);
+}
+
+static void connect_cb(const redisAsyncContext *ac, int status)
+{
+    link_t *l = ac->data;
+    if (!l)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees the context after this callback */
+        GW_DEBUG("event=redis_connect_failed worker=%d link=%d err=\"%s\"", l->r->w->index,
+                 l->kind, ac->errstr);
+        l->ac = NULL;
+        link_schedule_retry(l);
+        return;
+    }
+    l->up = 1;
+    l->failures = 0;
+    if (l->kind == LINK_SUB)
+        resubscribe_all(l->r);
+    update_ready(l->r);
+}
+
+static void disconnect_cb(const redisAsyncContext *ac, int status)
+{
+    (void)status;
+    link_t *l = ac->data;
+    if (!l)
+        return; /* freed on purpose */
+    GW_DEBUG("event=redis_disconnected worker=%d link=%d", l->r->w->index, l->kind);
+    l->ac = NULL;
+    l->up = 0;
+    update_ready(l->r);
+    link_schedule_retry(l);
+}
+
+static void link_connect(link_t *l)
+{
+    gw_redis *r = l->r;
+    redisAsyncContext *ac = redisAsyncConnect(r->addr.host, r->addr.port);
+    if (!ac || ac->err) {
+        if (ac)
+            redisAsyncFree(ac);
+        link_schedule_retry(l);
+        return;
+    }
+    ac->data = l;
+    l->ac = ac;
+    redisLibeventAttach(ac, r->w->base);
+    redisAsyncSetConnectCallback(ac, connect_cb);
+    redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+    /* queued in order before anything else the link will carry */
+    if (r->addr.password[0])
+        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", r->addr.password);
+    if (r->addr.db)
+        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", r->addr.db);
+}
+
+/* ---- public ---- */
+
+gw_redis *gw_redis_new(gw_worker *w, const gw_redis_addr *addr, gw_redis_message_cb on_message,
+                       gw_redis_ready_cb on_ready, void *arg)
+{
+    gw_redis *r = pr_calloc(1, sizeof *r);
+    r->w = w;
+    r->addr = *addr;
+    r->on_message = on_message;
+    r->on_ready = on_ready;
+    r->arg = arg;
+    r->seed = (unsigned)(w->index * 7919 + (int)gw__now_ms(w));
+    r->nbuckets = 256;
+    r->chans = pr_calloc(r->nbuckets, sizeof *r->chans);
+    for (int k = 0; k < 2; k++) {
+        link_t *l = &r->link[k];
+        l->r = r;
+        l->kind = k;
+        l->retry = evtimer_new(w->base, retry_cb, l);
+        link_connect(l);
+    }
+    return r;
+}
+
+void gw_redis_free(gw_redis *r)
+{
+    for (int k = 0; k < 2; k++) {
+        link_t *l = &r->link[k];
+        evtimer_del(l->retry);
+        event_free(l->retry);
+        if (l->ac) {
+            redisAsyncContext *ac = l->ac;
+            l->ac = NULL;
+            l->up = 0;
+            ac->data = NULL; /* callbacks of a context freed on purpose do nothing */
+            redisAsyncFree(ac); /* pending callbacks run with NULL replies */
+        }
+    }
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (chan *c = r->chans[i], *next; c; c = next) {
+            next = c->next;
+            pr_free(c);
+        }
+    pr_free(r->chans);
+    pr_free(r);
+}
+
+int gw_redis_ready(const gw_redis *r)
+{
+    return __atomic_load_n(&r->ready, __ATOMIC_RELAXED);
+}
+
+typedef struct {
+    gw_redis *r;
+    gw_redis_reply_cb cb;
+    void *arg;
+} cmd_ctx;
+
+static void command_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)ac;
+    cmd_ctx *x = privdata;
+    x->cb(x->r, reply, x->arg);
+    gw__worker_schedule_flush(x->r->w);
+    pr_free(x);
+}
+
+int gw_redis_command(gw_redis *r, gw_redis_reply_cb cb, void *arg, int argc, const char **argv,
+                     const size_t *argvlen)
+{
+    link_t *l = &r->link[LINK_CMD];
+    if (!l->up)
+        return PR_ECLOSED;
+    cmd_ctx *x = NULL;
+    if (cb) {
+        x = pr_malloc(sizeof *x);
+        x->r = r;
+        x->cb = cb;
+        x->arg = arg;
+    }
+    if (redisAsyncCommandArgv(l->ac, cb ? command_cb : NULL, x, argc, argv, argvlen) != REDIS_OK) {
+        pr_free(x);
+        return PR_EIO;
+    }
+    return 0;
+}
+
+void gw_redis_subscribe(gw_redis *r, pr_view channel)
+{
+    chan **pp = chan_slot(r, channel);
+    if (*pp) {
+        (*pp)->refs++;
+        return;
+    }
+    chan *c = pr_malloc(sizeof *c + channel.len);
+    c->next = NULL;
+    c->refs = 1;
+    c->len = channel.len;
+    memcpy(c->name, channel.ptr, channel.len);
+    *pp = c;
+    if (++r->nchans > r->nbuckets)
+        chan_grow(r);
+    sub_send(r, "SUBSCRIBE", &channel, 1);
+}
+
+void gw_redis_unsubscribe(gw_redis *r, pr_view channel)
+{
+    chan **pp = chan_slot(r, channel);
+    chan *c = *pp;
+    if (!c || --c->refs > 0)
+        return;
+    *pp = c->next;
+    r->nchans--;
+    sub_send(r, "UNSUBSCRIBE", &channel, 1);
+    pr_free(c);
+}
