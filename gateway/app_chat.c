@@ -619,22 +619,55 @@ typedef struct {
     char id[48];
     char room[CHAT_ID_MAX + 1];
     char created[48];
+    pr_buf pkt; /* the encoded messageReceived */
 } send_ctx;
+
+static void send_ctx_free(send_ctx *x)
+{
+    pr_buf_dispose(&x->pkt);
+    pr_free(x);
+}
+
+static void send_failed(send_ctx *x)
+{
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    if (sock)
+        reply_error(sock, "sendMessage", x->ack_id, "unavailable");
+    send_ctx_free(x);
+}
 
 static void published_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
     send_ctx *x = arg;
-    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
-    if (sock) {
-        if (rep && rep->type == REDIS_REPLY_INTEGER)
-            reply_ok(sock, x->ack_id,
-                     json_pack("{ssssss}", "id", x->id, "roomId", x->room, "createdAt",
-                               x->created));
-        else
-            reply_error(sock, "sendMessage", x->ack_id, "unavailable");
+    if (!rep || rep->type != REDIS_REPLY_INTEGER) {
+        send_failed(x);
+        return;
     }
-    pr_free(x);
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    if (sock)
+        reply_ok(sock, x->ack_id,
+                 json_pack("{ssssss}", "id", x->id, "roomId", x->room, "createdAt", x->created));
+    send_ctx_free(x);
+}
+
+/* The sender's own socket is subscribed to the room: publish. */
+static void send_subscribed(gw_redis *r, int ok, void *arg)
+{
+    (void)r;
+    send_ctx *x = arg;
+    if (!ok || publish_env(x->cw, x->room, NULL, pr_buf_view(&x->pkt), published_cb, x) != 0)
+        send_failed(x);
+}
+
+/* Runs done once the room's subscription is confirmed, so nothing published
+ * after it can miss this worker's members. */
+static void when_room_subscribed(chat_worker *cw, const char *room, gw_redis_subscribed_cb done,
+                                 void *arg)
+{
+    char channel[CHAT_ID_MAX + 16];
+    room_channel(channel, sizeof channel, room);
+    gw_redis_when_subscribed(cw->redis, pr_view_make(channel, strlen(channel)), done, arg);
 }
 
 /* ---- event handlers ---- */
@@ -650,8 +683,9 @@ typedef struct {
     const char *fname; /* their first name */
 } req;
 
-/* The room an event names: the direct room with targetUserId, or roomId,
- * which the socket must have joined. Fills room (>= 32 bytes). */
+/* The room an event names: the direct room with targetUserId (joined first
+ * when auto_join), or roomId, which the socket must have joined. Fills room
+ * (>= 32 bytes). */
 static const char *event_room(const req *q, char *room, size_t n, int auto_join)
 {
     if (q->a->target_user_id) {
@@ -674,17 +708,39 @@ static const char *event_room(const req *q, char *room, size_t n, int auto_join)
     return NULL;
 }
 
+typedef struct {
+    chat_worker *cw;
+    int64_t ack_id;
+    char sid[GW_SID_LEN + 1];
+    char room[32];
+} join_ctx;
+
+/* The ack of a join means "you will receive what is sent from now on". */
+static void join_subscribed(gw_redis *r, int ok, void *arg)
+{
+    (void)r;
+    (void)ok; /* Redis down: joined locally; sends fail until it is back */
+    join_ctx *x = arg;
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    if (sock)
+        reply_ok(sock, x->ack_id, json_pack("{ss}", "roomId", x->room));
+    pr_free(x);
+}
+
 static void on_join_chat(const req *q)
 {
     if (!q->a->target_user_id) {
         reply_error(q->sock, q->event, q->ack_id, "invalid payload");
         return;
     }
-    char room[32];
-    dm_room_id(q->cw, q->uid, q->a->target_user_id, room);
-    room_join(q->cw, q->cs, room);
-    record_dm(q->cw, room, q->uid, q->a->target_user_id);
-    reply_ok(q->sock, q->ack_id, json_pack("{ss}", "roomId", room));
+    join_ctx *x = pr_calloc(1, sizeof *x);
+    x->cw = q->cw;
+    x->ack_id = q->ack_id;
+    snprintf(x->sid, sizeof x->sid, "%s", gw_session_sid(gw_socket_session(q->sock)));
+    dm_room_id(q->cw, q->uid, q->a->target_user_id, x->room);
+    room_join(q->cw, q->cs, x->room);
+    record_dm(q->cw, x->room, q->uid, q->a->target_user_id);
+    when_room_subscribed(q->cw, x->room, join_subscribed, x);
 }
 
 static void on_leave(const req *q)
@@ -732,17 +788,17 @@ static void on_send_message(const req *q)
     json_object_set_new(msg, "createdAt", json_string(x->created));
     json_object_set_new(msg, "clientMsgId",
                         q->a->client_msg_id ? json_string(q->a->client_msg_id) : json_null());
-    pr_buf pkt;
-    pr_buf_init(&pkt, cw->cfg->max_payload);
-    int rc = encode_event(&pkt, "messageReceived", msg);
+    pr_buf_init(&x->pkt, cw->cfg->max_payload);
+    int rc = encode_event(&x->pkt, "messageReceived", msg);
     json_decref(msg);
-    if (rc == 0)
-        rc = publish_env(cw, room, NULL, pr_buf_view(&pkt), published_cb, x);
-    pr_buf_dispose(&pkt);
     if (rc != 0) {
-        pr_free(x);
-        reply_error(q->sock, q->event, q->ack_id, "unavailable");
+        send_ctx_free(x);
+        reply_error(q->sock, q->event, q->ack_id, "invalid payload");
+        return;
     }
+    /* the sender's socket is in the room: wait until the room's channel is
+     * confirmed, or the sender could miss its own message */
+    when_room_subscribed(cw, room, send_subscribed, x);
 }
 
 static void on_typing(const req *q)

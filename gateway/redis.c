@@ -8,9 +8,18 @@
 
 #include "gw.h"
 
+typedef struct waiter {
+    struct waiter *next;
+    gw_redis_subscribed_cb cb;
+    void *arg;
+} waiter;
+
 typedef struct chan {
     struct chan *next;
     unsigned refs;
+    int confirmed;       /* Redis acknowledged the SUBSCRIBE on this link */
+    uint64_t idle_since; /* refs dropped to 0 then (ms) */
+    waiter *waiters;     /* subscribers waiting for the confirmation */
     size_t len;
     char name[];
 } chan;
@@ -37,6 +46,7 @@ struct gw_redis {
     gw_redis_ready_cb on_ready;
     void *arg;
     unsigned seed;
+    struct event *idle_timer; /* unsubscribes channels left idle */
 };
 
 int gw_redis_parse_url(const char *url, gw_redis_addr *out)
@@ -103,6 +113,28 @@ static chan **chan_slot(gw_redis *r, pr_view name)
     return pp;
 }
 
+static void chan_fire(gw_redis *r, chan *c, int ok)
+{
+    waiter *list = c->waiters;
+    c->waiters = NULL;
+    while (list) {
+        waiter *wt = list;
+        list = wt->next;
+        wt->cb(r, ok, wt->arg);
+        pr_free(wt);
+    }
+}
+
+static void chan_remove(gw_redis *r, chan *c)
+{
+    chan **pp = chan_slot(r, pr_view_make(c->name, c->len));
+    if (*pp == c)
+        *pp = c->next;
+    r->nchans--;
+    chan_fire(r, c, 0);
+    pr_free(c);
+}
+
 static void chan_grow(gw_redis *r)
 {
     size_t n = r->nbuckets * 2;
@@ -166,8 +198,18 @@ static void sub_message_cb(redisAsyncContext *ac, void *reply, void *privdata)
     if (!r || !rep || rep->type != REDIS_REPLY_ARRAY || rep->elements != 3)
         return;
     redisReply *kind = rep->element[0], *ch = rep->element[1], *msg = rep->element[2];
-    if (kind->type != REDIS_REPLY_STRING || strcmp(kind->str, "message") != 0 ||
-        ch->type != REDIS_REPLY_STRING || msg->type != REDIS_REPLY_STRING)
+    if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING)
+        return;
+    if (!strcmp(kind->str, "subscribe")) {
+        chan *c = *chan_slot(r, pr_view_make(ch->str, ch->len));
+        if (c && !c->confirmed) {
+            c->confirmed = 1;
+            chan_fire(r, c, 1);
+            gw__worker_schedule_flush(r->w);
+        }
+        return;
+    }
+    if (strcmp(kind->str, "message") != 0 || msg->type != REDIS_REPLY_STRING)
         return;
     r->on_message(r, pr_view_make(ch->str, ch->len), pr_view_make(msg->str, msg->len), r->arg);
     gw__worker_schedule_flush(r->w);
@@ -228,6 +270,39 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     update_ready(l->r);
 }
 
+/* The subscription link went away: nothing is confirmed any more, waiters
+ * learn it, and idle channels need no UNSUBSCRIBE. */
+static void chans_link_lost(gw_redis *r)
+{
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (chan *c = r->chans[i], *next; c; c = next) {
+            next = c->next;
+            c->confirmed = 0;
+            if (c->refs == 0)
+                chan_remove(r, c);
+            else
+                chan_fire(r, c, 0);
+        }
+}
+
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_redis *r = arg;
+    uint64_t now = gw__now_ms(r->w);
+    for (size_t i = 0; i < r->nbuckets; i++)
+        for (chan *c = r->chans[i], *next; c; c = next) {
+            next = c->next;
+            /* an unconfirmed channel waits: its SUBSCRIBE is still in flight */
+            if (c->refs == 0 && c->confirmed && now - c->idle_since >= 1000) {
+                pr_view name = pr_view_make(c->name, c->len);
+                sub_send(r, "UNSUBSCRIBE", &name, 1);
+                chan_remove(r, c);
+            }
+        }
+}
+
 static void disconnect_cb(const redisAsyncContext *ac, int status)
 {
     (void)status;
@@ -237,6 +312,8 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     GW_DEBUG("event=redis_disconnected worker=%d link=%d", l->r->w->index, l->kind);
     l->ac = NULL;
     l->up = 0;
+    if (l->kind == LINK_SUB)
+        chans_link_lost(l->r);
     update_ready(l->r);
     link_schedule_retry(l);
 }
@@ -277,6 +354,9 @@ gw_redis *gw_redis_new(gw_worker *w, const gw_redis_addr *addr, gw_redis_message
     r->seed = (unsigned)(w->index * 7919 + (int)gw__now_ms(w));
     r->nbuckets = 256;
     r->chans = pr_calloc(r->nbuckets, sizeof *r->chans);
+    r->idle_timer = event_new(w->base, -1, EV_PERSIST, idle_cb, r);
+    struct timeval tv = {1, 0};
+    event_add(r->idle_timer, &tv);
     for (int k = 0; k < 2; k++) {
         link_t *l = &r->link[k];
         l->r = r;
@@ -289,6 +369,7 @@ gw_redis *gw_redis_new(gw_worker *w, const gw_redis_addr *addr, gw_redis_message
 
 void gw_redis_free(gw_redis *r)
 {
+    event_free(r->idle_timer);
     for (int k = 0; k < 2; k++) {
         link_t *l = &r->link[k];
         evtimer_del(l->retry);
@@ -304,6 +385,7 @@ void gw_redis_free(gw_redis *r)
     for (size_t i = 0; i < r->nbuckets; i++)
         for (chan *c = r->chans[i], *next; c; c = next) {
             next = c->next;
+            chan_fire(r, c, 0);
             pr_free(c);
         }
     pr_free(r->chans);
@@ -353,29 +435,37 @@ int gw_redis_command(gw_redis *r, gw_redis_reply_cb cb, void *arg, int argc, con
 void gw_redis_subscribe(gw_redis *r, pr_view channel)
 {
     chan **pp = chan_slot(r, channel);
-    if (*pp) {
-        (*pp)->refs++;
+    chan *c = *pp;
+    if (!c) {
+        c = pr_calloc(1, sizeof *c + channel.len);
+        c->len = channel.len;
+        memcpy(c->name, channel.ptr, channel.len);
+        *pp = c;
+        if (++r->nchans > r->nbuckets)
+            chan_grow(r);
+        sub_send(r, "SUBSCRIBE", &channel, 1);
+    }
+    c->refs++;
+}
+
+void gw_redis_when_subscribed(gw_redis *r, pr_view channel, gw_redis_subscribed_cb done,
+                              void *arg)
+{
+    chan *c = *chan_slot(r, channel);
+    if (!c || c->confirmed || !r->link[LINK_SUB].up) {
+        done(r, c && c->confirmed, arg);
         return;
     }
-    chan *c = pr_malloc(sizeof *c + channel.len);
-    c->next = NULL;
-    c->refs = 1;
-    c->len = channel.len;
-    memcpy(c->name, channel.ptr, channel.len);
-    *pp = c;
-    if (++r->nchans > r->nbuckets)
-        chan_grow(r);
-    sub_send(r, "SUBSCRIBE", &channel, 1);
+    waiter *wt = pr_malloc(sizeof *wt);
+    wt->cb = done;
+    wt->arg = arg;
+    wt->next = c->waiters;
+    c->waiters = wt;
 }
 
 void gw_redis_unsubscribe(gw_redis *r, pr_view channel)
 {
-    chan **pp = chan_slot(r, channel);
-    chan *c = *pp;
-    if (!c || --c->refs > 0)
-        return;
-    *pp = c->next;
-    r->nchans--;
-    sub_send(r, "UNSUBSCRIBE", &channel, 1);
-    pr_free(c);
+    chan *c = *chan_slot(r, channel);
+    if (c && c->refs > 0 && --c->refs == 0)
+        c->idle_since = gw__now_ms(r->w);
 }

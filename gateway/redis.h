@@ -49,9 +49,22 @@ int gw_redis_ready(const gw_redis *r);
 int gw_redis_command(gw_redis *r, gw_redis_reply_cb cb, void *arg, int argc, const char **argv,
                      const size_t *argvlen);
 
-/* Reference-counted membership of the subscription set: the channel is
- * subscribed on the first add and unsubscribed on the last remove. */
+/* Runs exactly once per gw_redis_subscribe: ok = 1 once Redis confirmed the
+ * subscription (at once when it already had), ok = 0 when the link is down or
+ * goes down first. Messages published after ok = 1 reach this worker. */
+typedef void (*gw_redis_subscribed_cb)(gw_redis *r, int ok, void *arg);
+
+/*
+ * Reference-counted membership of the subscription set: the channel is
+ * subscribed on the first add. After the last remove it stays subscribed for
+ * about a second (a quick leave and re-join costs nothing and cannot race
+ * its own UNSUBSCRIBE), then is unsubscribed.
+ */
 void gw_redis_subscribe(gw_redis *r, pr_view channel);
 void gw_redis_unsubscribe(gw_redis *r, pr_view channel);
+/* Calls done once the channel's subscription is confirmed (at once if it is;
+ * with ok = 0 at once if the channel is not in the set or the link is down). */
+void gw_redis_when_subscribed(gw_redis *r, pr_view channel, gw_redis_subscribed_cb done,
+                              void *arg);
 
 #endif

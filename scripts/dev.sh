@@ -1,11 +1,180 @@
 #!/usr/bin/env bash
-# Starts the whole system locally for development, in the foreground:
-# installs the system packages, builds, and runs chat-gateway on port 3000.
-# Extra arguments go to chat-gateway (e.g. --app engine-echo, --workers 1).
-# Stop with Ctrl-C.
+# Starts the whole system locally, in the foreground, on loopback only:
+# installs the system packages, builds chat-gateway, then runs
+#   redis-server                on 127.0.0.1:6379   (CHAT_DEV_REDIS_PORT; data in a temp dir)
+#   N chat gateways (--app chat) on 127.0.0.1:3001..300N (N = CHAT_DEV_GATEWAYS, default 2)
+#   HAProxy                     on 127.0.0.1:3000   (CHAT_DEV_PORT): what io(BASE_URL) points at
+# Authentication: --auth jwt when CHAT_JWT_SECRET is set (mint tokens with
+# `build/bin/chat-gateway token --user ID --name NAME`), else --auth
+# insecure-dev (identity from userId/firstName in the payloads, as the
+# tutorials do: for development only).
+# Extra arguments go to every gateway (e.g. --log-level debug).
+# Ctrl-C or SIGTERM stops everything it started. Works as root or not.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+root="$PWD"
+
+n="${CHAT_DEV_GATEWAYS:-2}"
+lb_port="${CHAT_DEV_PORT:-3000}"
+redis_port="${CHAT_DEV_REDIS_PORT:-6379}"
+for v in CHAT_DEV_GATEWAYS:"$n" CHAT_DEV_PORT:"$lb_port" CHAT_DEV_REDIS_PORT:"$redis_port"; do
+  if ! [[ "${v#*:}" =~ ^[0-9]+$ ]] || [ "${v#*:}" -lt 1 ] || [ "${v#*:}" -gt 65535 ]; then
+    echo "dev.sh: ${v%%:*} must be a number from 1 to 65535, got '${v#*:}'" >&2
+    exit 2
+  fi
+done
+[ "$n" -le 50 ] || { echo "dev.sh: CHAT_DEV_GATEWAYS at most 50" >&2; exit 2; }
+
 scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target chat-gateway
-exec build/bin/chat-gateway --listen "${CHAT_LISTEN:-127.0.0.1:3000}" --cors-origin "${CHAT_CORS_ORIGIN:-*}" "$@"
+
+gateway_bin="$root/build/bin/chat-gateway"
+redis_bin="$(command -v redis-server || echo /usr/bin/redis-server)"
+haproxy_bin="$(command -v haproxy || echo /usr/sbin/haproxy)"
+
+in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# Debian starts its own redis-server on 6379 when the package is installed;
+# take the next free port then, unless a port was asked for.
+if in_use "$redis_port"; then
+  if [ -n "${CHAT_DEV_REDIS_PORT:-}" ]; then
+    echo "dev.sh: 127.0.0.1:$redis_port (CHAT_DEV_REDIS_PORT) is already in use" >&2
+    exit 1
+  fi
+  p=$((redis_port + 1))
+  while in_use "$p" && [ "$p" -lt $((redis_port + 100)) ]; do p=$((p + 1)); done
+  echo "dev.sh: 127.0.0.1:$redis_port is in use (a system Redis?); using $p for this stack's Redis"
+  redis_port=$p
+fi
+gw_ports=()
+for i in $(seq 1 "$n"); do gw_ports+=($((lb_port + i))); done
+for p in "$lb_port" "${gw_ports[@]}"; do
+  if in_use "$p"; then
+    echo "dev.sh: 127.0.0.1:$p is already in use (set CHAT_DEV_PORT to move the stack)" >&2
+    exit 1
+  fi
+done
+
+if [ -n "${CHAT_JWT_SECRET:-}" ]; then auth=jwt; else auth=insecure-dev; fi
+
+run_dir="$(mktemp -d "${TMPDIR:-/tmp}/chat-dev.XXXXXX")"
+mkdir -p "$run_dir/redis"
+pids=()
+names=()
+
+# stop_pids PID...: SIGTERM them, wait up to 5 s, then SIGKILL what is left
+stop_pids() {
+  local pid i
+  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "$@"; do
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+      for i in "${!pids[@]}"; do [ "${pids[$i]}" = "$pid" ] && echo "dev.sh: ${names[$i]} (pid $pid) did not stop; killing it" >&2; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+  done
+}
+
+# In reverse order of start: HAProxy, then the gateways (they drain), then
+# Redis last so the gateways never see it go.
+stop_all() {
+  trap - EXIT INT TERM
+  echo
+  echo "dev.sh: stopping"
+  local n_pids=${#pids[@]}
+  if [ "$n_pids" -gt 0 ] && [ "${names[$((n_pids - 1))]}" = haproxy ]; then
+    stop_pids "${pids[$((n_pids - 1))]}"
+    n_pids=$((n_pids - 1))
+  fi
+  [ "$n_pids" -gt 1 ] && stop_pids "${pids[@]:1:$((n_pids - 1))}"
+  [ "$n_pids" -gt 0 ] && stop_pids "${pids[0]}"
+  rm -rf "$run_dir"
+}
+trap stop_all EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# started NAME PID: remember a child to stop
+started() {
+  names+=("$1")
+  pids+=("$2")
+}
+
+# wait_until WHAT COMMAND...: retry for 10 s; fails with the logs on timeout
+wait_until() {
+  local what=$1
+  shift
+  for _ in $(seq 200); do
+    "$@" && return 0
+    for i in "${!pids[@]}"; do
+      if ! kill -0 "${pids[$i]}" 2>/dev/null; then
+        echo "dev.sh: ${names[$i]} exited while waiting for $what; see $run_dir" >&2
+        tail -n 30 "$run_dir"/*.log >&2 2>/dev/null || true
+        exit 1
+      fi
+    done
+    sleep 0.05
+  done
+  echo "dev.sh: timed out waiting for $what" >&2
+  tail -n 30 "$run_dir"/*.log >&2 2>/dev/null || true
+  exit 1
+}
+
+redis_ping() {
+  local line
+  { exec 3<>"/dev/tcp/127.0.0.1/$redis_port"; } 2>/dev/null || return 1
+  printf 'PING\r\n' >&3
+  read -r -t 1 line <&3 || true
+  exec 3<&-
+  [ "${line%$'\r'}" = "+PONG" ]
+}
+
+ready() { curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz" 2>/dev/null; }
+
+"$redis_bin" --port "$redis_port" --bind 127.0.0.1 --dir "$run_dir/redis" \
+  --save '' --appendonly yes --daemonize no --logfile '' >"$run_dir/redis.log" 2>&1 &
+started redis-server $!
+wait_until "redis-server" redis_ping
+
+i=0
+for p in "${gw_ports[@]}"; do
+  i=$((i + 1))
+  # logs on the terminal, each line tagged with the node; the tagger ignores
+  # Ctrl-C so the gateway's last lines (draining, stopped) still come through
+  "$gateway_bin" --listen "127.0.0.1:$p" --app chat --auth "$auth" \
+    --redis "redis://127.0.0.1:$redis_port" --node-id "gw$i" \
+    --cors-origin "${CHAT_CORS_ORIGIN:-*}" "$@" \
+    > >(trap '' INT TERM; exec sed -u "s/^/[gw$i] /") 2>&1 &
+  started "chat-gateway gw$i" $!
+done
+for p in "${gw_ports[@]}"; do wait_until "the gateway on port $p (/readyz)" ready "$p"; done
+
+scripts/gen-haproxy.sh "$lb_port" "${gw_ports[@]}" >"$run_dir/haproxy.cfg"
+"$haproxy_bin" -c -q -f "$run_dir/haproxy.cfg"
+"$haproxy_bin" -db -f "$run_dir/haproxy.cfg" >"$run_dir/haproxy.log" 2>&1 &
+started haproxy $!
+wait_until "haproxy" in_use "$lb_port"
+
+echo
+echo "chat dev stack is up (auth: $auth)"
+[ "$auth" = insecure-dev ] && echo "  WARNING: --auth insecure-dev trusts userId/firstName from clients; set CHAT_JWT_SECRET for JWT"
+[ "$auth" = jwt ] && echo "  tokens: CHAT_JWT_SECRET=... $gateway_bin token --user alice --name Alice"
+printf '  %-28s %s\n' "http://127.0.0.1:$lb_port" "HAProxy (pid ${pids[-1]}) -> gateways; io(BASE_URL) points here; log $run_dir/haproxy.log"
+i=0
+for p in "${gw_ports[@]}"; do
+  i=$((i + 1))
+  printf '  %-28s %s\n' "http://127.0.0.1:$p" "chat-gateway gw$i (pid ${pids[$i]})"
+done
+printf '  %-28s %s\n' "redis://127.0.0.1:$redis_port" "redis-server (pid ${pids[0]}); data and log in $run_dir"
+echo "Ctrl-C stops everything."
+
+# Run until one of them exits or we are told to stop.
+set +e
+wait -n "${pids[@]}"
+status=$?
+for i in "${!pids[@]}"; do
+  kill -0 "${pids[$i]}" 2>/dev/null || echo "dev.sh: ${names[$i]} (pid ${pids[$i]}) exited" >&2
+done
+exit "$status"

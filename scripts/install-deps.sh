@@ -9,7 +9,8 @@ runtime=(libevent-2.1-7 libevent-core-2.1-7 libevent-pthreads-2.1-7 libwslay1 li
          libjansson4 libhttp-parser2.9 libssl3 libpq5 ca-certificates)
 build=(build-essential cmake pkg-config clang libclang-rt-14-dev
        libevent-dev libwslay-dev libhiredis-dev libjansson-dev libhttp-parser-dev libssl-dev libpq-dev)
-test=(redis-server postgresql nodejs python3 python3-socketio python3-websocket
+# haproxy: the local load balancer (scripts/dev.sh) and the integration tests
+test=(redis-server postgresql haproxy nodejs python3 python3-socketio python3-websocket
       python3-requests curl procps)
 
 if [ "${1:-}" = "--runtime" ]; then

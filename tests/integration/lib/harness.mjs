@@ -41,6 +41,35 @@ afterEach((t) => {
   for (const gw of live) gw.dumpLog(`test "${t.fullName ?? t.name}" failed`);
 });
 
+/**
+ * Have another child process (Redis, HAProxy, a client) handled like the
+ * gateways: SIGKILLed at exit, and `obj.dumpLog(why)` called when a test
+ * fails while it runs. `obj.proc` is its ChildProcess.
+ */
+export function track(obj) {
+  live.add(obj);
+  obj.proc.once('exit', () => live.delete(obj));
+}
+
+/**
+ * Keeps the last LOG_LIMIT characters of proc's stdout and stderr in obj.log
+ * (obj.printedUpTo marks what dumpLog already printed).
+ */
+export function captureLog(obj, proc) {
+  obj.log = '';
+  obj.printedUpTo = 0;
+  const append = (chunk) => {
+    obj.log += chunk.toString();
+    if (obj.log.length > LOG_LIMIT) {
+      const cut = obj.log.length - LOG_LIMIT;
+      obj.log = obj.log.slice(cut);
+      obj.printedUpTo = Math.max(0, obj.printedUpTo - cut);
+    }
+  };
+  proc.stdout.on('data', append);
+  proc.stderr.on('data', append);
+}
+
 /** A TCP port that was free a moment ago on 127.0.0.1. */
 export async function freePort() {
   const srv = net.createServer();
@@ -85,18 +114,7 @@ class Gateway {
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = proc;
-    this.log = '';
-    this.printedUpTo = 0;
-    const append = (chunk) => {
-      this.log += chunk.toString();
-      if (this.log.length > LOG_LIMIT) {
-        const cut = this.log.length - LOG_LIMIT;
-        this.log = this.log.slice(cut);
-        this.printedUpTo = Math.max(0, this.printedUpTo - cut);
-      }
-    };
-    proc.stdout.on('data', append);
-    proc.stderr.on('data', append);
+    captureLog(this, proc);
     this.exited = new Promise((resolve) => {
       proc.on('exit', (code, signal) => {
         live.delete(this);

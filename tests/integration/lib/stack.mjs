@@ -1,0 +1,509 @@
+// The local stack for the chat tests: real redis-server and HAProxy
+// processes next to the gateways, and JWTs for the test users.
+//
+// Every process started here runs on a free loopback port with its files in
+// a temporary directory, is SIGKILLed at exit at the latest, and has its
+// output printed when a test fails while it runs (see track() in
+// harness.mjs). Binaries: $REDIS_SERVER_BIN and $HAPROXY_BIN, else the
+// Debian paths, else whatever PATH has.
+
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import {
+  captureLog,
+  freePort,
+  httpRequest,
+  runGateway,
+  sleep,
+  startGateway,
+  track,
+  withTimeout,
+} from './harness.mjs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+export const ROOT = path.resolve(here, '../../..');
+export const GEN_HAPROXY = path.join(ROOT, 'scripts/gen-haproxy.sh');
+
+
+function findBin(envName, candidates, fallback) {
+  if (process.env[envName]) return process.env[envName];
+  return candidates.find((c) => existsSync(c)) ?? fallback;
+}
+export const REDIS_BIN = findBin('REDIS_SERVER_BIN', ['/usr/bin/redis-server', '/usr/local/bin/redis-server'], 'redis-server');
+export const HAPROXY_BIN = findBin('HAPROXY_BIN', ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy'], 'haproxy');
+
+// One temporary directory per test process, removed at exit (after the
+// harness has killed what still runs).
+let tmpRoot = null;
+function tmpDir(prefix) {
+  if (!tmpRoot) {
+    tmpRoot = mkdtempSync(path.join(os.tmpdir(), 'chat-it-'));
+    process.on('exit', () => rmSync(tmpRoot, { recursive: true, force: true }));
+  }
+  return mkdtempSync(path.join(tmpRoot, `${prefix}-`));
+}
+
+/**
+ * A child process with its output kept (last 256 KiB) for failure reports.
+ * `ready()` is polled until it resolves true (10 s at most) or the process
+ * exits.
+ */
+export class Service {
+  constructor(name, bin, argv, { env = {}, cwd, ready } = {}) {
+    this.name = name;
+    this.bin = bin;
+    this.argv = argv;
+    this.env = env;
+    this.cwd = cwd;
+    this.ready = ready;
+    this.proc = null;
+    this.log = '';
+    this.printedUpTo = 0;
+  }
+
+  async start() {
+    const proc = spawn(this.bin, this.argv, {
+      env: { ...process.env, ...this.env },
+      cwd: this.cwd,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    this.proc = proc;
+    captureLog(this, proc);
+    this.exited = new Promise((resolve) => proc.once('exit', (code, signal) => resolve({ code, signal })));
+    await new Promise((resolve, reject) => {
+      proc.once('spawn', resolve);
+      proc.once('error', reject);
+    }).catch((err) => {
+      throw new Error(`cannot start ${this.name} (${this.bin}): ${err.message}`);
+    });
+    track(this);
+    const deadline = Date.now() + 10000;
+    for (;;) {
+      if (!this.alive) {
+        throw new Error(`${this.name} exited before it was ready: ${this.bin} ${this.argv.join(' ')}\n${this.log}`);
+      }
+      if (!this.ready || (await this.ready().catch(() => false))) return this;
+      if (Date.now() > deadline) {
+        proc.kill('SIGKILL');
+        throw new Error(`${this.name} was not ready within 10 s\n${this.log}`);
+      }
+      await sleep(30);
+    }
+  }
+
+  get alive() {
+    return this.proc !== null && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
+  get pid() {
+    return this.proc?.pid;
+  }
+
+  /** Send `signal` and wait for the exit. */
+  async kill(signal = 'SIGKILL') {
+    if (!this.alive) return this.exited;
+    this.proc.kill(signal);
+    return this.exited;
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`. */
+  async stop(graceMs = 3000) {
+    if (!this.proc || !this.alive) return this.exited ?? { code: null, signal: null };
+    this.proc.kill('SIGTERM');
+    const timer = setTimeout(() => this.proc.kill('SIGKILL'), graceMs);
+    const result = await this.exited;
+    clearTimeout(timer);
+    return result;
+  }
+
+  dumpLog(why) {
+    const text = this.log.slice(this.printedUpTo);
+    this.printedUpTo = this.log.length;
+    process.stderr.write(`\n----- ${this.name} output, ${why} -----\n${text}----- end of ${this.name} output -----\n`);
+  }
+}
+
+/** Resolve true once something accepts TCP connections on 127.0.0.1:port. */
+export function accepts(port, ms = 500) {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, '127.0.0.1');
+    const done = (ok) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), ms);
+    sock.once('connect', () => done(true));
+    sock.once('error', () => done(false));
+  });
+}
+
+// ---------------------------------------------------------------- Redis
+
+/** Encode a command as RESP. */
+function respCommand(args) {
+  let out = `*${args.length}\r\n`;
+  for (const a of args) {
+    const s = String(a);
+    out += `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
+  }
+  return out;
+}
+
+/** Parse one RESP reply at buf[pos]; returns [value, next] or null if incomplete. */
+function respParse(buf, pos = 0) {
+  const eol = buf.indexOf('\r\n', pos);
+  if (eol < 0) return null;
+  const type = String.fromCharCode(buf[pos]);
+  const line = buf.toString('utf8', pos + 1, eol);
+  const next = eol + 2;
+  switch (type) {
+    case '+':
+      return [line, next];
+    case '-': {
+      const err = new Error(line);
+      err.redis = true;
+      return [err, next];
+    }
+    case ':':
+      return [Number(line), next];
+    case '$': {
+      const n = Number(line);
+      if (n < 0) return [null, next];
+      if (buf.length < next + n + 2) return null;
+      return [buf.toString('utf8', next, next + n), next + n + 2];
+    }
+    case '*': {
+      const n = Number(line);
+      if (n < 0) return [null, next];
+      const items = [];
+      let p = next;
+      for (let i = 0; i < n; i++) {
+        const r = respParse(buf, p);
+        if (!r) return null;
+        items.push(r[0]);
+        p = r[1];
+      }
+      return [items, p];
+    }
+    default:
+      throw new Error(`bad RESP reply ${JSON.stringify(buf.toString('latin1', pos, pos + 40))}`);
+  }
+}
+
+/**
+ * Run one command on a fresh connection (after AUTH when `password` is
+ * given); resolves to the reply (error replies reject).
+ */
+export function redisCommand(port, args, ms = 3000, password) {
+  const p = new Promise((resolve, reject) => {
+    const sock = net.connect(port, '127.0.0.1');
+    let buf = Buffer.alloc(0);
+    let skip = password ? 1 : 0; // the AUTH reply
+    sock.once('error', reject);
+    sock.on('data', (chunk) => {
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        let r;
+        try {
+          r = respParse(buf);
+        } catch (err) {
+          sock.destroy();
+          reject(err);
+          return;
+        }
+        if (!r) return;
+        buf = buf.subarray(r[1]);
+        if (skip > 0) {
+          skip--;
+          if (r[0] instanceof Error) {
+            sock.destroy();
+            reject(r[0]);
+            return;
+          }
+          continue;
+        }
+        sock.destroy();
+        if (r[0] instanceof Error) reject(r[0]);
+        else resolve(r[0]);
+        return;
+      }
+    });
+    sock.once('close', () => reject(new Error(`redis connection closed before a reply to ${args[0]}`)));
+    sock.write((password ? respCommand(['AUTH', password]) : '') + respCommand(args));
+  });
+  return withTimeout(p, ms, `redis ${args.join(' ')}`);
+}
+
+class Redis extends Service {
+  constructor(port, dir, extraArgs, password) {
+    super(`redis-server :${port}`, REDIS_BIN, [
+      '--port', String(port),
+      '--bind', '127.0.0.1',
+      '--dir', dir,
+      '--save', '',
+      '--appendonly', 'yes',
+      '--appendfsync', 'always',
+      '--daemonize', 'no',
+      '--logfile', '',
+      '--loglevel', 'notice',
+      ...(password ? ['--requirepass', password] : []),
+      ...extraArgs,
+    ], {
+      cwd: dir,
+      ready: async () => (await redisCommand(port, ['PING'], 500, password)) === 'PONG',
+    });
+    this.port = port;
+    this.dir = dir;
+    this.password = password;
+    this.url = password
+      ? `redis://:${encodeURIComponent(password)}@127.0.0.1:${port}`
+      : `redis://127.0.0.1:${port}`;
+  }
+
+  /** Run a command; resolves to the reply. */
+  command(...args) {
+    return redisCommand(this.port, args, 3000, this.password);
+  }
+
+  /**
+   * Stop (`signal`: SIGTERM lets Redis finish its AOF, SIGKILL does not) and
+   * start again on the same port with the same data. `downMs` keeps it down
+   * that long in between.
+   */
+  async restart({ signal = 'SIGTERM', downMs = 0 } = {}) {
+    await this.kill(signal);
+    if (downMs > 0) await sleep(downMs);
+    await this.start();
+    return this;
+  }
+}
+
+/**
+ * Start redis-server on a free port (or `port`) with a fresh directory,
+ * appendonly yes, no RDB snapshots, requirepass `password` when given.
+ * Stopped after test `t` when given. The handle: {port, url (with the
+ * password), dir, command(...args), restart(), start(), stop(), kill()}.
+ */
+export async function startRedis({ t, port, args = [], password } = {}) {
+  const redis = new Redis(port ?? (await freePort()), tmpDir('redis'), args, password);
+  if (t) t.after(() => redis.stop());
+  await redis.start();
+  return redis;
+}
+
+// ---------------------------------------------------------------- HAProxy
+
+class Haproxy extends Service {
+  constructor(port, cfgPath) {
+    super(`haproxy :${port}`, HAPROXY_BIN, ['-db', '-f', cfgPath], { ready: () => accepts(port) });
+    this.port = port;
+    this.cfgPath = cfgPath;
+    this.url = `http://127.0.0.1:${port}`;
+    this.wsUrl = `ws://127.0.0.1:${port}`;
+  }
+}
+
+/** The configuration scripts/gen-haproxy.sh prints for these ports. */
+export async function haproxyConfig(lbPort, gatewayPorts, { storage = [] } = {}) {
+  const args = [...storage.flatMap((s) => ['--storage', String(s)]), String(lbPort), ...gatewayPorts.map(String)];
+  const proc = spawn(GEN_HAPROXY, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (c) => (out += c));
+  proc.stderr.on('data', (c) => (err += c));
+  const [code] = await withTimeout(
+    new Promise((resolve) => proc.once('close', (...a) => resolve(a))),
+    5000,
+    'gen-haproxy.sh',
+  );
+  if (code !== 0) throw new Error(`gen-haproxy.sh ${args.join(' ')} exited ${code}: ${err}`);
+  return out;
+}
+
+/**
+ * Start HAProxy with the configuration of scripts/gen-haproxy.sh in front
+ * of `gatewayPorts`, on a free port (or `port`). Resolves once it accepts
+ * connections. The handle: {port, url, wsUrl, cfgPath, stop(), kill()}.
+ */
+export async function startHaproxy(gatewayPorts, { t, port, storage } = {}) {
+  const lbPort = port ?? (await freePort());
+  const cfgPath = path.join(tmpDir('haproxy'), 'haproxy.cfg');
+  writeFileSync(cfgPath, await haproxyConfig(lbPort, gatewayPorts, { storage }));
+  const lb = new Haproxy(lbPort, cfgPath);
+  if (t) t.after(() => lb.stop());
+  await lb.start();
+  return lb;
+}
+
+// ---------------------------------------------------------------- tokens
+
+export const TEST_SECRET = 'integration-test-secret-0123456789abcdef';
+
+const b64url = (data) => Buffer.from(data).toString('base64url');
+
+/**
+ * A JWT built here, for tokens the gateway must refuse: `claims` as given,
+ * `header` defaulting to {alg: 'HS256', typ: 'JWT'}, signed with HMAC-SHA256
+ * under `secret` (no signature for alg "none").
+ */
+export function signToken(claims, secret = TEST_SECRET, header = { alg: 'HS256', typ: 'JWT' }) {
+  const input = `${b64url(JSON.stringify(header))}.${b64url(JSON.stringify(claims))}`;
+  if (header.alg === 'none') return `${input}.`;
+  const algo = { HS256: 'sha256', HS384: 'sha384', HS512: 'sha512' }[header.alg] ?? 'sha256';
+  return `${input}.${crypto.createHmac(algo, secret).update(input).digest('base64url')}`;
+}
+
+/** Decode a JWT without verifying it: {header, claims, signature}. */
+export function decodeToken(token) {
+  const [h, c, s] = token.split('.');
+  return {
+    header: JSON.parse(Buffer.from(h, 'base64url').toString()),
+    claims: JSON.parse(Buffer.from(c, 'base64url').toString()),
+    signature: s,
+  };
+}
+
+/** True when `token` carries a valid HS256 signature under `secret`. */
+export function verifySignature(token, secret = TEST_SECRET) {
+  const [h, c, s] = token.split('.');
+  const want = crypto.createHmac('sha256', secret).update(`${h}.${c}`).digest('base64url');
+  return s !== undefined && s.length === want.length && crypto.timingSafeEqual(Buffer.from(s), Buffer.from(want));
+}
+
+/**
+ * A token from `chat-gateway token --user USER --name NAME --ttl TTL`, with
+ * the secret in CHAT_JWT_SECRET. Rejects unless it exits 0 and prints one
+ * JWT.
+ */
+export async function mintToken(user, name, ttl = 3600, { secret = TEST_SECRET } = {}) {
+  const args = ['token', '--user', user, '--name', name, '--ttl', String(ttl)];
+  const res = await runGateway(args, { CHAT_JWT_SECRET: secret });
+  const token = res.stdout.trim();
+  if (res.code !== 0 || !/^[\w-]+\.[\w-]+\.[\w-]*$/.test(token)) {
+    throw new Error(
+      `chat-gateway ${args.join(' ')} exited ${res.code}; stdout ${JSON.stringify(res.stdout)} stderr ${res.stderr}`,
+    );
+  }
+  return token;
+}
+
+/**
+ * Tokens that must all be refused for user `user` (each a string, or
+ * undefined for "no token"), keyed by what is wrong with them.
+ */
+export function badTokens(user = 'mallory', name = 'Mallory', secret = TEST_SECRET) {
+  const now = Math.floor(Date.now() / 1000);
+  const claims = { sub: user, name, iat: now, exp: now + 3600 };
+  const good = signToken(claims, secret);
+  const [gh, , gs] = good.split('.');
+  return {
+    expired: signToken({ ...claims, iat: now - 7200, exp: now - 3600 }, secret),
+    'wrong secret': signToken(claims, `${secret}-not`),
+    'alg none': signToken(claims, secret, { alg: 'none', typ: 'JWT' }),
+    'alg none, signature kept': `${signToken(claims, secret, { alg: 'none', typ: 'JWT' })}${gs}`,
+    'alg HS512': signToken(claims, secret, { alg: 'HS512', typ: 'JWT' }),
+    'payload swapped (sub changed, old signature)': `${gh}.${b64url(JSON.stringify({ ...claims, sub: 'alice' }))}.${gs}`,
+    'no exp': signToken({ sub: user, name, iat: now }, secret),
+    'no sub': signToken({ name, iat: now, exp: now + 3600 }, secret),
+    'empty sub': signToken({ ...claims, sub: '' }, secret),
+    'signature stripped': `${gh}.${good.split('.')[1]}.`,
+    garbage: 'not-a-token',
+    'garbage with dots': 'a.b.c',
+    empty: '',
+  };
+}
+
+// ---------------------------------------------------------------- cluster
+
+/** Resolve once GET url/readyz answers 200; reject after `ms`. */
+export async function waitReady(url, ms = 10000, want = 200) {
+  const deadline = Date.now() + ms;
+  let last = 'no answer';
+  for (;;) {
+    try {
+      const res = await httpRequest(`${url}/readyz`, { timeout: 1000 });
+      if (res.status === want) return;
+      last = `${res.status} ${res.text}`;
+    } catch (err) {
+      last = err.message;
+    }
+    if (Date.now() > deadline) throw new Error(`${url}/readyz did not answer ${want} within ${ms} ms (last: ${last})`);
+    await sleep(50);
+  }
+}
+
+/**
+ * Redis, `gateways` chat gateways (--app chat) sharing it, and HAProxy in
+ * front of them (unless haproxy: false).
+ *   auth: 'jwt' (with `secret`) or 'insecure-dev'
+ *   args: extra gateway arguments; gatewayArgs(i): per-gateway extra ones
+ *   t: a test context; the cluster is stopped in t.after (otherwise call
+ *      stop(), e.g. in an after() hook). Gateways must exit cleanly.
+ * Resolves once every gateway answers /readyz 200. Returns
+ * {redis, gateways, lb, url (HAProxy's, else the first gateway's), secret,
+ *  token(user, name, ttl), stop()}.
+ */
+export async function startCluster({
+  gateways = 2,
+  auth = 'jwt',
+  secret = TEST_SECRET,
+  args = [],
+  gatewayArgs = () => [],
+  env = {},
+  workers = 2,
+  haproxy = true,
+  t,
+} = {}) {
+  const redis = await startRedis();
+  const started = [];
+  let lb = null;
+  const cluster = {
+    redis,
+    gateways: started,
+    lb: null,
+    auth,
+    secret,
+    token: (user, name, ttl) => mintToken(user, name, ttl, { secret }),
+    async stop() {
+      const errors = [];
+      await Promise.all(started.map((gw) => gw.stopClean().catch((err) => errors.push(err))));
+      await lb?.stop();
+      await redis.stop();
+      if (errors.length > 0) throw errors[0];
+    },
+  };
+  if (t) t.after(() => cluster.stop());
+  try {
+    const gws = await Promise.all(
+      Array.from({ length: gateways }, (_, i) =>
+        startGateway(
+          [
+            '--app', 'chat',
+            '--auth', auth,
+            ...(auth === 'jwt' ? ['--jwt-secret', secret] : []),
+            '--redis', redis.url,
+            '--node-id', `gw${i + 1}`,
+            '--workers', String(workers),
+            ...args,
+            ...gatewayArgs(i),
+          ],
+          env,
+        ),
+      ),
+    );
+    started.push(...gws);
+    await Promise.all(gws.map((gw) => waitReady(gw.url)));
+    if (haproxy) lb = cluster.lb = await startHaproxy(gws.map((gw) => gw.port));
+  } catch (err) {
+    if (!t) await cluster.stop().catch(() => {});
+    throw err;
+  }
+  cluster.url = lb ? lb.url : started[0].url;
+  return cluster;
+}
