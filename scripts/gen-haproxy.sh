@@ -111,7 +111,7 @@ backend gateways
     option httpchk
     http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
     http-check expect status 200
-    default-server check inter 2s fastinter 500ms downinter 1s fall 2 rise 2
+    default-server check inter 2s fastinter 500ms downinter 1s fall 2 rise 2 init-addr libc,none
 EOF
 i=0
 for g in "${gateways[@]}"; do
@@ -127,7 +127,7 @@ backend storage
     option httpchk
     http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
     http-check expect status 200
-    default-server check inter 2s fastinter 500ms downinter 1s fall 2 rise 2
+    default-server check inter 2s fastinter 500ms downinter 1s fall 2 rise 2 init-addr libc,none
 EOF
   i=0
   for s in "${storage[@]}"; do
