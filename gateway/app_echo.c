@@ -144,13 +144,3 @@ const gw_app gw_app_socketio_echo = {
     .on_connect = echo_connect,
     .on_event = echo_event,
 };
-
-const gw_app *gw_app_find(const char *name)
-{
-    static const gw_app *const apps[] = {&gw_app_chat, &gw_app_engine_echo,
-                                         &gw_app_socketio_echo};
-    for (size_t i = 0; i < sizeof apps / sizeof apps[0]; i++)
-        if (!strcmp(apps[i]->name, name))
-            return apps[i];
-    return NULL;
-}

@@ -357,7 +357,7 @@ static int handle_packet(gw_session *s, const eio_packet *p)
     }
 }
 
-static void bad_packet(gw_session *s)
+void gw__eio_bad_input(gw_session *s)
 {
     GW_STAT_ADD(s->w, closed_bad_input, 1);
     gw__eio_close_code(s, "parse error", 1008);
@@ -400,7 +400,7 @@ static void on_probe_packet(gw_session *s, gw_conn *c, const eio_packet *p)
     }
     if (p->type == EIO_NOOP)
         return;
-    bad_packet(s);
+    gw__eio_bad_input(s);
 }
 
 static void on_ws_packet(gw_conn *c, const eio_packet *p)
@@ -413,7 +413,7 @@ static void on_ws_packet(gw_conn *c, const eio_packet *p)
         return;
     }
     if (handle_packet(s, p) != 0)
-        bad_packet(s);
+        gw__eio_bad_input(s);
 }
 
 void gw__eio_on_ws_text(gw_conn *c, pr_view data)
@@ -421,7 +421,7 @@ void gw__eio_on_ws_text(gw_conn *c, pr_view data)
     eio_packet p;
     if (eio_decode_text(data, &p) != 0) {
         if (c->session)
-            bad_packet(c->session);
+            gw__eio_bad_input(c->session);
         else
             gw__ws_close(c, 1008);
         return;
@@ -558,7 +558,7 @@ static void handle_post(gw_conn *c, gw_session *s, pr_view body)
     if (rc < 0) {
         respond_eio_error(c, 3);
         if (!s->closed)
-            bad_packet(s);
+            gw__eio_bad_input(s);
         return;
     }
     gw__http_respond(c, 200, "text/html", PR_VIEW_LIT("ok"), 0);

@@ -305,6 +305,8 @@ int gw__eio_send(gw_session *s, eio_type type, int binary, pr_view data);
 int gw__eio_send_blob(gw_session *s, gw_blob *b);
 void gw__eio_close(gw_session *s, const char *reason); /* WebSocket close code 1000 */
 void gw__eio_close_code(gw_session *s, const char *reason, uint16_t ws_code);
+/* The client sent something invalid: count it and close with 1008. */
+void gw__eio_bad_input(gw_session *s);
 /* Drops the transport abruptly, without a close packet (tests of reconnection). */
 void gw__eio_drop_transport(gw_session *s);
 

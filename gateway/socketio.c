@@ -242,12 +242,6 @@ static int dispatch(gw_app_session *as, sio_packet *p)
     }
 }
 
-static void protocol_error(gw_session *s)
-{
-    GW_STAT_ADD(s->w, closed_bad_input, 1);
-    gw__eio_close_code(s, "parse error", 1008);
-}
-
 /* ---- engine callbacks ---- */
 
 void gw__sio_on_open(gw_session *s)
@@ -264,27 +258,27 @@ void gw__sio_on_message(gw_session *s, int binary, pr_view data)
     if (binary) {
         if (!as->pending ||
             sio_add_attachment(as->pending, data, s->w->cfg->max_payload) != 0) {
-            protocol_error(s);
+            gw__eio_bad_input(s);
             return;
         }
         if (sio_packet_complete(as->pending)) {
             sio_packet *p = as->pending;
             as->pending = NULL;
             if (dispatch(as, p) != 0)
-                protocol_error(s);
+                gw__eio_bad_input(s);
             sio_packet_dispose(p);
             pr_free(p);
         }
         return;
     }
     if (as->pending) { /* attachments were announced, text came */
-        protocol_error(s);
+        gw__eio_bad_input(s);
         return;
     }
     sio_packet *p = pr_malloc(sizeof *p);
     if (sio_decode(data, p) != 0) {
         pr_free(p);
-        protocol_error(s);
+        gw__eio_bad_input(s);
         return;
     }
     if (!sio_packet_complete(p)) {
@@ -292,7 +286,7 @@ void gw__sio_on_message(gw_session *s, int binary, pr_view data)
         return;
     }
     if (dispatch(as, p) != 0)
-        protocol_error(s);
+        gw__eio_bad_input(s);
     sio_packet_dispose(p);
     pr_free(p);
 }
