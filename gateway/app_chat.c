@@ -277,7 +277,8 @@ static void deliver_room(chat_worker *cw, const chat_env *h, pr_view packet)
     if (!room)
         return; /* our last member left while the message was in flight */
     gw_blob *b = packet_blob(packet);
-    for (chat_member *m = room->members; m; m = m->rnext) {
+    for (chat_member *m = room->members, *next; m; m = next) {
+        next = m->rnext;
         chat_sock *cs = m->cs;
         if (h->except_user.len && cs->user && cs->user->e.len == h->except_user.len &&
             !memcmp(cs->user->e.key, h->except_user.ptr, h->except_user.len))
@@ -292,8 +293,10 @@ static void deliver_room(chat_worker *cw, const chat_env *h, pr_view packet)
 static void deliver_all(chat_worker *cw, pr_view packet)
 {
     gw_blob *b = packet_blob(packet);
-    for (chat_sock *cs = cw->socks; cs; cs = cs->next)
+    for (chat_sock *cs = cw->socks, *next; cs; cs = next) {
+        next = cs->next;
         gw_socket_send_blob(cs->sock, b);
+    }
     gw__blob_unref(b);
 }
 

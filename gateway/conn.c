@@ -156,7 +156,7 @@ static void conn_event_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     gw_conn *c = arg;
-    if (what & EV_WRITE) {
+    if (c->doomed || (what & EV_WRITE)) {
         gw__conn_flush(c);
         if (c->state == GW_CLOSED)
             return;
@@ -177,9 +177,25 @@ static void conn_schedule(gw_conn *c)
     gw__worker_schedule_flush(c->w);
 }
 
+static void out_free_all(gw_conn *c);
+
+/* Over its output limits: the client is cut, but not here. Whoever is
+ * sending may be walking a list that this connection's close would change
+ * (a room's members), so its queued output is dropped now and the close
+ * happens in the flush pass, outside every caller. */
+static void conn_doom(gw_conn *c, const char *limit)
+{
+    GW_STAT_ADD(c->w, conns_dropped_output, 1);
+    GW_WARN("event=output_%s_limit conn=%u queued=%zu", limit, c->id, c->out_bytes);
+    c->doomed = 1;
+    c->read_paused = 1;
+    out_free_all(c);
+    conn_schedule(c);
+}
+
 int gw__conn_send_blob(gw_conn *c, gw_blob *b)
 {
-    if (c->state != GW_OPEN)
+    if (c->state != GW_OPEN || c->doomed)
         return PR_ECLOSED;
     const gw_config *cfg = c->w->cfg;
     gw_onode *n = pr_malloc(sizeof *n);
@@ -194,9 +210,7 @@ int gw__conn_send_blob(gw_conn *c, gw_blob *b)
     c->out_bytes += b->len;
 
     if (c->out_bytes > cfg->output_hard_limit) {
-        GW_STAT_ADD(c->w, conns_dropped_output, 1);
-        GW_WARN("event=output_hard_limit conn=%u queued=%zu", c->id, c->out_bytes);
-        gw__conn_close(c, 0);
+        conn_doom(c, "hard");
         return PR_ETOOBIG;
     }
     if (c->out_bytes > cfg->output_soft_limit) {
@@ -206,9 +220,7 @@ int gw__conn_send_blob(gw_conn *c, gw_blob *b)
         if (!c->soft_since_ms) {
             c->soft_since_ms = now;
         } else if (now - c->soft_since_ms > (uint64_t)cfg->output_soft_seconds * 1000u) {
-            GW_STAT_ADD(c->w, conns_dropped_output, 1);
-            GW_WARN("event=output_soft_limit conn=%u queued=%zu", c->id, c->out_bytes);
-            gw__conn_close(c, 0);
+            conn_doom(c, "soft");
             return PR_ETOOBIG;
         }
     }
@@ -243,6 +255,10 @@ int gw__conn_flush(gw_conn *c)
 {
     if (c->state == GW_CLOSED)
         return PR_ECLOSED;
+    if (c->doomed) { /* see conn_doom: callers of the flush are safe places */
+        gw__conn_close(c, 0);
+        return PR_ECLOSED;
+    }
     while (c->out_head) {
         struct iovec iov[GW_MAX_IOV];
         int cnt = 0;
@@ -277,6 +293,8 @@ int gw__conn_flush(gw_conn *c)
         if (!c->out_head)
             c->out_tail = NULL;
     }
+    if (c->out_bytes <= c->w->cfg->output_soft_limit)
+        c->soft_since_ms = 0; /* the soft limit counts time spent above it */
     if (c->out_bytes <= c->w->cfg->output_soft_limit / 2)
         c->backpressure = 0;
     if (!c->out_head) {

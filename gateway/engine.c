@@ -117,15 +117,23 @@ static void poll_mark_dirty(gw_session *s)
 
 int gw__eio_send_blob(gw_session *s, gw_blob *b)
 {
-    if (s->closed)
+    if (s->closed || s->doomed)
         return PR_ECLOSED;
     GW_STAT_ADD(s->w, eio_packets_out, 1);
     if (s->transport == GW_T_WEBSOCKET)
         return s->conn ? gw__conn_send_blob(s->conn, b) : PR_ECLOSED;
     if (s->pollq_bytes + b->len > s->w->cfg->output_hard_limit) {
+        /* closed in the flush pass, not under the sender (see conn_doom) */
         GW_STAT_ADD(s->w, conns_dropped_output, 1);
         GW_WARN("event=output_hard_limit sid=%s transport=polling", s->sid);
-        gw__eio_close(s, "output limit");
+        s->doomed = 1;
+        pollq_free(s);
+        if (!s->poll_dirty) {
+            s->poll_dirty = 1;
+            s->next = s->w->poll_list;
+            s->w->poll_list = s;
+        }
+        gw__worker_schedule_flush(s->w);
         return PR_ETOOBIG;
     }
     gw_onode *n = pr_malloc(sizeof *n);
@@ -207,7 +215,9 @@ void gw__eio_flush_polls(gw_worker *w)
         w->poll_list = s->next;
         s->next = NULL;
         s->poll_dirty = 0;
-        if (!s->closed && s->conn && s->transport == GW_T_POLLING && s->pollq_head)
+        if (s->doomed && !s->closed)
+            gw__eio_close(s, "output limit");
+        else if (!s->closed && s->conn && s->transport == GW_T_POLLING && s->pollq_head)
             poll_answer(s);
     }
 }

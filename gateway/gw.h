@@ -114,6 +114,7 @@ struct gw_conn {
     uint8_t ev_flags;   /* EV_READ/EV_WRITE the event is registered with */
     uint8_t read_paused;  /* closing: input is no longer wanted */
     uint8_t backpressure; /* output above the soft limit: not reading */
+    uint8_t doomed;       /* over an output limit: closed in the flush pass */
     uint8_t pending;    /* on the worker's flush list */
     struct event ev;
     gw_onode *out_head, *out_tail;
@@ -201,6 +202,7 @@ struct gw_session {
     uint8_t probe_acked;   /* 3probe sent on the probe WebSocket */
     uint8_t awaiting_pong; /* hb is in pong_tq (else in ping_tq) */
     uint8_t tombstone;     /* closed by the client, sid kept for a late GET */
+    uint8_t doomed;        /* polling queue over the limit: closed in the flush pass */
     gw_worker *w;
     gw_conn *conn;         /* WebSocket transport, or the parked polling GET */
     gw_conn *probe;        /* WebSocket being upgraded to */
