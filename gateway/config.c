@@ -53,6 +53,8 @@ static const setting settings[] = {
      "8192", NULL, "largest HTTP request line plus headers, in bytes"},
     {"http-idle-timeout", "CHAT_HTTP_IDLE_TIMEOUT", T_UINT, OFF(http_idle_timeout_ms), 100,
      3600000, "30000", NULL, "milliseconds an HTTP connection may idle or send a request"},
+    {"drain-delay", "CHAT_DRAIN_DELAY", T_UINT, OFF(drain_delay_ms), 0, 600000, "0", NULL,
+     "milliseconds between SIGTERM (readiness fails) and closing every session"},
     {"output-soft-limit", "CHAT_OUTPUT_SOFT_LIMIT", T_SIZE, OFF(output_soft_limit), 1024,
      1ull << 32, "2097152", NULL,
      "bytes queued to one client that may persist only output-soft-seconds"},

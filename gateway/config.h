@@ -24,6 +24,7 @@ typedef struct gw_config {
     int max_connections;     /* per process */
     size_t max_header_bytes;
     unsigned http_idle_timeout_ms;
+    unsigned drain_delay_ms;
     size_t output_soft_limit;
     size_t output_hard_limit;
     unsigned output_soft_seconds;

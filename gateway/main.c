@@ -258,6 +258,16 @@ int main(int argc, char **argv)
     int sig = 0;
     sigwait(&sigs, &sig);
     gw__set_draining();
+    GW_INFO("event=draining signal=%d delay_ms=%u", sig, config.drain_delay_ms);
+    /* /readyz fails from now on; sessions keep being served while the load
+     * balancer notices, then every session is closed at transport level so
+     * its client reconnects elsewhere. A second signal cuts the wait short. */
+    if (config.drain_delay_ms) {
+        struct timespec wait = {(time_t)(config.drain_delay_ms / 1000),
+                                (long)(config.drain_delay_ms % 1000) * 1000000L};
+        siginfo_t info;
+        sigtimedwait(&sigs, &info, &wait);
+    }
     GW_INFO("event=stopping signal=%d", sig);
     struct event *stops[256];
     for (int i = 0; i < nworkers; i++) {
