@@ -11,7 +11,7 @@ runtime=(libevent-2.1-7 libevent-core-2.1-7 libevent-pthreads-2.1-7 libwslay1 li
 build=(build-essential cmake pkg-config clang libclang-rt-14-dev
        libevent-dev libwslay-dev libhiredis-dev libjansson-dev libhttp-parser-dev libssl-dev libpq-dev)
 # haproxy: the local load balancer (scripts/dev.sh) and the integration tests
-test=(redis-server postgresql haproxy docker-compose nodejs python3 python3-socketio python3-websocket
+test=(redis-server postgresql haproxy docker-compose nodejs python3 python3-yaml python3-socketio python3-websocket
       python3-requests curl procps)
 
 if [ "${1:-}" = "--runtime" ]; then
