@@ -1,22 +1,13 @@
 /* Unit tests for proto/chat.h. */
 #include "t.h"
 #include "chat.h"
+#include "t_json.h"
 
 #include <stdlib.h>
 
 #define V(lit) PR_VIEW_LIT(lit)
 #define S(lit) (lit), sizeof(lit) - 1
 
-static json_t *js(const char *text)
-{
-    json_error_t err;
-    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-    if (j == NULL) {
-        fprintf(stderr, "bad JSON in test: %s\n", text);
-        abort();
-    }
-    return j;
-}
 
 static void test_id_valid(void)
 {

@@ -1,5 +1,6 @@
 /* Unit tests for proto/sio.h, driven by the Socket.IO v5 specification examples. */
 #include "sio.h"
+#include "t_json.h"
 #include "t.h"
 
 #include <stdlib.h>
@@ -7,16 +8,6 @@
 #define V(lit) PR_VIEW_LIT(lit)
 #define PH(n) "{\"_placeholder\":true,\"num\":" #n "}"
 
-static json_t *js(const char *text)
-{
-    json_error_t err;
-    json_t *j = json_loads(text, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-    if (j == NULL) {
-        fprintf(stderr, "bad JSON in test: %s\n", text);
-        abort();
-    }
-    return j;
-}
 
 /*
  * Decodes text and checks every field; json is the expected data (NULL: none).
