@@ -247,6 +247,8 @@ static int publish_env(chat_worker *cw, const char *room, const char *except_use
         size_t lens[] = {7, strlen(channel), env.len};
         rc = gw_redis_command(cw->redis, cb, arg, 3, argv, lens);
     }
+    GW_STAT_ADD(cw->w, published, rc == 0);
+    GW_STAT_ADD(cw->w, publish_failures, rc != 0);
     pr_buf_dispose(&env);
     return rc;
 }
@@ -286,6 +288,7 @@ static void deliver_room(chat_worker *cw, const chat_env *h, pr_view packet)
         if (h->except_socket.len && pr_view_eq_cstr(h->except_socket, gw_socket_id(cs->sock)))
             continue;
         gw_socket_send_blob(cs->sock, b);
+        GW_STAT_ADD(cw->w, room_deliveries, 1);
     }
     gw__blob_unref(b);
 }
@@ -307,8 +310,9 @@ static void on_redis_message(gw_redis *r, pr_view channel, pr_view message, void
     chat_worker *cw = arg;
     chat_env h;
     pr_view packet;
+    GW_STAT_ADD(cw->w, room_events_in, 1);
     if (chat_env_decode(message, &h, &packet) != 0) {
-        GW_WARN("event=bad_envelope worker=%d len=%zu", cw->w->index, message.len);
+        GW_WARN_RATELIMITED("event=bad_envelope worker=%d len=%zu", cw->w->index, message.len);
         return;
     }
     if (pr_view_eq_cstr(h.room, ALL_ROOM))
@@ -407,7 +411,7 @@ static void presence_changed_cb(gw_redis *r, redisReply *rep, void *arg)
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
         publish_presence(x->cw, x->uid, x->online);
     else if (rep && rep->type == REDIS_REPLY_ERROR)
-        GW_WARN("event=presence_script_error err=\"%s\"", rep->str);
+        GW_WARN_RATELIMITED("event=presence_script_error err=\"%s\"", rep->str);
     pr_free(x);
 }
 

@@ -186,7 +186,7 @@ static void out_free_all(gw_conn *c);
 static void conn_doom(gw_conn *c, const char *limit)
 {
     GW_STAT_ADD(c->w, conns_dropped_output, 1);
-    GW_WARN("event=output_%s_limit conn=%u queued=%zu", limit, c->id, c->out_bytes);
+    GW_WARN_RATELIMITED("event=output_%s_limit conn=%u queued=%zu", limit, c->id, c->out_bytes);
     c->doomed = 1;
     c->read_paused = 1;
     out_free_all(c);

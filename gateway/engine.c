@@ -125,7 +125,7 @@ int gw__eio_send_blob(gw_session *s, gw_blob *b)
     if (s->pollq_bytes + b->len > s->w->cfg->output_hard_limit) {
         /* closed in the flush pass, not under the sender (see conn_doom) */
         GW_STAT_ADD(s->w, conns_dropped_output, 1);
-        GW_WARN("event=output_hard_limit sid=%s transport=polling", s->sid);
+        GW_WARN_RATELIMITED("event=output_hard_limit sid=%s transport=polling", s->sid);
         s->doomed = 1;
         pollq_free(s);
         if (!s->poll_dirty) {

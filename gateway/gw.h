@@ -242,6 +242,11 @@ typedef struct {
     uint64_t conns_open, conns_total, sessions_open, sessions_total, handoffs;
     uint64_t bytes_in, bytes_out, eio_packets_in, eio_packets_out, closed_bad_input;
     uint64_t accept_errors, conns_dropped_output;
+    /* chat */
+    uint64_t room_events_in;  /* envelopes received from Redis */
+    uint64_t room_deliveries; /* sockets a room event was queued on */
+    uint64_t published;       /* PUBLISHes of room events */
+    uint64_t publish_failures;
 } gw_stats;
 
 struct gw_worker {

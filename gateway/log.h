@@ -5,6 +5,8 @@
 #ifndef GW_LOG_H
 #define GW_LOG_H
 
+#include <time.h>
+
 enum { GW_LOG_DEBUG = 0, GW_LOG_INFO = 1, GW_LOG_WARN = 2, GW_LOG_ERROR = 3 };
 
 extern int gw_log_level;
@@ -21,5 +23,20 @@ void gw__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
 #define GW_INFO(...) GW_LOG(GW_LOG_INFO, __VA_ARGS__)
 #define GW_WARN(...) GW_LOG(GW_LOG_WARN, __VA_ARGS__)
 #define GW_ERROR(...) GW_LOG(GW_LOG_ERROR, __VA_ARGS__)
+
+/* For what clients can trigger at will: at most 10 lines per second per call
+ * site and thread, then silence until the next second (the metrics count all). */
+#define GW_WARN_RATELIMITED(...)                                                                   \
+    do {                                                                                           \
+        static __thread long gw_rl_second;                                                         \
+        static __thread unsigned gw_rl_lines;                                                      \
+        long gw_rl_now = (long)time(NULL);                                                         \
+        if (gw_rl_now != gw_rl_second) {                                                           \
+            gw_rl_second = gw_rl_now;                                                              \
+            gw_rl_lines = 0;                                                                       \
+        }                                                                                          \
+        if (gw_rl_lines++ < 10)                                                                    \
+            GW_WARN(__VA_ARGS__);                                                                  \
+    } while (0)
 
 #endif

@@ -202,13 +202,14 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
                 /* Out of descriptors: stop accepting for a moment instead of
                  * spinning on a listener that stays readable. */
                 GW_STAT_ADD(w, accept_errors, 1);
-                GW_WARN("event=accept_paused worker=%d err=%s", w->index, strerror(errno));
+                GW_WARN_RATELIMITED("event=accept_paused worker=%d err=%s", w->index,
+                                    strerror(errno));
                 event_del(&w->listen_ev);
                 struct timeval tv = {0, 100 * 1000};
                 evtimer_add(&w->accept_retry, &tv);
                 return;
             }
-            GW_WARN("event=accept_failed worker=%d err=%s", w->index, strerror(errno));
+            GW_WARN_RATELIMITED("event=accept_failed worker=%d err=%s", w->index, strerror(errno));
             return;
         }
         if (__atomic_add_fetch(&total_conns, 1, __ATOMIC_RELAXED) > max_connections) {
@@ -366,6 +367,7 @@ void gw__metrics_render(pr_buf *out)
         SUM(conns_open); SUM(conns_total); SUM(sessions_open); SUM(sessions_total);
         SUM(handoffs); SUM(bytes_in); SUM(bytes_out); SUM(eio_packets_in); SUM(eio_packets_out);
         SUM(closed_bad_input); SUM(accept_errors); SUM(conns_dropped_output);
+        SUM(room_events_in); SUM(room_deliveries); SUM(published); SUM(publish_failures);
 #undef SUM
     }
 #define METRIC(name, type, help, v)                                                                \
@@ -386,5 +388,13 @@ void gw__metrics_render(pr_buf *out)
     METRIC("accept_errors_total", "counter", "Accepts refused or failed.", t.accept_errors);
     METRIC("output_limit_drops_total", "counter", "Clients cut for exceeding output limits.",
            t.conns_dropped_output);
+    METRIC("room_events_received_total", "counter", "Room events received from Redis.",
+           t.room_events_in);
+    METRIC("room_deliveries_total", "counter", "Room events queued on local sockets.",
+           t.room_deliveries);
+    METRIC("room_events_published_total", "counter", "Room events published to Redis.",
+           t.published);
+    METRIC("room_publish_failures_total", "counter", "Room events Redis did not take.",
+           t.publish_failures);
 #undef METRIC
 }
