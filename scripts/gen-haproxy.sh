@@ -39,6 +39,18 @@ addr() {
   printf '%s' "$a"
 }
 
+# Health checks of a backend: a server whose /readyz fails (draining after
+# SIGTERM, Redis unreachable) gets no new requests. Servers start even when a
+# name does not resolve yet (compose, Kubernetes).
+ready_check() {
+  cat <<EOF
+    option httpchk
+    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
+    http-check expect status 200
+    default-server check inter 2s fastinter 500ms downinter 1s fall 2 rise 2 init-addr libc,none
+EOF
+}
+
 storage=()
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -108,11 +120,8 @@ backend gateways
     http-request set-var(txn.eio_sid) url_param(sid)
     http-response wait-for-body time 1s if { status 200 } !{ var(txn.eio_sid) -m found }
     stick store-response res.body,bytes(1),json_query('\$.sid') if { status 200 } !{ var(txn.eio_sid) -m found }
-    option httpchk
-    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
-    http-check expect status 200
-    default-server check inter 2s fastinter 500ms downinter 1s fall 2 rise 2 init-addr libc,none
 EOF
+ready_check
 i=0
 for g in "${gateways[@]}"; do
   i=$((i + 1))
@@ -124,11 +133,8 @@ if [ ${#storage[@]} -gt 0 ]; then
 
 backend storage
     balance roundrobin
-    option httpchk
-    http-check send meth GET uri /readyz ver HTTP/1.1 hdr Host localhost
-    http-check expect status 200
-    default-server check inter 2s fastinter 500ms downinter 1s fall 2 rise 2 init-addr libc,none
 EOF
+  ready_check
   i=0
   for s in "${storage[@]}"; do
     i=$((i + 1))
