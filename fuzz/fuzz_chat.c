@@ -3,11 +3,13 @@
  * selects what the rest is:
  *   'j'  JSON (as sio_decode loads it) for chat_parse_args, max_text 32;
  *   'f'  fields "<room>\0<except socket>\0<except user>\0<packet>" to encode;
+ *   's'  a storage envelope (M1, U1, J1/K1, A1, R1), receipt lines or a
+ *        position vector (docs/storage.md), through every decoder;
  *   else an envelope to decode.
  *
  * Oracles: parsed fields obey the documented rules and survive being written
  * back as JSON and parsed again; a larger text limit never turns success into
- * failure; a decoded envelope re-encodes to the same bytes, an encoded one
+ * failure; a decoded envelope (any kind) re-encodes to the same bytes, an encoded one
  * decodes to the same fields, and encoding refuses only invalid fields.
  */
 #include "chat.h"
@@ -164,6 +166,66 @@ static void fuzz_env_encode(pr_view in)
     pr_buf_dispose(&b);
 }
 
+/* Decodes in as every storage envelope kind; whatever decodes re-encodes to
+ * the same bytes. */
+static void fuzz_store(pr_view in)
+{
+    pr_buf b;
+    pr_buf_init(&b, in.len + 64);
+    chat_menv m;
+    pr_view p, u, r, it, s, j, st;
+    char kind;
+    int64_t id;
+
+    if (chat_menv_decode(in, &m, &p) == PR_OK) {
+        FUZZ_CHECK(chat_env_kind(in) == 'M' && within(p, in));
+        FUZZ_CHECK(chat_menv_encode(&b, &m, p) == PR_OK && pr_view_eq(pr_buf_view(&b), in));
+    }
+    pr_buf_reset(&b);
+    if (chat_uenv_decode(in, &u, &p) == PR_OK)
+        FUZZ_CHECK(chat_uenv_encode(&b, u, p) == PR_OK && pr_view_eq(pr_buf_view(&b), in));
+    pr_buf_reset(&b);
+    if (chat_jenv_decode(in, &kind, &r, &u) == PR_OK)
+        FUZZ_CHECK(chat_jenv_encode(&b, kind, r, u) == PR_OK && pr_view_eq(pr_buf_view(&b), in));
+    pr_buf_reset(&b);
+    if (chat_aenv_begin_decode(in, &it) == PR_OK) {
+        int rc;
+        chat_aenv_begin(&b);
+        while ((rc = chat_aenv_next(&it, &s, &id, &j)) == 1)
+            FUZZ_CHECK(chat_aenv_add(&b, s, id, j) == PR_OK);
+        FUZZ_CHECK(rc == 0 || rc == PR_EINVAL);
+        if (rc == 0)
+            FUZZ_CHECK(pr_view_eq(pr_buf_view(&b), in));
+    }
+    pr_buf_reset(&b);
+    if (chat_renv_begin_decode(in, &r, &st, &it) == PR_OK) {
+        int rc;
+        chat_replay_item item;
+        FUZZ_CHECK(chat_renv_begin(&b, r, st) == PR_OK);
+        while ((rc = chat_renv_next(&it, &item)) == 1)
+            FUZZ_CHECK(chat_renv_add(&b, &item) == PR_OK);
+        FUZZ_CHECK(rc == 0 || rc == PR_EINVAL);
+        if (rc == 0)
+            FUZZ_CHECK(pr_view_eq(pr_buf_view(&b), in));
+    }
+    pr_buf_reset(&b);
+    it = in;
+    int rc;
+    while ((rc = chat_receipt_next(&it, &r, &u, &id)) == 1)
+        FUZZ_CHECK(chat_receipt_add(&b, r, u, id) == PR_OK);
+    if (rc == 0)
+        FUZZ_CHECK(pr_view_eq(pr_buf_view(&b), in));
+    pr_buf_reset(&b);
+    uint64_t v[8];
+    for (unsigned n = 1; n <= 8; n++) {
+        if (chat_vec_decode(in, v, n) == PR_OK) {
+            pr_buf_reset(&b);
+            FUZZ_CHECK(chat_vec_encode(&b, v, n) == PR_OK && pr_view_eq(pr_buf_view(&b), in));
+        }
+    }
+    pr_buf_dispose(&b);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static int installed;
@@ -178,6 +240,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_args(data + 1, size - 1);
     else if (data[0] == 'f')
         fuzz_env_encode(rest);
+    else if (data[0] == 's')
+        fuzz_store(rest);
     else
         fuzz_env_decode(rest);
     return 0;

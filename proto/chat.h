@@ -11,6 +11,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pr.h"
 
@@ -68,5 +69,84 @@ typedef struct {
 int chat_env_encode(pr_buf *out, const chat_env *h, pr_view packet);
 /* Views in h and packet point into in. */
 int chat_env_decode(pr_view in, chat_env *h, pr_view *packet);
+
+/* ---- storage contract (docs/storage.md) ---- */
+
+#define CHAT_SHARDS_MAX 256
+
+/* The ingest shard of a room: FNV-1a 32 of the id, modulo nshards (>= 1). */
+unsigned chat_room_shard(const char *room, size_t len, unsigned nshards);
+
+/* The direct room of users a and b: "dm_" + 22 base64url characters of
+ * HMAC-SHA256(key, sorted "a\nb"), NUL-terminated in out. Both orders give
+ * the same id. */
+#define CHAT_DM_ID_LEN 25
+void chat_dm_room_id(const unsigned char key[32], const char *a, const char *b,
+                     char out[CHAT_DM_ID_LEN + 1]);
+/* The 32-byte key for chat_dm_room_id from the settings: SHA-256 of
+ * room_secret when set, else HMAC(jwt_secret, "chat direct room ids v1") when
+ * set, else a fixed key (insecure-dev: guessable ids). */
+void chat_dm_key(const char *room_secret, const char *jwt_secret, unsigned char key[32]);
+
+/*
+ * Shard position vector: n unsigned decimal numbers separated by '.'
+ * ("0.17.3"). Decode demands exactly n entries, each at most 2^53-1, and no
+ * leading '+', sign or empty entry.
+ */
+int chat_vec_encode(pr_buf *out, const uint64_t *v, unsigned n);
+int chat_vec_decode(pr_view in, uint64_t *v, unsigned n);
+
+/* The tag of an envelope: 'C', 'M', 'U', 'J', 'K', 'A' or 'R'; 0 if none. */
+char chat_env_kind(pr_view in);
+
+/* M1: a stored message for a room (see docs/storage.md). */
+typedef struct {
+    pr_view room;
+    int64_t seq;
+    unsigned shard;
+    int64_t pos;
+    pr_view sender;
+} chat_menv;
+int chat_menv_encode(pr_buf *out, const chat_menv *h, pr_view packet);
+int chat_menv_decode(pr_view in, chat_menv *h, pr_view *packet);
+
+/* U1: a packet for every local socket of a user. */
+int chat_uenv_encode(pr_buf *out, pr_view user, pr_view packet);
+int chat_uenv_decode(pr_view in, pr_view *user, pr_view *packet);
+
+/* J1 / K1: user joined (kind 'J') or was removed from (kind 'K') room. */
+int chat_jenv_encode(pr_buf *out, char kind, pr_view room, pr_view user);
+int chat_jenv_decode(pr_view in, char *kind, pr_view *room, pr_view *user);
+
+/*
+ * A1: acks. Encode with chat_aenv_begin then chat_aenv_add per ack (json is
+ * compact JSON text without newlines). Decode: chat_aenv_begin_decode checks
+ * the tag and returns the rest in *it; chat_aenv_next yields one ack per call:
+ * 1 when it produced one, 0 at the end, PR_EINVAL on a malformed line.
+ */
+int chat_aenv_begin(pr_buf *out);
+int chat_aenv_add(pr_buf *out, pr_view socket, int64_t ack_id, pr_view json);
+int chat_aenv_begin_decode(pr_view in, pr_view *it);
+int chat_aenv_next(pr_view *it, pr_view *socket, int64_t *ack_id, pr_view *json);
+
+/* R1: a replay reply. status "ok" or "overflow". */
+typedef struct {
+    unsigned shard;
+    int64_t pos;
+    int64_t seq;
+    pr_view room;
+    pr_view packet;
+} chat_replay_item;
+int chat_renv_begin(pr_buf *out, pr_view req_id, pr_view status);
+int chat_renv_add(pr_buf *out, const chat_replay_item *item);
+int chat_renv_begin_decode(pr_view in, pr_view *req_id, pr_view *status, pr_view *it);
+int chat_renv_next(pr_view *it, chat_replay_item *item);
+
+/*
+ * Receipt lines "ROOM\tUSER\tSEQ\n" (SEQ >= -1). chat_receipt_add appends one;
+ * chat_receipt_next yields one per call (1), 0 at the end, PR_EINVAL.
+ */
+int chat_receipt_add(pr_buf *out, pr_view room, pr_view user, int64_t seq);
+int chat_receipt_next(pr_view *it, pr_view *room, pr_view *user, int64_t *seq);
 
 #endif
