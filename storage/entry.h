@@ -1,0 +1,64 @@
+/*
+ * entry.h - ingest stream entries (docs/storage.md "Stream entries"): parsed
+ * and checked from an XREADGROUP reply, and turned into the JSON arguments of
+ * chat_batch. Private to ingest.c (and its unit test); no I/O.
+ */
+#ifndef ST_ENTRY_H
+#define ST_ENTRY_H
+
+#include <hiredis/hiredis.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pr.h"
+
+/* The gateways enforce the text limit their clients see; this one only
+ * keeps an absurd entry from reaching the database. */
+#define ST_TEXT_HARD_MAX (1u << 20)
+
+/* What became of an entry. */
+enum { ST_E_NONE, ST_E_NEW, ST_E_DUP, ST_E_FORBIDDEN, ST_E_RETRY, ST_E_INVALID };
+
+typedef struct st__entry {
+    char id[48]; /* stream entry id */
+    unsigned shard;
+    char kind;  /* 'm' message, 'R' receipts, 'o' open a direct room, 0 ack only */
+    int status; /* ST_E_* */
+    /* message fields, NUL-terminated, in buf; l, c, p, g, s may be NULL */
+    const char *r, *u, *n, *l, *x, *c, *p, *g, *s;
+    size_t x_len;
+    int64_t a; /* ack id; -1: no ack (then g and s are NULL too) */
+    char *buf;
+    /* receipts: JSON objects "{...},{...}" for chat_receipts, in rc */
+    char *rc;
+    size_t rc_len;
+    unsigned nrc;
+    /* the database's answer for a message */
+    char mid[24];
+    int64_t seq, pos;
+    unsigned rshard;
+    char created[32];
+} st__entry;
+
+/*
+ * Parses one [id, [field, value, ...]] item of stream shard (of nshards).
+ * NULL when it has no usable id (it cannot even be acked). Otherwise the
+ * entry: kind 0 for an entry deleted while pending (ack only); status
+ * ST_E_INVALID for a malformed one (kind 'm' keeps its reply address, for an
+ * error ack); ST_E_FORBIDDEN for a direct room (message with p, or 'o') that
+ * is not chat_dm_room_id of its user and peer. Receipt lines for rooms of
+ * other shards are dropped.
+ */
+st__entry *st__entry_parse(const redisReply *item, unsigned shard, unsigned nshards,
+                           const unsigned char room_key[32]);
+void st__entry_free(st__entry *e);
+
+/*
+ * The arguments of chat_batch for entries e[0..n): msgs gets the messages
+ * still to store (status ST_E_NONE) as [{o,sh,r,u,n,l,x,c,p},...] with o the
+ * index in e, and direct rooms to open as {o,sh,k:"o",r,u,p}; rcpts the
+ * receipts of valid 'R' entries. Both NUL-terminated.
+ */
+int st__entry_batch_json(st__entry *const *e, size_t n, pr_buf *msgs, pr_buf *rcpts);
+
+#endif

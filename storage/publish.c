@@ -1,0 +1,336 @@
+/*
+ * publish.c - what storage tells gateways outside the ingest loop: user
+ * events (U1), membership changes (J1/K1 and the membership cache), and
+ * messages posted over HTTP, which go through the ingest stream like a
+ * gateway's sendMessage and come back as an A1 ack on the replica's channel.
+ */
+#include <event2/event.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "chat.h"
+#include "config.h"
+#include "log.h"
+#include "sio.h"
+#include "st.h"
+
+/* ---- JSON text of trusted shapes ---- */
+
+/* Appends s as a JSON string. Valid UTF-8 is copied as is; quotes,
+ * backslashes and control characters are escaped. */
+static int json_str(pr_buf *b, const char *s, size_t n)
+{
+    static const char hex[] = "0123456789abcdef";
+    int rc = pr_buf_reserve(b, n + 2);
+    if (rc == 0)
+        rc = pr_buf_append_byte(b, '"');
+    size_t run = 0; /* bytes copied in one go */
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        unsigned char ch = (unsigned char)s[i];
+        if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f)
+            continue;
+        rc = pr_buf_append(b, s + run, i - run);
+        run = i + 1;
+        if (rc != 0)
+            break;
+        switch (ch) {
+        case '"': rc = pr_buf_append(b, "\\\"", 2); break;
+        case '\\': rc = pr_buf_append(b, "\\\\", 2); break;
+        case '\n': rc = pr_buf_append(b, "\\n", 2); break;
+        case '\r': rc = pr_buf_append(b, "\\r", 2); break;
+        case '\t': rc = pr_buf_append(b, "\\t", 2); break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
+            rc = pr_buf_append(b, u, 6);
+        }
+        }
+    }
+    if (rc == 0)
+        rc = pr_buf_append(b, s + run, n - run);
+    if (rc == 0)
+        rc = pr_buf_append_byte(b, '"');
+    return rc;
+}
+
+static int json_cstr_or_null(pr_buf *b, const char *s)
+{
+    return s ? json_str(b, s, strlen(s)) : pr_buf_append(b, "null", 4);
+}
+
+int st_message_packet(pr_buf *out, const st_msg *m)
+{
+    size_t start = out->len;
+    int rc = pr_buf_append(out, "2[\"messageReceived\",{\"id\":", 26);
+    if (rc == 0)
+        rc = json_cstr_or_null(out, m->id);
+    if (rc == 0)
+        rc = pr_buf_appendf(out, ",\"seq\":%lld,\"roomId\":", (long long)m->seq);
+    if (rc == 0)
+        rc = json_cstr_or_null(out, m->room);
+    if (rc == 0)
+        rc = pr_buf_append(out, ",\"userId\":", 10);
+    if (rc == 0)
+        rc = json_cstr_or_null(out, m->user);
+    if (rc == 0)
+        rc = pr_buf_append(out, ",\"firstName\":", 13);
+    if (rc == 0)
+        rc = json_cstr_or_null(out, m->first_name ? m->first_name : "");
+    if (rc == 0)
+        rc = pr_buf_append(out, ",\"lastName\":", 12);
+    if (rc == 0)
+        rc = json_cstr_or_null(out, m->last_name);
+    if (rc == 0)
+        rc = pr_buf_append(out, ",\"text\":", 8);
+    if (rc == 0)
+        rc = json_str(out, m->text, m->text_len);
+    if (rc == 0)
+        rc = pr_buf_append(out, ",\"createdAt\":", 13);
+    if (rc == 0)
+        rc = json_cstr_or_null(out, m->created_at);
+    if (rc == 0)
+        rc = pr_buf_append(out, ",\"clientMsgId\":", 15);
+    if (rc == 0)
+        rc = json_cstr_or_null(out, m->client_msg_id);
+    if (rc == 0)
+        rc = pr_buf_append(out, "}]", 2);
+    if (rc != 0)
+        out->len = start;
+    return rc;
+}
+
+int st__json_str(pr_buf *b, const char *s, size_t n)
+{
+    return json_str(b, s, n);
+}
+
+/* ---- user events and membership ---- */
+
+static int publish(st_ctx *c, const char *channel, pr_view payload)
+{
+    const char *argv[3] = {"PUBLISH", channel, payload.ptr};
+    size_t lens[3] = {7, strlen(channel), payload.len};
+    return st_redis_command(c->redis, NULL, NULL, 3, argv, lens);
+}
+
+int st_publish_user_event(st_ctx *c, const char *user, const char *event, json_t *payload)
+{
+    if (!chat_id_valid(user, strlen(user)))
+        return PR_EINVAL;
+    pr_buf pkt, env;
+    pr_buf_init(&pkt, 1 << 20);
+    pr_buf_init(&env, (1 << 20) + 256);
+    json_t *data = json_pack("[sO]", event, payload);
+    int rc = sio_encode(&pkt, SIO_EVENT, "/", -1, 0, data);
+    json_decref(data);
+    if (rc == 0)
+        rc = chat_uenv_encode(&env, pr_view_make(user, strlen(user)), pr_buf_view(&pkt));
+    if (rc == 0) {
+        char channel[CHAT_ID_MAX + 16];
+        snprintf(channel, sizeof channel, "user:{%s}", user);
+        rc = publish(c, channel, pr_buf_view(&env));
+    }
+    pr_buf_dispose(&pkt);
+    pr_buf_dispose(&env);
+    return rc;
+}
+
+int st_publish_membership(st_ctx *c, char kind, const char *room, const char *user)
+{
+    size_t rl = strlen(room), ul = strlen(user);
+    if ((kind != 'J' && kind != 'K') || !chat_id_valid(room, rl) || !chat_id_valid(user, ul))
+        return PR_EINVAL;
+    char members[CHAT_ID_MAX + 16], rooms[CHAT_ID_MAX + 16], channel[CHAT_ID_MAX + 16];
+    snprintf(members, sizeof members, "{r:%s}:members", room);
+    snprintf(rooms, sizeof rooms, "{u:%s}:rooms", user);
+    snprintf(channel, sizeof channel, "user:{%s}", user);
+    const char *verb = kind == 'J' ? "SADD" : "SREM";
+    /* the cache first: a gateway acting on J1/K1 may read it */
+    const char *a1[3] = {verb, members, user};
+    size_t l1[3] = {4, strlen(members), ul};
+    const char *a2[3] = {verb, rooms, room};
+    size_t l2[3] = {4, strlen(rooms), rl};
+    int rc = st_redis_command(c->redis, NULL, NULL, 3, a1, l1);
+    if (rc == 0)
+        rc = st_redis_command(c->redis, NULL, NULL, 3, a2, l2);
+    pr_buf env;
+    pr_buf_init(&env, 2 * CHAT_ID_MAX + 16);
+    if (rc == 0)
+        rc = chat_jenv_encode(&env, kind, pr_view_make(room, rl), pr_view_make(user, ul));
+    if (rc == 0)
+        rc = publish(c, channel, pr_buf_view(&env));
+    pr_buf_dispose(&env);
+    return rc;
+}
+
+/* ---- messages posted over HTTP ---- */
+
+typedef struct post {
+    struct post *next, **pprev;
+    st_ctx *c;
+    char req_id[24];
+    st_post_cb done;
+    void *arg;
+    struct event *timer;
+} post;
+
+struct st_posts {
+    post *head;
+    uint64_t counter;
+};
+
+static void post_finish(post *p, json_t *ack)
+{
+    *p->pprev = p->next;
+    if (p->next)
+        p->next->pprev = p->pprev;
+    event_free(p->timer);
+    p->done(ack, p->arg);
+    pr_free(p);
+}
+
+static void post_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    post *p = arg;
+    p->c->stats.post_timeouts++;
+    post_finish(p, NULL);
+}
+
+static post *post_find(st_ctx *c, pr_view req_id)
+{
+    if (!c->posts)
+        return NULL;
+    for (post *p = c->posts->head; p; p = p->next)
+        if (pr_view_eq_cstr(req_id, p->req_id))
+            return p;
+    return NULL;
+}
+
+typedef struct {
+    st_ctx *c;
+    char req_id[24];
+} xadd_arg;
+
+static void xadd_cb(redisReply *reply, void *arg)
+{
+    xadd_arg *x = arg;
+    /* the post may have timed out already: find it again by id */
+    post *p = post_find(x->c, pr_view_make(x->req_id, strlen(x->req_id)));
+    if (p && (!reply || reply->type == REDIS_REPLY_ERROR)) {
+        ST_WARN("event=post_xadd_failed req=%s err=\"%s\"", p->req_id,
+                reply ? reply->str : "link lost");
+        post_finish(p, NULL);
+    }
+    pr_free(x);
+}
+
+void st_publish_init(st_ctx *c)
+{
+    c->posts = pr_calloc(1, sizeof *c->posts);
+}
+
+void st_publish_dispose(st_ctx *c)
+{
+    if (!c->posts)
+        return;
+    while (c->posts->head)
+        post_finish(c->posts->head, NULL);
+    pr_free(c->posts);
+    c->posts = NULL;
+}
+
+void st_publish_on_message(st_ctx *c, pr_view channel, pr_view message)
+{
+    (void)channel;
+    pr_view it, sock, json;
+    int64_t ack_id;
+    if (chat_env_kind(message) != 'A' || chat_aenv_begin_decode(message, &it) != 0)
+        return;
+    int rc;
+    while ((rc = chat_aenv_next(&it, &sock, &ack_id, &json)) == 1) {
+        post *p = post_find(c, sock);
+        if (!p)
+            continue; /* timed out already */
+        json_t *ack = json_loadb(json.ptr, json.len, 0, NULL);
+        post_finish(p, ack);
+        json_decref(ack);
+    }
+}
+
+int st_post_message(st_ctx *c, const st_post *m, unsigned timeout_ms, st_post_cb done, void *arg)
+{
+    size_t rl = strlen(m->room), ul = strlen(m->user);
+    if (!c->posts || !chat_id_valid(m->room, rl) || !chat_id_valid(m->user, ul) ||
+        !chat_name_valid(m->first_name, strlen(m->first_name)) ||
+        (m->last_name && !chat_name_valid(m->last_name, strlen(m->last_name))) ||
+        (m->client_msg_id && !chat_id_valid(m->client_msg_id, strlen(m->client_msg_id))) ||
+        (m->peer && !chat_id_valid(m->peer, strlen(m->peer))) || m->text_len == 0)
+        return PR_EINVAL;
+    post *p = pr_calloc(1, sizeof *p);
+    p->c = c;
+    snprintf(p->req_id, sizeof p->req_id, "p%llx", (unsigned long long)++c->posts->counter);
+    char stream[32];
+    snprintf(stream, sizeof stream, "{i:%u}:in",
+             chat_room_shard(m->room, rl, c->cfg->ingest_shards));
+    const char *argv[24];
+    size_t lens[24];
+    int n = 0;
+#define ARG(s, len) (argv[n] = (s), lens[n] = (len), n++)
+#define ARGS(s) ARG((s), strlen(s))
+    ARGS("XADD");
+    ARGS(stream);
+    ARGS("*");
+    ARGS("k");
+    ARGS("m");
+    ARGS("r");
+    ARG(m->room, rl);
+    ARGS("u");
+    ARG(m->user, ul);
+    ARGS("n");
+    ARGS(m->first_name);
+    if (m->last_name) {
+        ARGS("l");
+        ARGS(m->last_name);
+    }
+    ARGS("x");
+    ARG(m->text, m->text_len);
+    if (m->client_msg_id) {
+        ARGS("c");
+        ARGS(m->client_msg_id);
+    }
+    if (m->peer) {
+        ARGS("p");
+        ARGS(m->peer);
+    }
+    ARGS("g");
+    ARGS(c->reply_channel);
+    ARGS("s");
+    ARGS(p->req_id);
+    ARGS("a");
+    ARGS("0");
+#undef ARG
+#undef ARGS
+    xadd_arg *x = pr_malloc(sizeof *x);
+    x->c = c;
+    memcpy(x->req_id, p->req_id, sizeof x->req_id);
+    if (st_redis_command(c->redis, xadd_cb, x, n, argv, lens) != 0) {
+        pr_free(x);
+        pr_free(p);
+        return PR_ECLOSED;
+    }
+    /* xadd_cb looks the post up by id, so linking it after sending is safe:
+     * no callback runs before this function returns */
+    p->done = done;
+    p->arg = arg;
+    p->timer = evtimer_new(c->base, post_timeout_cb, p);
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    evtimer_add(p->timer, &tv);
+    p->next = c->posts->head;
+    if (p->next)
+        p->next->pprev = &p->next;
+    p->pprev = &c->posts->head;
+    c->posts->head = p;
+    c->stats.posts++;
+    return 0;
+}

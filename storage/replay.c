@@ -1,0 +1,375 @@
+/*
+ * replay.c - answers the gateways' replay and sync requests from {st}:rpc
+ * (docs/storage.md "Replay requests" and "Recovery").
+ *
+ * Every replica reads the stream in group "storage" as consumer REPLICA, a
+ * few entries at a time on its own blocking link (c->rpc_blocking), and
+ * answers them concurrently from the database pool; the next read waits
+ * until they are answered. XAUTOCLAIM takes over entries another replica
+ * read and did not answer within 5 s (it died).
+ */
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "chat.h"
+#include "config.h"
+#include "log.h"
+#include "st.h"
+
+#define RPC_STREAM "{st}:rpc"
+#define GROUP "storage"
+#define READ_COUNT "16"
+#define CLAIM_IDLE_MS "5000"
+/* A request older than this has been given up by its gateway. */
+#define MAX_AGE_MS 60000
+/* Redis takes at most 512 MB in one value. */
+#define REPLY_MAX (256u << 20)
+
+struct st_replay {
+    st_ctx *c;
+    int reading, claiming, group_ok, group_pending;
+    unsigned outstanding;
+    uint64_t last_claim_ms;
+    uint64_t pause_until;
+    struct event *tick;
+};
+
+typedef struct {
+    st_replay *rp;
+    char entry_id[48];
+    char kind; /* 'p' replay, 's' sync */
+    char user[CHAT_ID_MAX + 1];
+    char channel[CHAT_ID_MAX + 1];
+    char req_id[CHAT_ID_MAX + 1];
+    unsigned max;
+} request;
+
+static const char REPLAY_SQL[] =
+    "SELECT m.shard, m.shard_pos, m.seq, m.room_id, m.id, m.sender_id, m.first_name, "
+    "m.last_name, m.body, chat_iso(m.created_at), m.client_msg_id "
+    "FROM room_members rm "
+    "CROSS JOIN LATERAL (SELECT x.shard FROM messages x WHERE x.room_id = rm.room_id "
+    "ORDER BY x.shard_pos DESC LIMIT 1) s "
+    "CROSS JOIN LATERAL (SELECT x.* FROM messages x WHERE x.room_id = rm.room_id "
+    "AND x.shard_pos > ($2::bigint[])[s.shard + 1] ORDER BY x.shard_pos LIMIT $3) m "
+    "WHERE rm.user_id = $1 ORDER BY m.shard, m.shard_pos LIMIT $3";
+
+static const char SYNC_SQL[] =
+    "SELECT m.shard, m.shard_pos, m.seq, m.room_id, m.id, m.sender_id, m.first_name, "
+    "m.last_name, m.body, chat_iso(m.created_at), m.client_msg_id "
+    "FROM room_members rm "
+    "CROSS JOIN LATERAL (SELECT x.* FROM messages x WHERE x.room_id = rm.room_id "
+    "AND x.seq > rm.delivered_seq AND x.sender_id <> rm.user_id ORDER BY x.seq LIMIT $2) m "
+    "WHERE rm.user_id = $1 ORDER BY m.room_id, m.seq LIMIT $2";
+
+static void ack_entry(st_ctx *c, const char *id)
+{
+    const char *a[] = {"XACK", RPC_STREAM, GROUP, id};
+    size_t al[] = {4, strlen(RPC_STREAM), strlen(GROUP), strlen(id)};
+    st_redis_command(c->redis, NULL, NULL, 4, a, al);
+    const char *d[] = {"XDEL", RPC_STREAM, id};
+    size_t dl[] = {4, strlen(RPC_STREAM), strlen(id)};
+    st_redis_command(c->redis, NULL, NULL, 3, d, dl);
+}
+
+static void request_done(request *q)
+{
+    st_replay *rp = q->rp;
+    pr_free(q);
+    rp->outstanding--;
+}
+
+static const char *val(PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+static int64_t num(PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? 0 : strtoll(PQgetvalue(res, row, col), NULL, 10);
+}
+
+static void reply(st_ctx *c, const request *q, const char *status, PGresult *res, int nrows)
+{
+    pr_buf out, pkt;
+    pr_buf_init(&out, REPLY_MAX);
+    pr_buf_init(&pkt, REPLY_MAX);
+    int rc = chat_renv_begin(&out, pr_view_make(q->req_id, strlen(q->req_id)),
+                             pr_view_make(status, strlen(status)));
+    for (int i = 0; i < nrows && rc == 0; i++) {
+        st_msg m = {val(res, i, 4), num(res, i, 2), val(res, i, 3), val(res, i, 5),
+                    val(res, i, 6), val(res, i, 7), val(res, i, 8), (size_t)PQgetlength(res, i, 8),
+                    val(res, i, 9), val(res, i, 10)};
+        if (!m.id || !m.room || !m.user || !m.text || !m.created_at) {
+            rc = PR_EINVAL; /* cannot happen with the schema's NOT NULLs */
+            break;
+        }
+        pr_buf_reset(&pkt);
+        rc = st_message_packet(&pkt, &m);
+        chat_replay_item it = {(unsigned)num(res, i, 0), num(res, i, 1), m.seq,
+                               pr_view_make(m.room, strlen(m.room)), pr_buf_view(&pkt)};
+        if (rc == 0)
+            rc = chat_renv_add(&out, &it);
+    }
+    if (rc != 0) {
+        /* too big to send: the gateway starts a fresh session instead */
+        pr_buf_reset(&out);
+        rc = chat_renv_begin(&out, pr_view_make(q->req_id, strlen(q->req_id)),
+                             PR_VIEW_LIT("overflow"));
+        c->stats.replay_overflows++;
+    }
+    if (rc == 0) {
+        const char *argv[] = {"PUBLISH", q->channel, out.ptr};
+        size_t lens[] = {7, strlen(q->channel), out.len};
+        st_redis_command(c->redis, NULL, NULL, 3, argv, lens);
+    }
+    pr_buf_dispose(&out);
+    pr_buf_dispose(&pkt);
+}
+
+static void query_cb(PGresult *res, const char *error, void *arg)
+{
+    request *q = arg;
+    st_ctx *c = q->rp->c;
+    if (!res) {
+        c->stats.replay_errors++;
+        ST_LOG_RATELIMITED(ST_LOG_ERROR, "event=replay_failed req=%s err=\"%s\"", q->req_id,
+                           error ? error : "?");
+        /* not acked: XAUTOCLAIM offers it again after CLAIM_IDLE_MS, by
+         * which time the gateway may have given up (no harm) */
+        request_done(q);
+        return;
+    }
+    int rows = PQntuples(res);
+    int overflow = rows > (int)q->max;
+    c->stats.replay_requests++;
+    if (overflow) {
+        c->stats.replay_overflows++;
+        reply(c, q, "overflow", NULL, 0);
+    } else {
+        reply(c, q, "ok", res, rows);
+    }
+    ack_entry(c, q->entry_id);
+    ST_DEBUG("event=replay kind=%s req=%s user=%s rows=%d overflow=%d",
+             q->kind == 'p' ? "replay" : "sync", q->req_id, q->user, rows, overflow);
+    request_done(q);
+}
+
+static const redisReply *field(const redisReply *f, const char *name)
+{
+    for (size_t i = 0; i + 1 < f->elements; i += 2) {
+        const redisReply *k = f->element[i];
+        if (k->type == REDIS_REPLY_STRING && !strcmp(k->str, name) &&
+            f->element[i + 1]->type == REDIS_REPLY_STRING)
+            return f->element[i + 1];
+    }
+    return NULL;
+}
+
+static int copy_id(char *dst, const redisReply *v)
+{
+    if (!v || !chat_id_valid(v->str, v->len))
+        return -1;
+    memcpy(dst, v->str, v->len);
+    dst[v->len] = '\0';
+    return 0;
+}
+
+static uint64_t wall_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
+}
+
+static void handle_entry(st_replay *rp, const redisReply *item)
+{
+    st_ctx *c = rp->c;
+    if (item->type != REDIS_REPLY_ARRAY || item->elements != 2 ||
+        item->element[0]->type != REDIS_REPLY_STRING || item->element[0]->len >= 48)
+        return;
+    const char *id = item->element[0]->str;
+    const redisReply *f = item->element[1];
+    if (f->type != REDIS_REPLY_ARRAY) { /* deleted: nothing to answer */
+        ack_entry(c, id);
+        return;
+    }
+    request *q = pr_calloc(1, sizeof *q);
+    q->rp = rp;
+    memcpy(q->entry_id, id, item->element[0]->len);
+    const redisReply *k = field(f, "k"), *m = field(f, "m"), *v = field(f, "v");
+    int addressable =
+        copy_id(q->channel, field(f, "g")) == 0 && copy_id(q->req_id, field(f, "i")) == 0;
+    int ok = addressable && copy_id(q->user, field(f, "u")) == 0 && k && m;
+    if (ok && !strcmp(k->str, "replay"))
+        q->kind = 'p';
+    else if (ok && !strcmp(k->str, "sync"))
+        q->kind = 's';
+    else
+        ok = 0;
+    char *end = NULL;
+    unsigned long max = ok ? strtoul(m->str, &end, 10) : 0;
+    if (ok && (m->str[0] < '0' || m->str[0] > '9' || *end || max == 0))
+        ok = 0;
+    q->max = max > c->cfg->replay_max ? c->cfg->replay_max : (unsigned)max;
+    /* an entry id is "MS-N": a request older than a minute is stale */
+    unsigned long long ms = strtoull(id, NULL, 10);
+    if (ok && ms + MAX_AGE_MS < wall_ms()) {
+        ack_entry(c, id);
+        pr_free(q);
+        return;
+    }
+    pr_buf arr;
+    pr_buf_init(&arr, 24u * CHAT_SHARDS_MAX + 8);
+    if (ok && q->kind == 'p') {
+        uint64_t vec[CHAT_SHARDS_MAX];
+        unsigned n = c->cfg->ingest_shards;
+        if (!v || chat_vec_decode(pr_view_make(v->str, v->len), vec, n) != 0) {
+            ok = 0;
+        } else {
+            pr_buf_append_byte(&arr, '{');
+            for (unsigned s = 0; s < n; s++)
+                pr_buf_appendf(&arr, "%s%llu", s ? "," : "", (unsigned long long)vec[s]);
+            pr_buf_append(&arr, "}", 2);
+        }
+    }
+    if (!ok) {
+        ST_WARN_RATELIMITED("event=bad_replay_request id=%s", id);
+        if (addressable) /* an answer the gateway handles: start afresh */
+            reply(c, q, "overflow", NULL, 0);
+        ack_entry(c, id);
+        pr_buf_dispose(&arr);
+        pr_free(q);
+        return;
+    }
+    char limit[16];
+    /* one row more than allowed tells an overflow */
+    snprintf(limit, sizeof limit, "%u", q->max + 1);
+    int rc;
+    if (q->kind == 'p') {
+        const char *params[] = {q->user, arr.ptr, limit};
+        rc = st_pg_query(c->db, REPLAY_SQL, 3, params, query_cb, q);
+    } else {
+        const char *params[] = {q->user, limit};
+        rc = st_pg_query(c->db, SYNC_SQL, 2, params, query_cb, q);
+    }
+    pr_buf_dispose(&arr);
+    if (rc != 0) {
+        pr_free(q); /* queue full: XAUTOCLAIM offers it again */
+        return;
+    }
+    rp->outstanding++;
+}
+
+static void handle_entries(st_replay *rp, const redisReply *items)
+{
+    if (!items || items->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < items->elements; i++)
+        handle_entry(rp, items->element[i]);
+}
+
+static void read_cb(redisReply *reply, void *arg)
+{
+    st_replay *rp = arg;
+    rp->reading = 0;
+    if (!reply)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ST_WARN_RATELIMITED("event=rpc_read_failed err=\"%s\"", reply->str);
+        if (!strncmp(reply->str, "NOGROUP", 7))
+            rp->group_ok = 0;
+        rp->pause_until = st_now_ms() + 500;
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY)
+        return; /* nil: nothing within BLOCK */
+    for (size_t i = 0; i < reply->elements; i++) {
+        const redisReply *st = reply->element[i];
+        if (st->type == REDIS_REPLY_ARRAY && st->elements == 2)
+            handle_entries(rp, st->element[1]);
+    }
+}
+
+static void claim_cb(redisReply *reply, void *arg)
+{
+    st_replay *rp = arg;
+    rp->claiming = 0;
+    /* [next cursor, [entries], [deleted ids]] */
+    if (!reply || reply->type != REDIS_REPLY_ARRAY || reply->elements < 2)
+        return;
+    handle_entries(rp, reply->element[1]);
+}
+
+static void group_cb(redisReply *reply, void *arg)
+{
+    st_replay *rp = arg;
+    rp->group_pending = 0;
+    if (reply && (reply->type != REDIS_REPLY_ERROR || !strncmp(reply->str, "BUSYGROUP", 9)))
+        rp->group_ok = 1;
+}
+
+static void tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    st_replay *rp = arg;
+    st_ctx *c = rp->c;
+    if (c->stopping || !c->migrated || !st_redis_ready(c->redis))
+        return;
+    if (!rp->group_ok) {
+        if (!rp->group_pending) {
+            const char *argv[] = {"XGROUP", "CREATE", RPC_STREAM, GROUP, "0", "MKSTREAM"};
+            size_t lens[] = {6, 6, strlen(RPC_STREAM), strlen(GROUP), 1, 8};
+            if (st_redis_command(c->redis, group_cb, rp, 6, argv, lens) == 0)
+                rp->group_pending = 1;
+        }
+        return;
+    }
+    uint64_t now = st_now_ms();
+    if (rp->outstanding || now < rp->pause_until)
+        return;
+    if (!rp->claiming && now - rp->last_claim_ms >= 1000) {
+        rp->last_claim_ms = now;
+        const char *argv[] = {"XAUTOCLAIM",  RPC_STREAM, GROUP,   c->replica_id,
+                              CLAIM_IDLE_MS, "0-0",      "COUNT", READ_COUNT};
+        size_t lens[8];
+        for (int i = 0; i < 8; i++)
+            lens[i] = strlen(argv[i]);
+        if (st_redis_command(c->redis, claim_cb, rp, 8, argv, lens) == 0)
+            rp->claiming = 1;
+    }
+    if (!rp->reading && st_redis_ready(c->rpc_blocking)) {
+        const char *argv[] = {"XREADGROUP", "GROUP", GROUP,     c->replica_id, "COUNT", READ_COUNT,
+                              "BLOCK",      "1000",  "STREAMS", RPC_STREAM,    ">"};
+        size_t lens[11];
+        for (int i = 0; i < 11; i++)
+            lens[i] = strlen(argv[i]);
+        if (st_redis_command(c->rpc_blocking, read_cb, rp, 11, argv, lens) == 0)
+            rp->reading = 1;
+    }
+}
+
+int st_replay_start(st_ctx *c)
+{
+    st_replay *rp = pr_calloc(1, sizeof *rp);
+    rp->c = c;
+    rp->tick = event_new(c->base, -1, EV_PERSIST, tick_cb, rp);
+    struct timeval tv = {0, 20 * 1000};
+    event_add(rp->tick, &tv);
+    c->replay = rp;
+    return 0;
+}
+
+void st_replay_free(st_ctx *c)
+{
+    st_replay *rp = c->replay;
+    if (!rp)
+        return;
+    event_free(rp->tick);
+    pr_free(rp);
+    c->replay = NULL;
+}

@@ -1,0 +1,230 @@
+/*
+ * st.h - chat-storage internals shared between its files (st__ would be the
+ * prefix of anything private to one file group; these are st_).
+ *
+ * Threading: chat-storage runs one libevent loop on one thread; everything
+ * here is used on that thread only. PostgreSQL work happens in the database
+ * server's processes, so one loop is enough to keep it busy.
+ *
+ * Contract of asynchronous calls (libuv's): if a call that takes a callback
+ * returns 0 the callback runs exactly once, later (never from inside the
+ * call); if it returns non-zero the callback never runs.
+ */
+#ifndef ST_H
+#define ST_H
+
+#include <event2/event.h>
+#include <hiredis/hiredis.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "pr.h"
+
+struct evhttp_request;
+
+typedef struct st_config st_config;         /* config.h */
+typedef struct st_redis_addr st_redis_addr; /* config.h */
+
+/* ---- PostgreSQL (pg.c) ----
+ * A pool of non-blocking libpq connections on the loop. Queries run in the
+ * order they were submitted on one connection when the pool has one
+ * connection (the ingest pool, so batches commit in order); with several,
+ * each query goes to an idle connection. A lost connection is reopened with
+ * backoff; queries waiting for it stay queued (they are not lost), a query
+ * that was running when the connection broke fails (res NULL). */
+typedef struct st_pg st_pg;
+/* res is borrowed until the callback returns. On failure res is NULL and
+ * error says why (SQL error text or "connection lost"). A result with
+ * PGRES_FATAL_ERROR is reported as a failure. */
+typedef void (*st_pg_cb)(PGresult *res, const char *error, void *arg);
+
+st_pg *st_pg_new(struct event_base *base, const char *conninfo, unsigned nconns,
+                 const char *name);
+void st_pg_free(st_pg *pg); /* pending callbacks run with res NULL */
+/* Text parameters (NULL = SQL NULL); text results. PR_ETOOBIG when too many
+ * queries wait already (the database has been away a while). With nparams 0
+ * the text may hold several statements (PQsendQuery): the callback gets the
+ * last result that has rows, else the last result; the first error fails the
+ * whole call. */
+int st_pg_query(st_pg *pg, const char *sql, int nparams, const char *const *values,
+                st_pg_cb cb, void *arg);
+/* 1 when at least one connection is up. */
+int st_pg_ready(const st_pg *pg);
+/* Queries queued or running. */
+unsigned st_pg_queued(const st_pg *pg);
+
+/* ---- Redis (redis.c) ----
+ * One command connection and one subscribe connection, reconnecting with
+ * jittered backoff. Callbacks: exactly once with the reply, or NULL when the
+ * link is lost first; the reply is borrowed until the callback returns. */
+typedef struct st_redis st_redis;
+typedef void (*st_redis_cb)(redisReply *reply, void *arg);
+typedef void (*st_redis_message_cb)(pr_view channel, pr_view message, void *arg);
+
+/* cb may be NULL: the reply is dropped. PR_ECLOSED while the link is down. */
+int st_redis_command(st_redis *r, st_redis_cb cb, void *arg, int argc, const char **argv,
+                     const size_t *argvlen);
+/* 1 when every link is up. */
+int st_redis_ready(const st_redis *r);
+
+/* on_message NULL: a command link only. Else also a subscribe link that
+ * delivers every message of the channels given to st_redis_subscribe. */
+st_redis *st_redis_new(struct event_base *base, const st_redis_addr *addr,
+                       const char *name, st_redis_message_cb on_message, void *arg);
+void st_redis_free(st_redis *r); /* pending callbacks run with NULL */
+/* Subscribes now (if up) and after every reconnect. */
+int st_redis_subscribe(st_redis *r, const char *channel);
+/* Counts connections of the command link: a change means commands sent
+ * before may have been lost with the old connection. */
+unsigned st_redis_epoch(const st_redis *r);
+
+/* ---- counters for /metrics (metrics.c) ---- */
+typedef struct {
+    uint64_t messages_stored;    /* new messages committed */
+    uint64_t messages_duplicate; /* (sender, clientMsgId) seen before */
+    uint64_t messages_forbidden; /* sender not a member */
+    uint64_t messages_retried;   /* concurrent duplicate, run again */
+    uint64_t entries_malformed;  /* stream entries dropped as invalid */
+    uint64_t batches;            /* committed batches */
+    uint64_t batch_entries;      /* entries in committed batches (sum) */
+    uint64_t batch_seconds_us;   /* time from read to commit, summed, microseconds */
+    uint64_t batch_size_le[6];   /* batches of <= 1, 10, 100, 1000, 10000, +Inf entries */
+    uint64_t db_errors;          /* failed batch transactions (retried) */
+    uint64_t receipts_applied;   /* receipt lines given to chat_receipts */
+    uint64_t status_events;      /* messageStatus events published */
+    uint64_t replay_requests;    /* replay and sync requests answered */
+    uint64_t replay_overflows;
+    uint64_t replay_errors;
+    uint64_t posts;              /* messages posted through st_post_message */
+    uint64_t post_timeouts;
+    uint64_t lease_acquired;
+    uint64_t lease_lost;
+} st_stats;
+
+/* ---- the process (main.c) ---- */
+typedef struct st_ingest st_ingest; /* ingest.c */
+typedef struct st_replay st_replay; /* replay.c */
+typedef struct st_posts st_posts;   /* publish.c */
+
+typedef struct st_ctx {
+    struct event_base *base;
+    const st_config *cfg;
+    st_pg *ingest_db; /* one connection: batches, in order */
+    st_pg *db;        /* pool: HTTP API and replay requests */
+    st_redis *redis;  /* commands; its subscribe link carries reply_channel */
+    st_redis *blocking; /* XREADGROUP ... BLOCK: nothing else may use it */
+    unsigned char room_key[32]; /* chat_dm_key() */
+    char replica_id[64];
+    char reply_channel[96]; /* "st:{REPLICA}": acks for messages posted over HTTP */
+    uint64_t started_ms;
+    /* added by the core (additive) */
+    st_redis *rpc_blocking; /* XREADGROUP on {st}:rpc: replay.c only */
+    int migrated;           /* migrations applied, shard count checked */
+    int stopping;           /* SIGTERM: no new work */
+    st_ingest *ingest;
+    st_replay *replay;
+    st_posts *posts;
+    st_stats stats;
+} st_ctx;
+
+uint64_t st_now_ms(void); /* CLOCK_MONOTONIC */
+
+/* ---- migrations (migrate.c, migrations.c generated from sql/) ---- */
+typedef struct {
+    unsigned version; /* NNNN of NNNN_name.sql */
+    const char *name;
+    const char *sql;
+} st_migration;
+extern const st_migration st_migrations[];
+extern const unsigned st_nmigrations;
+/*
+ * Applies every migration not yet recorded in schema_migrations, each in its
+ * own transaction under an advisory lock (replicas starting together apply
+ * each once), then records or checks meta.ingest_shards and creates the
+ * shards rows. Runs on c->ingest_db before anything else uses it; retries
+ * with backoff while PostgreSQL is away. done(0) when finished (c->migrated
+ * is set), done(-1) when this replica must not run (another shard count is
+ * stored; the error was logged).
+ */
+typedef void (*st_migrate_cb)(int status, void *arg);
+void st_migrate(st_ctx *c, st_migrate_cb done, void *arg);
+void st_migrate_dispose(st_ctx *c);
+
+/* ---- ingest shards (ingest.c) ---- */
+int st_ingest_start(st_ctx *c);
+/* Stops reading, finishes the batches in flight, releases the leases; done
+ * runs once that is over (or after a deadline if the database stays away). */
+void st_ingest_stop(st_ctx *c, void (*done)(void *arg), void *arg);
+void st_ingest_free(st_ctx *c);
+unsigned st_ingest_owned(const st_ctx *c); /* shards held now */
+
+/* ---- replay and sync requests (replay.c) ---- */
+int st_replay_start(st_ctx *c);
+void st_replay_free(st_ctx *c);
+
+/* ---- the messageReceived packet, as live and in replays (publish.c) ---- */
+typedef struct {
+    const char *id; /* decimal */
+    int64_t seq;
+    const char *room;
+    const char *user;
+    const char *first_name;
+    const char *last_name; /* NULL: none */
+    const char *text;
+    size_t text_len;
+    const char *created_at; /* ISO 8601 UTC with milliseconds */
+    const char *client_msg_id; /* NULL: none */
+} st_msg;
+/* 2["messageReceived",{id,seq,roomId,userId,firstName,lastName,text,
+ * createdAt,clientMsgId}] */
+int st_message_packet(pr_buf *out, const st_msg *m);
+/* Appends s (valid UTF-8) as a JSON string. */
+int st__json_str(pr_buf *b, const char *s, size_t n);
+
+/* ---- publishing to gateways (publish.c) ---- */
+/* PUBLISH user:{USER} U1 with packet `2["event",payload]`. */
+int st_publish_user_event(st_ctx *c, const char *user, const char *event, json_t *payload);
+/* PUBLISH user:{USER} J1/K1 and keep the membership cache
+ * ({r:ROOM}:members, {u:USER}:rooms) in step. kind 'J' or 'K'. */
+int st_publish_membership(st_ctx *c, char kind, const char *room, const char *user);
+
+/*
+ * Posts a message as user through the ingest stream (the same path as a
+ * gateway's sendMessage), so it gets its place in the room's order from the
+ * shard's owner. done runs exactly once if this returns 0: with the ack
+ * object {id, seq, roomId, createdAt, status} or {error} (borrowed), or with
+ * NULL after timeout_ms without an ack (the message may still be stored
+ * later; a retry with the same client_msg_id is safe).
+ */
+typedef void (*st_post_cb)(json_t *ack, void *arg);
+typedef struct {
+    const char *room;
+    const char *user;
+    const char *first_name; /* may be "" */
+    const char *last_name;  /* NULL: none */
+    const char *text;
+    size_t text_len;
+    const char *client_msg_id; /* NULL: none */
+    const char *peer;          /* direct room opened by target user, else NULL */
+} st_post;
+int st_post_message(st_ctx *c, const st_post *m, unsigned timeout_ms, st_post_cb done, void *arg);
+/* The replica's reply channel and its pending posts (main.c calls these). */
+void st_publish_init(st_ctx *c);
+void st_publish_dispose(st_ctx *c); /* pending posts get NULL */
+/* A message on a subscribed channel of c->redis (the reply channel). */
+void st_publish_on_message(st_ctx *c, pr_view channel, pr_view message);
+
+/* ---- HTTP API (api.c) ----
+ * main.c serves /healthz, /readyz and /metrics and hands every request whose
+ * path starts with /api/ (and OPTIONS preflights for it) to st_api_handle,
+ * which must answer it (now or later) exactly once. */
+int st_api_init(st_ctx *c);
+void st_api_handle(st_ctx *c, struct evhttp_request *req);
+void st_api_dispose(st_ctx *c);
+
+/* ---- /metrics (metrics.c) ---- */
+struct evbuffer;
+void st_metrics_write(st_ctx *c, struct evbuffer *out);
+
+#endif
