@@ -48,13 +48,20 @@ typedef struct gw_app {
     void (*on_eio_message)(gw_session *s, int binary, pr_view data);
     void (*on_eio_close)(gw_session *s, const char *reason);
 
-    /* Socket.IO level. on_connect decides admission: return 0 to accept, or
-     * non-zero and set *error to the CONNECT_ERROR data (ownership passes). */
+    /* Socket.IO level. on_connect decides admission: return 0 to accept,
+     * GW_CONNECT_PENDING to decide later with gw_socket_accept() or
+     * gw_socket_reject(), or any other non-zero value to refuse, with *error
+     * set to the CONNECT_ERROR data (ownership passes; NULL: "unauthorized").
+     * While pending, the socket is findable with gw_socket_find, nothing can
+     * be sent on it, a packet the client sends for it closes the session
+     * (1008), and on_disconnect runs if the session goes away first. */
     int (*on_connect)(gw_socket *sock, const json_t *auth, json_t **error);
     void (*on_connected)(gw_socket *sock); /* after the CONNECT reply was queued */
     void (*on_event)(gw_socket *sock, const char *event, const sio_packet *pkt);
     void (*on_disconnect)(gw_socket *sock, const char *reason);
 } gw_app;
+
+#define GW_CONNECT_PENDING 1 /* on_connect: the app answers later */
 
 const gw_app *gw_app_find(const char *name);
 extern const gw_app gw_app_engine_echo;
@@ -88,6 +95,19 @@ int gw_socket_emit(gw_socket *sock, const char *event, const json_t *args,
 /* Acknowledges the client's packet id with args (a JSON array, borrowed). */
 int gw_socket_ack(gw_socket *sock, int64_t id, const json_t *args, const sio_attachment *att,
                   unsigned natt);
+/*
+ * Finish a pending CONNECT (on_connect returned GW_CONNECT_PENDING; may also
+ * be called from inside on_connect). accept sends the CONNECT reply
+ * {"sid": ..} with the members of extra (an object, borrowed, may be NULL)
+ * merged in, then runs on_connected. reject sends CONNECT_ERROR with error
+ * (an object, borrowed; NULL: "unauthorized") and frees the socket without
+ * on_disconnect: sock must not be used afterwards. Both return PR_ESTATE when
+ * the socket is not pending.
+ */
+int gw_socket_accept(gw_socket *sock, const json_t *extra);
+int gw_socket_reject(gw_socket *sock, const json_t *error);
+/* 1 while the socket's CONNECT is pending. */
+int gw_socket_pending(const gw_socket *sock);
 /* Queues pre-encoded bytes (one encoded broadcast shared by many sockets). */
 int gw_socket_send_blob(gw_socket *sock, struct gw_blob *b);
 /* The socket of session sid in namespace nsp on worker w, or NULL when it

@@ -1,30 +1,49 @@
 /*
- * app_chat.c - the chat application (--app chat): identity, direct rooms,
- * messages, typing, presence, shared between gateways through Redis.
+ * app_chat.c - the chat application (--app chat): identity, rooms, messages,
+ * typing, presence, shared between gateways through Redis; with --storage on
+ * (the default) messages are stored by chat-storage before anyone sees them
+ * (docs/storage.md is the contract).
  *
  * Per worker: a map of rooms with local members (each subscribed on Redis
  * while it has one), a map of users with local sockets (each registered as
- * online in Redis while it has one), and the worker's Redis connections.
- * A room event is one PUBLISH of an envelope holding the Socket.IO packet
- * text; every worker subscribed to the room frames it once and queues the
- * same bytes on each local member (gw_blob).
+ * online in Redis, and subscribed to user:{USER} with storage, while it has
+ * one), and the worker's Redis connections. A room event is one PUBLISH of an
+ * envelope holding the Socket.IO packet text; every worker subscribed to the
+ * room frames it once and queues the same bytes on each local member
+ * (gw_blob).
  *
  * Emit semantics (all used below):
  *   to the sender only          emit_to_sender()   chatError
- *   to a room, sender included  publish_room()     messageReceived
+ *   to a room, sender included  publish_room() / M1 from storage   messageReceived
  *   to a room except the sender publish_room(except user) showTyping, presence
+ *   to every socket of a user   U1 from storage    messageStatus, roomAdded, roomRemoved
  *   to every socket             deliver_all()      announcement (chat-gateway announce)
+ *
+ * With storage, sendMessage is an XADD to the room's ingest shard; the ack
+ * comes back from storage (A1 on this worker's channel gw:{NODE.W}) after
+ * COMMIT, and the message itself as M1 on room:{ROOM}. Each messageReceived
+ * relayed carries this worker's shard position vector as its last argument:
+ * the client's connection-state-recovery offset. Delivered/seen receipts are
+ * coalesced per (room, user) and written to the ingest shards every
+ * --receipt-interval.
+ *
+ * A storage socket starts in phases: its CONNECT is pending while its rooms
+ * are read and subscribed (and, when it recovers a session, until storage
+ * replayed what it missed); then storage's sync (or replay) is written before
+ * any live message, which is held until then (cs->held).
  *
  * Redis keys carry hash tags so each command touches one slot:
  *   {r:ROOM}:members   set of the room's user ids
  *   {u:USER}:rooms     set of the user's room ids
  *   {pN}:on:USER       zset: member "NODE/WORKER", score = expiry (ms)
  *   {pN}:exp           zset: member "USER NODE/WORKER", score = expiry (ms)
- * Channels: room:{ROOM} per room, chat:all for announcements.
+ *   {i:S}:in           ingest stream of shard S (storage)
+ *   {st}:rpc, {st}:pos sync/replay requests, published shard positions
+ *   {c:PID}:sess       a recoverable session: "USER\nVECTOR"
+ * Channels: room:{ROOM} per room, user:{USER} per user, gw:{NODE.W} per
+ * worker, chat:all for announcements.
  */
-#include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,10 +57,15 @@
 #define PRESENCE_SHARDS 16
 #define ALL_CHANNEL "chat:all"
 #define ALL_ROOM "all"
+#define PID_LEN 22       /* 132 random bits, base64url */
+#define PID_MAX 64       /* longest pid accepted from a client */
+#define REQ_ID_MAX 48    /* "SID.GEN" */
+#define RECEIPT_BUF_MAX (1u << 20) /* lines per XADD field, then another XADD */
 
 typedef struct chat_member chat_member;
+typedef struct chat_sock chat_sock;
 
-/* An entry of a string-keyed map (rooms, users). */
+/* An entry of a string-keyed map (rooms, users, receipts). */
 typedef struct sentry {
     struct sentry *next;
     size_t len;
@@ -62,37 +86,101 @@ typedef struct {
 typedef struct {
     sentry e;
     unsigned nsockets; /* local sockets of this user on this worker */
+    chat_sock *socks;  /* via unext */
 } chat_user;
 
-typedef struct chat_sock {
+/* A stored message held for a socket that is catching up. */
+typedef struct held_msg {
+    struct held_msg *next;
+    gw_blob *blob; /* the packet as relayed live, offset included */
+    int64_t seq;
+    uint8_t own;   /* sent by the socket's user: no receipt */
+    char room[];
+} held_msg;
+
+/* Phases of a storage socket (docs/storage.md, Recovery). */
+enum {
+    CS_LIVE = 0,  /* messages are written as they come */
+    CS_STARTING,  /* reading the session record, positions and rooms; subscribing */
+    CS_CATCHUP,   /* waiting for storage's sync or replay: live messages held */
+    CS_WAITING,   /* Redis failed the start: it starts again once Redis is back */
+};
+
+struct chat_sock {
     gw_socket *sock;
     chat_user *user;    /* NULL until known (insecure-dev before its first event) */
     chat_member *rooms; /* via snext */
     struct chat_sock *prev, *next; /* every chat socket of the worker */
+    struct chat_sock *unext;       /* the user's sockets */
     double tokens;      /* rate-limit bucket */
     uint64_t refill_ms;
     char first_name[CHAT_NAME_MAX + 1]; /* from the token (jwt) */
-} chat_sock;
+    char sid[GW_SID_LEN + 1]; /* the session: how asynchronous work finds us */
+    /* storage */
+    uint8_t phase;      /* CS_* */
+    uint8_t accepted;   /* the CONNECT reply went out */
+    uint8_t recovering; /* the CONNECT waits for a replay */
+    uint8_t have_record; /* rec holds a valid session record of this user */
+    uint32_t gen;       /* callbacks of an older generation are stale */
+    unsigned subs_pending;
+    char pid[PID_MAX + 1];   /* "" when none */
+    char req[REQ_ID_MAX];    /* the sync or replay awaited */
+    uint64_t *offset;   /* the client's offset (recovery), or NULL */
+    uint64_t *rec;      /* the session record's vector (recovery) */
+    uint64_t *fresh;    /* {st}:pos when the session started */
+    held_msg *held, **held_tail;
+    unsigned nheld;
+    gw_tq_node wait;    /* replay timeout */
+};
 
 struct chat_member {
     chat_room *room;
     chat_sock *cs;
     chat_member *rprev, *rnext; /* in room->members */
     chat_member *snext;         /* in cs->rooms */
+    uint8_t open;               /* opened (joinChat/joinRoom): deliveries are seen */
+    int64_t last_seq;           /* highest seq written to this socket: never twice */
 };
 
+/* Receipts waiting for the next flush, per (room, user). */
 typedef struct {
+    sentry e;       /* key "ROOM\tUSER" */
+    size_t room_len;
+    int64_t delivered; /* 0: none */
+    int64_t seen;      /* 0: none; -1: everything so far */
+} chat_receipt;
+
+/* A socket found again by asynchronous work. */
+typedef struct sock_ref {
+    struct chat_worker *cw;
+    uint32_t gen;
+    char sid[GW_SID_LEN + 1];
+} sock_ref;
+
+typedef struct chat_worker {
     gw_worker *w;
     const gw_config *cfg;
     int insecure;
+    int storage;
     gw_redis *redis;
-    smap rooms, users;
+    smap rooms, users, receipts;
     chat_sock *socks;
     struct event *presence_timer;
     unsigned char room_key[32];
-    char member[96]; /* "NODE/WORKER": this worker in presence sets */
+    char member[96];        /* "NODE/WORKER": this worker in presence sets */
     uint64_t msg_counter;
     char msg_prefix[24];
+    /* storage */
+    unsigned nshards;
+    uint64_t *pos;          /* last shard position received, per shard */
+    char reply_channel[96]; /* "gw:{NODE.W}": acks and replay replies */
+    uint32_t gen;
+    struct event *receipt_timer; /* armed while receipts wait */
+    pr_buf *rbufs;          /* flush scratch: d and v lines per shard */
+    struct event *renew_timer;   /* session records */
+    gw_tq wait_tq;          /* sockets waiting for a sync or replay */
+    struct event *drop_ev;  /* drops every session: the subscription link was lost */
+    struct event *retry_timer; /* starts CS_WAITING sockets again */
 } chat_worker;
 
 /* ---- string maps ---- */
@@ -185,35 +273,19 @@ static void room_channel(char *out, size_t n, const char *room)
     snprintf(out, n, "room:{%s}", room);
 }
 
+static void user_channel(char *out, size_t n, const char *user)
+{
+    snprintf(out, n, "user:{%s}", user);
+}
+
 static unsigned presence_shard(const char *uid)
 {
     return (unsigned)(str_hash(uid, strlen(uid)) % PRESENCE_SHARDS);
 }
 
-/* Direct room of two users: a keyed hash of the sorted pair, so both orders
- * give the same id and nobody can compute it without the key. */
-static void dm_room_id(const chat_worker *cw, const char *a, const char *b, char out[32])
+static int view_is(pr_view v, const char *s, size_t len)
 {
-    if (strcmp(a, b) > 0) {
-        const char *t = a;
-        a = b;
-        b = t;
-    }
-    pr_buf in;
-    pr_buf_init(&in, 2 * CHAT_ID_MAX + 2);
-    pr_buf_append(&in, a, strlen(a));
-    pr_buf_append_byte(&in, '\n');
-    pr_buf_append(&in, b, strlen(b));
-    unsigned char mac[32];
-    unsigned int maclen = 0;
-    HMAC(EVP_sha256(), cw->room_key, sizeof cw->room_key, (const unsigned char *)in.ptr, in.len,
-         mac, &maclen);
-    pr_buf_dispose(&in);
-    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    memcpy(out, "dm_", 3);
-    for (int i = 0; i < 22; i++) /* 132 bits */
-        out[3 + i] = b64[mac[i] & 63];
-    out[25] = '\0';
+    return v.len == len && !memcmp(v.ptr, s, len);
 }
 
 /* ---- Redis helpers ---- */
@@ -225,6 +297,29 @@ static int redis_cmd(chat_worker *cw, gw_redis_reply_cb cb, void *arg, int argc,
     for (int i = 0; i < argc; i++)
         lens[i] = strlen(argv[i]);
     return gw_redis_command(cw->redis, cb, arg, argc, argv, lens);
+}
+
+/* A command built field by field (XADD with optional fields). */
+typedef struct {
+    const char *v[40];
+    size_t l[40];
+    int n;
+} cmdv;
+
+static void cmd_add(cmdv *c, const char *p, size_t n)
+{
+    c->v[c->n] = p;
+    c->l[c->n++] = n;
+}
+
+static void cmd_adds(cmdv *c, const char *s)
+{
+    cmd_add(c, s, strlen(s));
+}
+
+static int cmd_send(chat_worker *cw, cmdv *c, gw_redis_reply_cb cb, void *arg)
+{
+    return gw_redis_command(cw->redis, cb, arg, c->n, c->v, c->l);
 }
 
 /* PUBLISH an envelope; cb (may be NULL) gets the reply. */
@@ -262,7 +357,25 @@ static int encode_event(pr_buf *buf, const char *event, json_t *payload)
     return rc;
 }
 
-/* ---- delivery of room events (from Redis) ---- */
+/* ---- packets with a recovery offset ---- */
+
+int gw__chat_offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigned n)
+{
+    /* an event's arguments are a JSON array: the offset goes before its ']' */
+    if (packet.len < 3 || packet.ptr[0] != '2' || packet.ptr[packet.len - 1] != ']')
+        return PR_EINVAL;
+    size_t mark = out->len;
+    int rc = pr_buf_append(out, packet.ptr, packet.len - 1);
+    if (rc == 0)
+        rc = pr_buf_append(out, ",\"", 2);
+    if (rc == 0)
+        rc = chat_vec_encode(out, vec, n);
+    if (rc == 0)
+        rc = pr_buf_append(out, "\"]", 2);
+    if (rc != 0)
+        out->len = mark;
+    return rc;
+}
 
 /* Frames the packet once; the same blob goes to every local recipient. */
 static gw_blob *packet_blob(pr_view packet)
@@ -273,52 +386,141 @@ static gw_blob *packet_blob(pr_view packet)
     return b;
 }
 
-static void deliver_room(chat_worker *cw, const chat_env *h, pr_view packet)
+/* The packet with vec appended as its last argument; unchanged when it does
+ * not look like an event (storage's packets always do). */
+static gw_blob *offset_blob(chat_worker *cw, pr_view packet, const uint64_t *vec)
 {
-    chat_room *room = (chat_room *)smap_get(&cw->rooms, h->room.ptr, h->room.len);
-    if (!room)
-        return; /* our last member left while the message was in flight */
-    gw_blob *b = packet_blob(packet);
-    for (chat_member *m = room->members, *next; m; m = next) {
-        next = m->rnext;
-        chat_sock *cs = m->cs;
-        if (h->except_user.len && cs->user && cs->user->e.len == h->except_user.len &&
-            !memcmp(cs->user->e.key, h->except_user.ptr, h->except_user.len))
-            continue;
-        if (h->except_socket.len && pr_view_eq_cstr(h->except_socket, gw_socket_id(cs->sock)))
-            continue;
-        gw_socket_send_blob(cs->sock, b);
-        GW_STAT_ADD(cw->w, room_deliveries, 1);
+    pr_buf out;
+    pr_buf_init(&out, packet.len + (size_t)cw->nshards * 17 + 8);
+    gw_blob *b;
+    if (vec && gw__chat_offset_packet(&out, packet, vec, cw->nshards) == 0) {
+        b = packet_blob(pr_buf_view(&out));
+    } else {
+        GW_WARN_RATELIMITED("event=no_offset worker=%d len=%zu", cw->w->index, packet.len);
+        b = packet_blob(packet);
     }
-    gw__blob_unref(b);
+    pr_buf_dispose(&out);
+    return b;
 }
 
-static void deliver_all(chat_worker *cw, pr_view packet)
+/* ---- receipts ----
+ * Delivered and seen watermarks only move forward, so per (room, user) only
+ * the highest of each kind since the last flush matters. */
+
+void gw__chat_receipt_merge(int64_t *have, int64_t seq)
 {
-    gw_blob *b = packet_blob(packet);
-    for (chat_sock *cs = cw->socks, *next; cs; cs = next) {
-        next = cs->next;
-        gw_socket_send_blob(cs->sock, b);
-    }
-    gw__blob_unref(b);
+    /* -1 ("everything so far", a room was opened) covers any number */
+    if (*have == -1 || seq == -1)
+        *have = -1;
+    else if (seq > *have)
+        *have = seq;
 }
 
-static void on_redis_message(gw_redis *r, pr_view channel, pr_view message, void *arg)
+static void receipt_flush(evutil_socket_t fd, short what, void *arg);
+
+static void receipt_arm(chat_worker *cw)
+{
+    if (evtimer_pending(cw->receipt_timer, NULL))
+        return;
+    unsigned ms = cw->cfg->receipt_interval_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(cw->receipt_timer, &tv);
+}
+
+/* kind 'd' delivered, 'v' seen. */
+static void receipt_add(chat_worker *cw, const char *room, const chat_user *u, char kind,
+                        int64_t seq)
+{
+    if (!cw->storage || !u)
+        return;
+    char key[2 * CHAT_ID_MAX + 2];
+    size_t rl = strlen(room);
+    int n = snprintf(key, sizeof key, "%s\t%s", room, u->e.key);
+    if (n < 0 || (size_t)n >= sizeof key)
+        return;
+    chat_receipt *r = (chat_receipt *)smap_get(&cw->receipts, key, (size_t)n);
+    if (!r) {
+        r = pr_calloc(1, sizeof *r);
+        r->room_len = rl;
+        smap_put(&cw->receipts, &r->e, key, (size_t)n);
+    }
+    gw__chat_receipt_merge(kind == 'd' ? &r->delivered : &r->seen, seq);
+    receipt_arm(cw);
+}
+
+static void receipt_xadd_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
-    (void)channel;
     chat_worker *cw = arg;
-    chat_env h;
-    pr_view packet;
-    GW_STAT_ADD(cw->w, room_events_in, 1);
-    if (chat_env_decode(message, &h, &packet) != 0) {
-        GW_WARN_RATELIMITED("event=bad_envelope worker=%d len=%zu", cw->w->index, message.len);
+    if (!rep || rep->type == REDIS_REPLY_ERROR)
+        GW_WARN_RATELIMITED("event=receipts_lost worker=%d err=\"%s\"", cw->w->index,
+                            rep ? rep->str : "link lost");
+}
+
+/* One XADD {i:S}:in * k R d LINES v LINES; the buffers are emptied. */
+static void receipt_send(chat_worker *cw, unsigned shard)
+{
+    pr_buf *d = &cw->rbufs[2 * shard], *v = &cw->rbufs[2 * shard + 1];
+    if (d->len == 0 && v->len == 0)
+        return;
+    char key[32];
+    snprintf(key, sizeof key, "{i:%u}:in", shard);
+    cmdv c = {.n = 0};
+    cmd_adds(&c, "XADD");
+    cmd_adds(&c, key);
+    cmd_adds(&c, "*");
+    cmd_adds(&c, "k");
+    cmd_adds(&c, "R");
+    cmd_adds(&c, "d");
+    cmd_add(&c, d->len ? d->ptr : "", d->len);
+    cmd_adds(&c, "v");
+    cmd_add(&c, v->len ? v->ptr : "", v->len);
+    if (cmd_send(cw, &c, receipt_xadd_cb, cw) != 0)
+        GW_WARN_RATELIMITED("event=receipts_lost worker=%d err=\"redis down\"", cw->w->index);
+    pr_buf_reset(d);
+    pr_buf_reset(v);
+}
+
+static void receipt_line(chat_worker *cw, unsigned shard, int which, pr_view room, pr_view user,
+                         int64_t seq)
+{
+    pr_buf *b = &cw->rbufs[2 * shard + which];
+    if (chat_receipt_add(b, room, user, seq) == PR_ETOOBIG) {
+        receipt_send(cw, shard);
+        chat_receipt_add(b, room, user, seq);
+    }
+}
+
+static void receipt_flush(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    chat_worker *cw = arg;
+    if (!gw_redis_ready(cw->redis)) {
+        receipt_arm(cw); /* kept until Redis is back: watermarks only move forward */
         return;
     }
-    if (pr_view_eq_cstr(h.room, ALL_ROOM))
-        deliver_all(cw, packet);
-    else
-        deliver_room(cw, &h, packet);
+    for (size_t i = 0; i < cw->receipts.nb; i++) {
+        sentry *e = cw->receipts.b[i];
+        cw->receipts.b[i] = NULL;
+        while (e) {
+            sentry *next = e->next;
+            chat_receipt *r = (chat_receipt *)e;
+            pr_view room = pr_view_make(e->key, r->room_len);
+            pr_view user = pr_view_make(e->key + r->room_len + 1, e->len - r->room_len - 1);
+            unsigned shard = chat_room_shard(room.ptr, room.len, cw->nshards);
+            if (r->delivered)
+                receipt_line(cw, shard, 0, room, user, r->delivered);
+            if (r->seen)
+                receipt_line(cw, shard, 1, room, user, r->seen);
+            pr_free(e->key);
+            pr_free(r);
+            e = next;
+        }
+    }
+    cw->receipts.n = 0;
+    for (unsigned s = 0; s < cw->nshards; s++)
+        receipt_send(cw, s);
 }
 
 /* ---- presence ---- */
@@ -477,7 +679,12 @@ static void presence_tick(evutil_socket_t fd, short what, void *arg)
 static void on_redis_ready(gw_redis *r, void *arg)
 {
     (void)r;
-    presence_tick(-1, 0, arg); /* re-register our users at once */
+    chat_worker *cw = arg;
+    presence_tick(-1, 0, cw); /* re-register our users at once */
+    if (cw->storage && evtimer_pending(cw->retry_timer, NULL)) {
+        struct timeval now = {0, 0}; /* sockets waiting to start */
+        evtimer_add(cw->retry_timer, &now);
+    }
 }
 
 /* ---- users and rooms ---- */
@@ -489,8 +696,15 @@ static void user_attach(chat_worker *cw, chat_sock *cs, const char *uid)
     if (!u) {
         u = pr_calloc(1, sizeof *u);
         smap_put(&cw->users, &u->e, uid, len);
+        if (cw->storage) { /* messageStatus, membership changes */
+            char channel[CHAT_ID_MAX + 16];
+            user_channel(channel, sizeof channel, uid);
+            gw_redis_subscribe(cw->redis, pr_view_make(channel, strlen(channel)));
+        }
     }
     cs->user = u;
+    cs->unext = u->socks;
+    u->socks = cs;
     if (u->nsockets++ == 0)
         presence_update(cw, uid, 1);
 }
@@ -499,9 +713,21 @@ static void user_detach(chat_worker *cw, chat_sock *cs)
 {
     chat_user *u = cs->user;
     cs->user = NULL;
-    if (!u || --u->nsockets > 0)
+    if (!u)
+        return;
+    for (chat_sock **pp = &u->socks; *pp; pp = &(*pp)->unext)
+        if (*pp == cs) {
+            *pp = cs->unext;
+            break;
+        }
+    if (--u->nsockets > 0)
         return;
     presence_update(cw, u->e.key, 0);
+    if (cw->storage) {
+        char channel[CHAT_ID_MAX + 16];
+        user_channel(channel, sizeof channel, u->e.key);
+        gw_redis_unsubscribe(cw->redis, pr_view_make(channel, strlen(channel)));
+    }
     smap_del(&cw->users, &u->e);
     pr_free(u);
 }
@@ -514,10 +740,11 @@ static chat_member *find_membership(chat_sock *cs, const char *room)
     return NULL;
 }
 
-static void room_join(chat_worker *cw, chat_sock *cs, const char *room_id)
+static chat_member *room_join(chat_worker *cw, chat_sock *cs, const char *room_id)
 {
-    if (find_membership(cs, room_id))
-        return;
+    chat_member *m = find_membership(cs, room_id);
+    if (m)
+        return m;
     size_t len = strlen(room_id);
     chat_room *room = (chat_room *)smap_get(&cw->rooms, room_id, len);
     if (!room) {
@@ -527,7 +754,7 @@ static void room_join(chat_worker *cw, chat_sock *cs, const char *room_id)
         room_channel(channel, sizeof channel, room_id);
         gw_redis_subscribe(cw->redis, pr_view_make(channel, strlen(channel)));
     }
-    chat_member *m = pr_calloc(1, sizeof *m);
+    m = pr_calloc(1, sizeof *m);
     m->room = room;
     m->cs = cs;
     m->rnext = room->members;
@@ -537,6 +764,7 @@ static void room_join(chat_worker *cw, chat_sock *cs, const char *room_id)
     room->nmembers++;
     m->snext = cs->rooms;
     cs->rooms = m;
+    return m;
 }
 
 static void room_unlink(chat_worker *cw, chat_member *m)
@@ -569,20 +797,81 @@ static void room_leave(chat_worker *cw, chat_sock *cs, const char *room_id)
         }
 }
 
-/* Remembers in Redis who belongs to a direct room (for presence and
- * getOnline); the room id itself is the proof of membership. */
+/* Opening a room: what the socket receives there from now on is seen, and
+ * so is everything before (-1). */
+static void room_open(chat_worker *cw, chat_sock *cs, chat_member *m)
+{
+    m->open = 1;
+    receipt_add(cw, m->room->e.key, cs->user, 'v', -1);
+}
+
+typedef struct {
+    chat_worker *cw;
+    char room[CHAT_ID_MAX + 1];
+    char user[CHAT_ID_MAX + 1];
+} dm_ctx;
+
+/* A direct room new to the user's cache: the user's sockets everywhere join
+ * it (J1), so they receive its first message live. */
+static void dm_added_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    dm_ctx *x = arg;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+        pr_buf env;
+        pr_buf_init(&env, 2 * CHAT_ID_MAX + 8);
+        char channel[CHAT_ID_MAX + 16];
+        user_channel(channel, sizeof channel, x->user);
+        if (chat_jenv_encode(&env, 'J', pr_view_make(x->room, strlen(x->room)),
+                             pr_view_make(x->user, strlen(x->user))) == 0) {
+            const char *argv[] = {"PUBLISH", channel, env.ptr};
+            size_t lens[] = {7, strlen(channel), env.len};
+            gw_redis_command(x->cw->redis, NULL, NULL, 3, argv, lens);
+        }
+        pr_buf_dispose(&env);
+    }
+    pr_free(x);
+}
+
+/* Remembers in Redis who belongs to a direct room (for presence, getOnline
+ * and joinRoom); the room id itself is the proof of membership. */
+/* With storage: XADD {i:S}:in * k o r ROOM u A p B, so storage creates the
+ * direct room (and its two members) before any message of the room that
+ * follows in the same stream: a chat opened with joinChat and then written
+ * to by roomId must find its room. Idempotent; failures only log (the first
+ * message with targetUserId creates it too). */
+static void open_dm_in_storage(chat_worker *cw, const char *room, const char *a, const char *b)
+{
+    char key[32];
+    snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(room, strlen(room), cw->nshards));
+    const char *argv[] = {"XADD", key, "*", "k", "o", "r", room, "u", a, "p", b};
+    if (redis_cmd(cw, NULL, NULL, 11, argv) != 0)
+        GW_WARN_RATELIMITED("event=dm_open_failed worker=%d room=%s", cw->w->index, room);
+}
+
 static void record_dm(chat_worker *cw, const char *room, const char *a, const char *b)
 {
-    char rk[CHAT_ID_MAX + 16], ua[CHAT_ID_MAX + 16], ub[CHAT_ID_MAX + 16];
+    if (cw->storage)
+        open_dm_in_storage(cw, room, a, b);
+    char rk[CHAT_ID_MAX + 16];
     snprintf(rk, sizeof rk, "{r:%s}:members", room);
-    snprintf(ua, sizeof ua, "{u:%s}:rooms", a);
-    snprintf(ub, sizeof ub, "{u:%s}:rooms", b);
     const char *m[] = {"SADD", rk, a, b};
-    const char *x[] = {"SADD", ua, room};
-    const char *y[] = {"SADD", ub, room};
     redis_cmd(cw, NULL, NULL, 4, m);
-    redis_cmd(cw, NULL, NULL, 3, x);
-    redis_cmd(cw, NULL, NULL, 3, y);
+    const char *users[2] = {a, b};
+    for (int i = 0; i < 2 && (i == 0 || strcmp(a, b)); i++) {
+        char uk[CHAT_ID_MAX + 16];
+        snprintf(uk, sizeof uk, "{u:%s}:rooms", users[i]);
+        const char *x[] = {"SADD", uk, room};
+        dm_ctx *d = NULL;
+        if (cw->storage) {
+            d = pr_calloc(1, sizeof *d);
+            d->cw = cw;
+            snprintf(d->room, sizeof d->room, "%s", room);
+            snprintf(d->user, sizeof d->user, "%s", users[i]);
+        }
+        if (redis_cmd(cw, d ? dm_added_cb : NULL, d, 3, x) != 0)
+            pr_free(d);
+    }
 }
 
 /* ---- replies ---- */
@@ -617,7 +906,793 @@ static void reply_ok(gw_socket *sock, int64_t ack_id, json_t *payload)
     json_decref(payload);
 }
 
-/* ---- sendMessage ---- */
+/* ---- finding sockets again ---- */
+
+static sock_ref *ref_new(chat_worker *cw, const chat_sock *cs)
+{
+    sock_ref *r = pr_calloc(1, sizeof *r);
+    r->cw = cw;
+    r->gen = cs->gen;
+    memcpy(r->sid, cs->sid, sizeof r->sid);
+    return r;
+}
+
+static chat_sock *sock_by_sid(chat_worker *cw, const char *sid)
+{
+    gw_socket *sock = gw_socket_find(cw->w, sid, "/");
+    return sock ? gw_socket_data(sock) : NULL;
+}
+
+/* The socket r was made for, if nothing made r stale since (a new phase or
+ * request bumps cs->gen). Frees r. */
+static chat_sock *ref_take(sock_ref *r)
+{
+    chat_sock *cs = sock_by_sid(r->cw, r->sid);
+    if (cs && cs->gen != r->gen)
+        cs = NULL;
+    pr_free(r);
+    return cs;
+}
+
+static void start_failed(chat_worker *cw, chat_sock *cs, const char *why);
+
+/* The subscription link was lost: what was published meanwhile never came,
+ * yet the next offset would claim it. Dropping the transports (outside of
+ * any Redis callback) makes each client reconnect and recover from its last
+ * offset, which is still true. Sockets still connecting start again once
+ * Redis is back. */
+static void drop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    chat_worker *cw = arg;
+    unsigned n = 0;
+    for (chat_sock *cs = cw->socks, *next; cs; cs = next) {
+        next = cs->next; /* one socket per session here: next survives */
+        if (!cs->user)
+            continue;
+        if (cs->accepted) {
+            gw_socket_drop_transport(cs->sock);
+            n++;
+        } else if (cs->phase == CS_STARTING || cs->phase == CS_CATCHUP) {
+            start_failed(cw, cs, "subscription lost");
+        }
+    }
+    if (n)
+        GW_WARN("event=sessions_dropped worker=%d count=%u why=redis_subscription_lost",
+                cw->w->index, n);
+    gw__worker_schedule_flush(cw->w);
+}
+
+static void on_sub_lost(gw_redis *r, void *arg)
+{
+    (void)r;
+    chat_worker *cw = arg;
+    event_active(cw->drop_ev, EV_TIMEOUT, 0);
+}
+
+static void retry_arm(chat_worker *cw, unsigned ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(cw->retry_timer, &tv);
+}
+
+/* Redis failed a socket's start: its CONNECT stays pending (a client only
+ * waits; dropping it could strand a polling client in the middle of its
+ * upgrade) until Redis is back, or until --connect-timeout. */
+static void start_failed(chat_worker *cw, chat_sock *cs, const char *why)
+{
+    GW_WARN_RATELIMITED("event=session_start_failed worker=%d sid=%s why=%s", cw->w->index,
+                        cs->sid, why);
+    cs->phase = CS_WAITING;
+    cs->gen = ++cw->gen;
+    if (!evtimer_pending(cw->retry_timer, NULL))
+        retry_arm(cw, 1000);
+}
+
+/* ---- writing what a socket missed ---- */
+
+static void hold(chat_worker *cw, chat_sock *cs, gw_blob *b, const char *room, int64_t seq,
+                 int own);
+static void go_live(chat_worker *cw, chat_sock *cs);
+
+static void deliver_receipts(chat_worker *cw, chat_sock *cs, chat_member *m, int64_t seq)
+{
+    receipt_add(cw, m->room->e.key, cs->user, 'd', seq);
+    if (m->open)
+        receipt_add(cw, m->room->e.key, cs->user, 'v', seq);
+}
+
+static int item_cmp(const void *pa, const void *pb)
+{
+    const chat_replay_item *a = pa, *b = pb;
+    if (a->shard != b->shard)
+        return a->shard < b->shard ? -1 : 1;
+    return a->pos < b->pos ? -1 : a->pos > b->pos;
+}
+
+/*
+ * Writes the items of an R1 reply in (shard, position) order (a replay comes
+ * so; a sync comes by room and seq, and a room's seq order is its position
+ * order, so sorting keeps every room's order). Each item carries base raised
+ * by what was written so far: once a client has read an item it has every
+ * message of its rooms up to that vector, even if the rest never reaches it.
+ * base: the replay's, or the positions when a fresh session started (what
+ * is above them came live or in this reply).
+ */
+static void write_items(chat_worker *cw, chat_sock *cs, pr_view it, const uint64_t *base)
+{
+    uint64_t *cur = pr_calloc(cw->nshards, sizeof *cur);
+    if (base)
+        memcpy(cur, base, cw->nshards * sizeof *cur);
+    size_t n = 0, cap = 0;
+    chat_replay_item *items = NULL, item;
+    int rc;
+    while ((rc = chat_renv_next(&it, &item)) == 1) {
+        if (item.shard >= cw->nshards) {
+            GW_WARN_RATELIMITED("event=bad_replay_item worker=%d shard=%u", cw->w->index,
+                                item.shard);
+            continue;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 64;
+            items = pr_realloc(items, cap * sizeof *items);
+        }
+        items[n++] = item;
+    }
+    if (rc < 0)
+        GW_WARN_RATELIMITED("event=bad_replay worker=%d sid=%s", cw->w->index, cs->sid);
+    if (n > 1)
+        qsort(items, n, sizeof *items, item_cmp);
+    for (size_t i = 0; i < n; i++) {
+        const chat_replay_item *x = &items[i];
+        if ((uint64_t)x->pos > cur[x->shard])
+            cur[x->shard] = (uint64_t)x->pos;
+        char room[CHAT_ID_MAX + 1];
+        memcpy(room, x->room.ptr, x->room.len);
+        room[x->room.len] = '\0';
+        gw_blob *b = offset_blob(cw, x->packet, cur);
+        /* storage knows the user is a member even if the cache did not */
+        chat_member *m = room_join(cw, cs, room);
+        if (x->seq <= m->last_seq) {
+            gw__blob_unref(b);
+            continue;
+        }
+        m->last_seq = x->seq;
+        gw_socket_send_blob(cs->sock, b);
+        gw__blob_unref(b);
+        deliver_receipts(cw, cs, m, x->seq);
+    }
+    GW_STAT_ADD(cw->w, room_deliveries, n);
+    pr_free(items);
+    pr_free(cur);
+}
+
+static void free_vectors(chat_sock *cs)
+{
+    pr_free(cs->offset);
+    pr_free(cs->rec);
+    pr_free(cs->fresh);
+    cs->offset = cs->rec = cs->fresh = NULL;
+}
+
+static void free_held(chat_sock *cs)
+{
+    while (cs->held) {
+        held_msg *h = cs->held;
+        cs->held = h->next;
+        gw__blob_unref(h->blob);
+        pr_free(h);
+    }
+    cs->held_tail = &cs->held;
+    cs->nheld = 0;
+}
+
+/* From now on messages are written as they come; the held ones first,
+ * except those the sync or replay already brought (by room seq). */
+static void go_live(chat_worker *cw, chat_sock *cs)
+{
+    gw__tq_del(&cw->wait_tq, &cs->wait);
+    cs->phase = CS_LIVE;
+    cs->gen = ++cw->gen;
+    cs->recovering = 0;
+    cs->req[0] = '\0';
+    held_msg *h = cs->held;
+    cs->held = NULL;
+    cs->held_tail = &cs->held;
+    cs->nheld = 0;
+    while (h) {
+        held_msg *next = h->next;
+        chat_member *m = find_membership(cs, h->room);
+        if (m && h->seq > m->last_seq) { /* !m: removed from the room meanwhile */
+            m->last_seq = h->seq;
+            gw_socket_send_blob(cs->sock, h->blob);
+            GW_STAT_ADD(cw->w, room_deliveries, 1);
+            if (!h->own)
+                deliver_receipts(cw, cs, m, h->seq);
+        }
+        gw__blob_unref(h->blob);
+        pr_free(h);
+        h = next;
+    }
+    free_vectors(cs);
+}
+
+static void accept_socket(chat_sock *cs)
+{
+    json_t *extra = cs->pid[0] ? json_pack("{ss}", "pid", cs->pid) : NULL;
+    cs->accepted = 1;
+    gw_socket_accept(cs->sock, extra);
+    json_decref(extra);
+}
+
+/* XADD {st}:rpc: a sync (vec NULL) or a replay above vec. */
+static int send_request(chat_worker *cw, chat_sock *cs, const char *kind, const uint64_t *vec)
+{
+    cs->gen = ++cw->gen;
+    snprintf(cs->req, sizeof cs->req, "%s.%u", cs->sid, cs->gen);
+    char max[16];
+    snprintf(max, sizeof max, "%u", cw->cfg->replay_max);
+    pr_buf v;
+    pr_buf_init(&v, (size_t)cw->nshards * 17 + 1);
+    cmdv c = {.n = 0};
+    cmd_adds(&c, "XADD");
+    cmd_adds(&c, "{st}:rpc");
+    cmd_adds(&c, "*");
+    cmd_adds(&c, "k");
+    cmd_adds(&c, kind);
+    cmd_adds(&c, "g");
+    cmd_adds(&c, cw->reply_channel);
+    cmd_adds(&c, "i");
+    cmd_adds(&c, cs->req);
+    cmd_adds(&c, "u");
+    cmd_add(&c, cs->user->e.key, cs->user->e.len);
+    if (vec) {
+        chat_vec_encode(&v, vec, cw->nshards);
+        cmd_adds(&c, "v");
+        cmd_add(&c, v.ptr ? v.ptr : "", v.len);
+    }
+    cmd_adds(&c, "m");
+    cmd_adds(&c, max);
+    int rc = cmd_send(cw, &c, NULL, NULL);
+    pr_buf_dispose(&v);
+    if (rc != 0) {
+        cs->req[0] = '\0';
+        return rc;
+    }
+    cs->phase = CS_CATCHUP;
+    gw__tq_add(&cw->wait_tq, &cs->wait);
+    return 0;
+}
+
+static void new_pid(char out[PID_LEN + 1])
+{
+    static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    unsigned char rnd[PID_LEN];
+    if (RAND_bytes(rnd, sizeof rnd) != 1)
+        abort();
+    for (int i = 0; i < PID_LEN; i++)
+        out[i] = b64[rnd[i] & 63];
+    out[PID_LEN] = '\0';
+}
+
+/* A new session: a new pid whose record holds the positions read at the
+ * start, the CONNECT reply, then (with_sync) the messages the user has not
+ * been delivered yet, before anything live. */
+static void go_fresh(chat_worker *cw, chat_sock *cs, int with_sync)
+{
+    cs->recovering = 0;
+    if (!cs->accepted) {
+        cs->pid[0] = '\0';
+        if (cw->cfg->recovery_window_s && cs->fresh) {
+            new_pid(cs->pid);
+            pr_buf rec;
+            pr_buf_init(&rec, CHAT_ID_MAX + 2 + (size_t)cw->nshards * 17);
+            pr_buf_append(&rec, cs->user->e.key, cs->user->e.len);
+            pr_buf_append_byte(&rec, '\n');
+            chat_vec_encode(&rec, cs->fresh, cw->nshards);
+            char key[PID_MAX + 16], px[24];
+            snprintf(key, sizeof key, "{c:%s}:sess", cs->pid);
+            snprintf(px, sizeof px, "%u", cw->cfg->recovery_window_s * 1000u);
+            const char *argv[] = {"SET", key, rec.ptr, "PX", px};
+            size_t lens[] = {3, strlen(key), rec.len, 2, strlen(px)};
+            /* without it the pid simply cannot be recovered */
+            gw_redis_command(cw->redis, NULL, NULL, 5, argv, lens);
+            pr_buf_dispose(&rec);
+        }
+        accept_socket(cs);
+    }
+    if (with_sync && send_request(cw, cs, "sync", NULL) == 0)
+        return;
+    go_live(cw, cs);
+}
+
+static void pexpire_record(chat_worker *cw, const chat_sock *cs)
+{
+    char key[PID_MAX + 16], px[24];
+    snprintf(key, sizeof key, "{c:%s}:sess", cs->pid);
+    snprintf(px, sizeof px, "%u", cw->cfg->recovery_window_s * 1000u);
+    const char *argv[] = {"PEXPIRE", key, px};
+    redis_cmd(cw, NULL, NULL, 3, argv);
+}
+
+/* Every room is subscribed: ask storage for what the socket missed. */
+static void started(chat_worker *cw, chat_sock *cs)
+{
+    if (cs->have_record) {
+        /* the client has everything at or below its offset, and everything
+         * before its session started */
+        for (unsigned s = 0; s < cw->nshards; s++)
+            if (cs->offset && cs->offset[s] > cs->rec[s])
+                cs->rec[s] = cs->offset[s];
+        if (send_request(cw, cs, "replay", cs->rec) == 0) {
+            cs->recovering = 1;
+            return;
+        }
+    }
+    go_fresh(cw, cs, 1);
+}
+
+static void subs_step(chat_worker *cw, chat_sock *cs)
+{
+    if (cs->phase == CS_STARTING && --cs->subs_pending == 0)
+        started(cw, cs);
+}
+
+static void subscribed_cb(gw_redis *r, int ok, void *arg)
+{
+    (void)r;
+    chat_worker *cw = ((sock_ref *)arg)->cw;
+    chat_sock *cs = ref_take(arg);
+    if (!cs || cs->phase != CS_STARTING)
+        return;
+    if (!ok)
+        start_failed(cw, cs, "subscribe");
+    else
+        subs_step(cw, cs);
+}
+
+static void wait_channel(chat_worker *cw, chat_sock *cs, const char *channel)
+{
+    cs->subs_pending++;
+    gw_redis_when_subscribed(cw->redis, pr_view_make(channel, strlen(channel)), subscribed_cb,
+                             ref_new(cw, cs));
+}
+
+static void rooms_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    chat_worker *cw = ((sock_ref *)arg)->cw;
+    chat_sock *cs = ref_take(arg);
+    if (!cs || cs->phase != CS_STARTING)
+        return;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        start_failed(cw, cs, "rooms");
+        return;
+    }
+    for (size_t i = 0; i < rep->elements; i++) {
+        redisReply *e = rep->element[i];
+        if (e->type == REDIS_REPLY_STRING && chat_id_valid(e->str, e->len))
+            room_join(cw, cs, e->str);
+    }
+    char channel[CHAT_ID_MAX + 16];
+    cs->subs_pending = 1; /* held until every wait is registered */
+    for (chat_member *m = cs->rooms; m && cs->phase == CS_STARTING; m = m->snext) {
+        room_channel(channel, sizeof channel, m->room->e.key);
+        wait_channel(cw, cs, channel);
+    }
+    if (cs->phase != CS_STARTING)
+        return;
+    user_channel(channel, sizeof channel, cs->user->e.key);
+    wait_channel(cw, cs, channel);
+    if (cs->phase == CS_STARTING)
+        wait_channel(cw, cs, cw->reply_channel);
+    subs_step(cw, cs);
+}
+
+static void record_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    chat_worker *cw = ((sock_ref *)arg)->cw;
+    chat_sock *cs = ref_take(arg);
+    if (!cs || cs->phase != CS_STARTING)
+        return;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        start_failed(cw, cs, "session record");
+        return;
+    }
+    if (rep->type != REDIS_REPLY_STRING)
+        return; /* expired or never ours: a fresh session */
+    const char *nl = memchr(rep->str, '\n', rep->len);
+    if (!nl || !view_is(pr_view_make(rep->str, (size_t)(nl - rep->str)), cs->user->e.key,
+                        cs->user->e.len))
+        return; /* another user's pid */
+    cs->rec = pr_calloc(cw->nshards, sizeof *cs->rec);
+    pr_view v = pr_view_make(nl + 1, rep->len - (size_t)(nl + 1 - rep->str));
+    cs->have_record = chat_vec_decode(v, cs->rec, cw->nshards) == 0;
+}
+
+/* Strict unsigned decimal. */
+static int parse_u64(const char *p, size_t n, uint64_t *out)
+{
+    if (n == 0 || n > 19)
+        return -1;
+    uint64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        x = x * 10 + (uint64_t)(p[i] - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+static void positions_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    chat_worker *cw = ((sock_ref *)arg)->cw;
+    chat_sock *cs = ref_take(arg);
+    if (!cs || cs->phase != CS_STARTING)
+        return;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        start_failed(cw, cs, "positions");
+        return;
+    }
+    cs->fresh = pr_calloc(cw->nshards, sizeof *cs->fresh); /* missing shards: 0 */
+    for (size_t i = 0; i + 1 < rep->elements; i += 2) {
+        redisReply *k = rep->element[i], *v = rep->element[i + 1];
+        uint64_t shard, pos;
+        if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
+            parse_u64(k->str, k->len, &shard) == 0 && parse_u64(v->str, v->len, &pos) == 0 &&
+            shard < cw->nshards)
+            cs->fresh[shard] = pos;
+    }
+}
+
+/* Reads the session record (when the client brings a pid), the shard
+ * positions (for a new record) and the user's rooms; the replies come back
+ * in this order on the one command link. */
+static void start_session(chat_worker *cw, chat_sock *cs)
+{
+    cs->phase = CS_STARTING;
+    cs->gen = ++cw->gen;
+    cs->have_record = 0;
+    pr_free(cs->rec); /* from an attempt Redis failed */
+    pr_free(cs->fresh);
+    cs->rec = cs->fresh = NULL;
+    const char *user = cs->user->e.key;
+    int rc = 0;
+    if (cs->pid[0]) {
+        char key[PID_MAX + 16];
+        snprintf(key, sizeof key, "{c:%s}:sess", cs->pid);
+        const char *argv[] = {"GET", key};
+        sock_ref *r = ref_new(cw, cs);
+        if ((rc = redis_cmd(cw, record_cb, r, 2, argv)) != 0)
+            pr_free(r);
+    }
+    if (rc == 0 && cw->cfg->recovery_window_s) {
+        const char *argv[] = {"HGETALL", "{st}:pos"};
+        sock_ref *r = ref_new(cw, cs);
+        if ((rc = redis_cmd(cw, positions_cb, r, 2, argv)) != 0)
+            pr_free(r);
+    }
+    if (rc == 0) {
+        char key[CHAT_ID_MAX + 16];
+        snprintf(key, sizeof key, "{u:%s}:rooms", user);
+        const char *argv[] = {"SMEMBERS", key};
+        sock_ref *r = ref_new(cw, cs);
+        if ((rc = redis_cmd(cw, rooms_cb, r, 2, argv)) != 0)
+            pr_free(r);
+    }
+    if (rc != 0)
+        start_failed(cw, cs, "redis down");
+}
+
+static void retry_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    chat_worker *cw = arg;
+    if (!gw_redis_ready(cw->redis)) {
+        retry_arm(cw, 1000);
+        return;
+    }
+    for (chat_sock *cs = cw->socks; cs; cs = cs->next)
+        if (cs->phase == CS_WAITING)
+            start_session(cw, cs); /* may fail again: then it re-arms */
+    gw__worker_schedule_flush(cw->w);
+}
+
+static void wait_timeout(gw_tq *tq, gw_tq_node *n)
+{
+    chat_sock *cs = GW_CONTAINER_OF(n, chat_sock, wait);
+    chat_worker *cw = CW(tq->w);
+    if (cs->phase != CS_CATCHUP)
+        return;
+    GW_WARN_RATELIMITED("event=replay_timeout worker=%d sid=%s kind=%s", cw->w->index, cs->sid,
+                        cs->recovering ? "replay" : "sync");
+    if (cs->recovering)
+        go_fresh(cw, cs, 1);
+    else
+        go_live(cw, cs);
+}
+
+/* A live message for a socket that is not live yet. */
+static void hold(chat_worker *cw, chat_sock *cs, gw_blob *b, const char *room, int64_t seq,
+                 int own)
+{
+    if (cs->nheld >= cw->cfg->replay_max) {
+        /* more than a replay may bring: give up catching up */
+        GW_WARN_RATELIMITED("event=held_overflow worker=%d sid=%s", cw->w->index, cs->sid);
+        if (cs->recovering || !cs->accepted)
+            go_fresh(cw, cs, 0);
+        else
+            go_live(cw, cs);
+        gw_socket_send_blob(cs->sock, b);
+        return;
+    }
+    size_t rl = strlen(room);
+    held_msg *h = pr_malloc(sizeof *h + rl + 1);
+    h->next = NULL;
+    h->blob = gw__blob_ref(b);
+    h->seq = seq;
+    h->own = (uint8_t)own;
+    memcpy(h->room, room, rl + 1);
+    *cs->held_tail = h;
+    cs->held_tail = &h->next;
+    cs->nheld++;
+}
+
+/* ---- envelopes from Redis ---- */
+
+static void deliver_room(chat_worker *cw, const chat_env *h, pr_view packet)
+{
+    chat_room *room = (chat_room *)smap_get(&cw->rooms, h->room.ptr, h->room.len);
+    if (!room)
+        return; /* our last member left while the message was in flight */
+    gw_blob *b = packet_blob(packet);
+    for (chat_member *m = room->members, *next; m; m = next) {
+        next = m->rnext;
+        chat_sock *cs = m->cs;
+        if (h->except_user.len && cs->user && cs->user->e.len == h->except_user.len &&
+            !memcmp(cs->user->e.key, h->except_user.ptr, h->except_user.len))
+            continue;
+        if (h->except_socket.len && pr_view_eq_cstr(h->except_socket, gw_socket_id(cs->sock)))
+            continue;
+        gw_socket_send_blob(cs->sock, b);
+        GW_STAT_ADD(cw->w, room_deliveries, 1);
+    }
+    gw__blob_unref(b);
+}
+
+static void deliver_all(chat_worker *cw, pr_view packet)
+{
+    gw_blob *b = packet_blob(packet);
+    for (chat_sock *cs = cw->socks, *next; cs; cs = next) {
+        next = cs->next;
+        gw_socket_send_blob(cs->sock, b);
+    }
+    gw__blob_unref(b);
+}
+
+/* M1: a stored message. One blob, offset included, for every local member. */
+static void on_stored(chat_worker *cw, pr_view msg)
+{
+    chat_menv h;
+    pr_view packet;
+    if (chat_menv_decode(msg, &h, &packet) != 0) {
+        GW_WARN_RATELIMITED("event=bad_envelope kind=M worker=%d len=%zu", cw->w->index, msg.len);
+        return;
+    }
+    int known_shard = h.shard < cw->nshards;
+    if (!known_shard)
+        GW_WARN_RATELIMITED("event=shard_out_of_range worker=%d shard=%u shards=%u "
+                            "hint=--ingest-shards",
+                            cw->w->index, h.shard, cw->nshards);
+    else if ((uint64_t)h.pos > cw->pos[h.shard])
+        cw->pos[h.shard] = (uint64_t)h.pos;
+    chat_room *room = (chat_room *)smap_get(&cw->rooms, h.room.ptr, h.room.len);
+    if (!room)
+        return;
+    gw_blob *b = offset_blob(cw, packet, known_shard ? cw->pos : NULL);
+    for (chat_member *m = room->members, *next; m; m = next) {
+        next = m->rnext;
+        chat_sock *cs = m->cs;
+        int own = cs->user && view_is(h.sender, cs->user->e.key, cs->user->e.len);
+        if (cs->phase != CS_LIVE) {
+            hold(cw, cs, b, room->e.key, h.seq, own);
+            continue;
+        }
+        /* a batch published again (storage died between its PUBLISH and
+         * its XACK) or a sync that overlaps live traffic: never twice */
+        if (h.seq <= m->last_seq)
+            continue;
+        m->last_seq = h.seq;
+        gw_socket_send_blob(cs->sock, b);
+        GW_STAT_ADD(cw->w, room_deliveries, 1);
+        if (!own)
+            deliver_receipts(cw, cs, m, h.seq);
+    }
+    gw__blob_unref(b);
+}
+
+static chat_user *find_user(chat_worker *cw, pr_view user)
+{
+    return (chat_user *)smap_get(&cw->users, user.ptr, user.len);
+}
+
+/* U1: a packet for every local socket of a user. */
+static void on_user_packet(chat_worker *cw, pr_view msg)
+{
+    pr_view user, packet;
+    if (chat_uenv_decode(msg, &user, &packet) != 0) {
+        GW_WARN_RATELIMITED("event=bad_envelope kind=U worker=%d len=%zu", cw->w->index, msg.len);
+        return;
+    }
+    chat_user *u = find_user(cw, user);
+    if (!u)
+        return;
+    gw_blob *b = packet_blob(packet);
+    for (chat_sock *cs = u->socks; cs; cs = cs->unext)
+        gw_socket_send_blob(cs->sock, b); /* refused while a CONNECT is pending */
+    gw__blob_unref(b);
+}
+
+static void when_room_subscribed(chat_worker *cw, const char *room, gw_redis_subscribed_cb done,
+                                 void *arg);
+
+/* A room that J1 added is subscribed now; what it published before (its
+ * first message, typically: J1 and M1 race) comes by a sync, held live
+ * messages deduplicated by seq as on connect. */
+static void joined_room_subscribed(gw_redis *r, int ok, void *arg)
+{
+    (void)r;
+    sock_ref *ref = arg;
+    chat_worker *cw = ref->cw;
+    chat_sock *cs = ref_take(ref);
+    if (ok && cs && cs->phase == CS_LIVE && send_request(cw, cs, "sync", NULL) != 0)
+        GW_WARN_RATELIMITED("event=sync_failed worker=%d sid=%s", cw->w->index, cs->sid);
+}
+
+/* J1/K1: membership changes apply to the user's local sockets at once. */
+static void on_membership(chat_worker *cw, pr_view msg)
+{
+    char kind;
+    pr_view room, user;
+    if (chat_jenv_decode(msg, &kind, &room, &user) != 0) {
+        GW_WARN_RATELIMITED("event=bad_envelope kind=J worker=%d len=%zu", cw->w->index, msg.len);
+        return;
+    }
+    chat_user *u = find_user(cw, user);
+    if (!u)
+        return;
+    char id[CHAT_ID_MAX + 1];
+    memcpy(id, room.ptr, room.len);
+    id[room.len] = '\0';
+    for (chat_sock *cs = u->socks; cs; cs = cs->unext) {
+        if (kind != 'J') {
+            room_leave(cw, cs, id);
+        } else if (!find_membership(cs, id)) {
+            room_join(cw, cs, id);
+            if (cs->phase == CS_LIVE)
+                when_room_subscribed(cw, id, joined_room_subscribed, ref_new(cw, cs));
+        }
+    }
+}
+
+/* A1: acks of messages this worker's sockets sent, after storage's COMMIT. */
+static void on_acks(chat_worker *cw, pr_view msg)
+{
+    pr_view it, sid, json;
+    int64_t id;
+    if (chat_aenv_begin_decode(msg, &it) != 0)
+        return;
+    int rc;
+    while ((rc = chat_aenv_next(&it, &sid, &id, &json)) == 1) {
+        if (sid.len > GW_SID_LEN)
+            continue;
+        char s[GW_SID_LEN + 1];
+        memcpy(s, sid.ptr, sid.len);
+        s[sid.len] = '\0';
+        gw_socket *sock = gw_socket_find(cw->w, s, "/");
+        if (!sock)
+            continue; /* gone: the client's ack callback died with it */
+        json_t *arg = json_loadb(json.ptr, json.len, 0, NULL);
+        if (arg)
+            ack_json(sock, id, arg);
+        else
+            GW_WARN_RATELIMITED("event=bad_ack worker=%d", cw->w->index);
+        json_decref(arg);
+    }
+    if (rc < 0)
+        GW_WARN_RATELIMITED("event=bad_envelope kind=A worker=%d len=%zu", cw->w->index, msg.len);
+}
+
+/* R1: storage's answer to a sync or replay request. */
+static void on_replay_reply(chat_worker *cw, pr_view msg)
+{
+    pr_view req, status, it;
+    if (chat_renv_begin_decode(msg, &req, &status, &it) != 0) {
+        GW_WARN_RATELIMITED("event=bad_envelope kind=R worker=%d len=%zu", cw->w->index, msg.len);
+        return;
+    }
+    const char *dot = memchr(req.ptr, '.', req.len);
+    if (!dot || (size_t)(dot - req.ptr) > GW_SID_LEN)
+        return;
+    char sid[GW_SID_LEN + 1];
+    memcpy(sid, req.ptr, (size_t)(dot - req.ptr));
+    sid[dot - req.ptr] = '\0';
+    chat_sock *cs = sock_by_sid(cw, sid);
+    if (!cs || cs->phase != CS_CATCHUP || !view_is(req, cs->req, strlen(cs->req))) {
+        GW_DEBUG("event=late_replay worker=%d sid=%s", cw->w->index, sid);
+        return; /* timed out, or the socket is gone */
+    }
+    gw__tq_del(&cw->wait_tq, &cs->wait);
+    int ok = pr_view_eq_cstr(status, "ok");
+    if (cs->recovering) {
+        if (!ok) {
+            GW_INFO("event=recovery_refused worker=%d sid=%s status=%.*s", cw->w->index, cs->sid,
+                    (int)status.len, status.ptr);
+            go_fresh(cw, cs, 1);
+            return;
+        }
+        accept_socket(cs); /* the same pid: socket.recovered */
+        pexpire_record(cw, cs);
+        write_items(cw, cs, it, cs->rec);
+        GW_DEBUG("event=session_recovered worker=%d sid=%s", cw->w->index, cs->sid);
+    } else if (ok) {
+        write_items(cw, cs, it, cs->fresh);
+    } else {
+        GW_INFO("event=sync_incomplete worker=%d sid=%s status=%.*s", cw->w->index, cs->sid,
+                (int)status.len, status.ptr);
+    }
+    go_live(cw, cs);
+}
+
+static void on_redis_message(gw_redis *r, pr_view channel, pr_view message, void *arg)
+{
+    (void)r;
+    (void)channel;
+    chat_worker *cw = arg;
+    GW_STAT_ADD(cw->w, room_events_in, 1);
+    char kind = chat_env_kind(message);
+    if (kind != 'C' && !cw->storage)
+        kind = 0;
+    switch (kind) {
+    case 'C': {
+        chat_env h;
+        pr_view packet;
+        if (chat_env_decode(message, &h, &packet) != 0)
+            break;
+        if (pr_view_eq_cstr(h.room, ALL_ROOM))
+            deliver_all(cw, packet);
+        else
+            deliver_room(cw, &h, packet);
+        return;
+    }
+    case 'M':
+        on_stored(cw, message);
+        return;
+    case 'U':
+        on_user_packet(cw, message);
+        return;
+    case 'J':
+    case 'K':
+        on_membership(cw, message);
+        return;
+    case 'A':
+        on_acks(cw, message);
+        return;
+    case 'R':
+        on_replay_reply(cw, message);
+        return;
+    default:
+        break;
+    }
+    GW_WARN_RATELIMITED("event=bad_envelope worker=%d len=%zu", cw->w->index, message.len);
+}
+
+/* ---- sendMessage without storage: relayed at once ---- */
 
 typedef struct {
     chat_worker *cw;
@@ -677,6 +1752,92 @@ static void when_room_subscribed(chat_worker *cw, const char *room, gw_redis_sub
     gw_redis_when_subscribed(cw->redis, pr_view_make(channel, strlen(channel)), done, arg);
 }
 
+/* ---- sendMessage with storage: into the room's ingest stream ---- */
+
+typedef struct {
+    chat_worker *cw;
+    int64_t ack_id;            /* -1: the client wants no ack */
+    char sid[GW_SID_LEN + 1];
+    char room[CHAT_ID_MAX + 1];
+    char user[CHAT_ID_MAX + 1];
+    char first[CHAT_NAME_MAX + 1];
+    char last[CHAT_NAME_MAX + 1];
+    char cmid[CHAT_ID_MAX + 1]; /* "" none */
+    char peer[CHAT_ID_MAX + 1]; /* "" none */
+    uint8_t has_last;
+    size_t text_len;
+    char text[];
+} store_ctx;
+
+static void store_failed(store_ctx *x)
+{
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    if (sock)
+        reply_error(sock, "sendMessage", x->ack_id, "unavailable");
+    pr_free(x);
+}
+
+static void store_xadd_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    store_ctx *x = arg;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        store_failed(x);
+        return;
+    }
+    pr_free(x); /* the ack comes from storage after COMMIT (A1) */
+}
+
+static void store_subscribed(gw_redis *r, int ok, void *arg)
+{
+    (void)r;
+    store_ctx *x = arg;
+    chat_worker *cw = x->cw;
+    if (!ok) {
+        store_failed(x);
+        return;
+    }
+    char key[32], ack[24];
+    snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(x->room, strlen(x->room), cw->nshards));
+    cmdv c = {.n = 0};
+    cmd_adds(&c, "XADD");
+    cmd_adds(&c, key);
+    cmd_adds(&c, "*");
+    cmd_adds(&c, "k");
+    cmd_adds(&c, "m");
+    cmd_adds(&c, "r");
+    cmd_adds(&c, x->room);
+    cmd_adds(&c, "u");
+    cmd_adds(&c, x->user);
+    cmd_adds(&c, "n");
+    cmd_adds(&c, x->first);
+    if (x->has_last) {
+        cmd_adds(&c, "l");
+        cmd_adds(&c, x->last);
+    }
+    cmd_adds(&c, "x");
+    cmd_add(&c, x->text, x->text_len);
+    if (x->cmid[0]) {
+        cmd_adds(&c, "c");
+        cmd_adds(&c, x->cmid);
+    }
+    if (x->peer[0]) {
+        cmd_adds(&c, "p");
+        cmd_adds(&c, x->peer);
+    }
+    if (x->ack_id >= 0) {
+        snprintf(ack, sizeof ack, "%lld", (long long)x->ack_id);
+        cmd_adds(&c, "g");
+        cmd_adds(&c, cw->reply_channel);
+        cmd_adds(&c, "s");
+        cmd_adds(&c, x->sid);
+        cmd_adds(&c, "a");
+        cmd_adds(&c, ack);
+    }
+    if (cmd_send(cw, &c, store_xadd_cb, x) != 0)
+        store_failed(x);
+}
+
 /* ---- event handlers ---- */
 
 typedef struct {
@@ -692,11 +1853,11 @@ typedef struct {
 
 /* The room an event names: the direct room with targetUserId (joined first
  * when auto_join), or roomId, which the socket must have joined. Fills room
- * (>= 32 bytes). */
+ * (CHAT_ID_MAX + 1 bytes). */
 static const char *event_room(const req *q, char *room, size_t n, int auto_join)
 {
     if (q->a->target_user_id) {
-        dm_room_id(q->cw, q->uid, q->a->target_user_id, room);
+        chat_dm_room_id(q->cw->room_key, q->uid, q->a->target_user_id, room);
         if (auto_join && !find_membership(q->cs, room)) {
             room_join(q->cw, q->cs, room);
             record_dm(q->cw, room, q->uid, q->a->target_user_id);
@@ -719,8 +1880,18 @@ typedef struct {
     chat_worker *cw;
     int64_t ack_id;
     char sid[GW_SID_LEN + 1];
-    char room[32];
+    char room[CHAT_ID_MAX + 1];
 } join_ctx;
+
+static join_ctx *join_ctx_new(const req *q, const char *room)
+{
+    join_ctx *x = pr_calloc(1, sizeof *x);
+    x->cw = q->cw;
+    x->ack_id = q->ack_id;
+    snprintf(x->sid, sizeof x->sid, "%s", q->cs->sid);
+    snprintf(x->room, sizeof x->room, "%s", room);
+    return x;
+}
 
 /* The ack of a join means "you will receive what is sent from now on". */
 static void join_subscribed(gw_redis *r, int ok, void *arg)
@@ -734,55 +1905,114 @@ static void join_subscribed(gw_redis *r, int ok, void *arg)
     pr_free(x);
 }
 
+/* Joins (with storage: opens) the room and acks once it is subscribed. */
+static void join_and_ack(chat_worker *cw, chat_sock *cs, join_ctx *x)
+{
+    chat_member *m = room_join(cw, cs, x->room);
+    if (cw->storage)
+        room_open(cw, cs, m);
+    when_room_subscribed(cw, x->room, join_subscribed, x);
+}
+
 static void on_join_chat(const req *q)
 {
     if (!q->a->target_user_id) {
         reply_error(q->sock, q->event, q->ack_id, "invalid payload");
         return;
     }
-    join_ctx *x = pr_calloc(1, sizeof *x);
-    x->cw = q->cw;
-    x->ack_id = q->ack_id;
-    snprintf(x->sid, sizeof x->sid, "%s", gw_session_sid(gw_socket_session(q->sock)));
-    dm_room_id(q->cw, q->uid, q->a->target_user_id, x->room);
-    room_join(q->cw, q->cs, x->room);
-    record_dm(q->cw, x->room, q->uid, q->a->target_user_id);
-    when_room_subscribed(q->cw, x->room, join_subscribed, x);
+    char room[CHAT_ID_MAX + 1];
+    chat_dm_room_id(q->cw->room_key, q->uid, q->a->target_user_id, room);
+    record_dm(q->cw, room, q->uid, q->a->target_user_id);
+    join_and_ack(q->cw, q->cs, join_ctx_new(q, room));
 }
 
+static void member_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    join_ctx *x = arg;
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    chat_sock *cs = sock ? gw_socket_data(sock) : NULL;
+    if (!cs || gw_socket_pending(sock)) {
+        pr_free(x);
+        return;
+    }
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
+        join_and_ack(x->cw, cs, x);
+        return;
+    }
+    reply_error(sock, "joinRoom", x->ack_id,
+                rep && rep->type == REDIS_REPLY_INTEGER ? "not a member" : "unavailable");
+    pr_free(x);
+}
+
+/* joinRoom {roomId}: any room the user belongs to (groups, direct rooms). */
+static void on_join_room(const req *q)
+{
+    if (!q->a->room_id) {
+        reply_error(q->sock, q->event, q->ack_id, "invalid payload");
+        return;
+    }
+    join_ctx *x = join_ctx_new(q, q->a->room_id);
+    if (find_membership(q->cs, q->a->room_id)) { /* one of its rooms since connect */
+        join_and_ack(q->cw, q->cs, x);
+        return;
+    }
+    char key[CHAT_ID_MAX + 16];
+    snprintf(key, sizeof key, "{r:%s}:members", q->a->room_id);
+    const char *argv[] = {"SISMEMBER", key, q->uid};
+    if (redis_cmd(q->cw, member_cb, x, 3, argv) != 0) {
+        pr_free(x);
+        reply_error(q->sock, q->event, q->ack_id, "unavailable");
+    }
+}
+
+/* leaveChat/leaveRoom. With storage the socket stays in the room (its user
+ * is still a member and gets messages as delivered); it only stops seeing. */
 static void on_leave(const req *q)
 {
     char room[CHAT_ID_MAX + 1];
     if (q->a->target_user_id && !strcmp(q->event, "leaveChat"))
-        dm_room_id(q->cw, q->uid, q->a->target_user_id, room);
+        chat_dm_room_id(q->cw->room_key, q->uid, q->a->target_user_id, room);
     else if (q->a->room_id && !strcmp(q->event, "leaveRoom"))
         snprintf(room, sizeof room, "%s", q->a->room_id);
     else {
         reply_error(q->sock, q->event, q->ack_id, "invalid payload");
         return;
     }
-    room_leave(q->cw, q->cs, room);
+    if (q->cw->storage) {
+        chat_member *m = find_membership(q->cs, room);
+        if (m)
+            m->open = 0;
+    } else {
+        room_leave(q->cw, q->cs, room);
+    }
     reply_ok(q->sock, q->ack_id, json_pack("{sb}", "ok", 1));
 }
 
-static void on_send_message(const req *q)
+/* markSeen {roomId, seq?}: the user saw the room up to seq (everything when
+ * absent). */
+static void on_mark_seen(const req *q)
 {
-    chat_worker *cw = q->cw;
-    if (!q->a->text || q->a->text_len == 0) {
+    if (!q->a->room_id) {
         reply_error(q->sock, q->event, q->ack_id, "invalid payload");
         return;
     }
-    if (!gw_redis_ready(cw->redis)) {
-        reply_error(q->sock, q->event, q->ack_id, "unavailable");
+    chat_member *m = find_membership(q->cs, q->a->room_id);
+    if (!m) {
+        reply_error(q->sock, q->event, q->ack_id, "not a member");
         return;
     }
-    char room[CHAT_ID_MAX + 1];
-    if (!event_room(q, room, sizeof room, 1))
-        return;
+    receipt_add(q->cw, m->room->e.key, q->cs->user, 'v', q->a->seq >= 0 ? q->a->seq : -1);
+    reply_ok(q->sock, q->ack_id, json_pack("{sb}", "ok", 1));
+}
+
+static void send_relayed(const req *q, const char *room)
+{
+    chat_worker *cw = q->cw;
     send_ctx *x = pr_calloc(1, sizeof *x);
     x->cw = cw;
     x->ack_id = q->ack_id;
-    snprintf(x->sid, sizeof x->sid, "%s", gw_session_sid(gw_socket_session(q->sock)));
+    snprintf(x->sid, sizeof x->sid, "%s", q->cs->sid);
     snprintf(x->id, sizeof x->id, "%s%llx", cw->msg_prefix, (unsigned long long)++cw->msg_counter);
     snprintf(x->room, sizeof x->room, "%s", room);
     iso_time(x->created, wall_ms());
@@ -806,6 +2036,49 @@ static void on_send_message(const req *q)
     /* the sender's socket is in the room: wait until the room's channel is
      * confirmed, or the sender could miss its own message */
     when_room_subscribed(cw, room, send_subscribed, x);
+}
+
+static void send_stored(const req *q, const char *room)
+{
+    store_ctx *x = pr_calloc(1, sizeof *x + q->a->text_len);
+    x->cw = q->cw;
+    x->ack_id = q->ack_id;
+    snprintf(x->sid, sizeof x->sid, "%s", q->cs->sid);
+    snprintf(x->room, sizeof x->room, "%s", room);
+    snprintf(x->user, sizeof x->user, "%s", q->uid);
+    snprintf(x->first, sizeof x->first, "%s", q->fname);
+    if (q->a->last_name) {
+        x->has_last = 1;
+        snprintf(x->last, sizeof x->last, "%s", q->a->last_name);
+    }
+    if (q->a->client_msg_id)
+        snprintf(x->cmid, sizeof x->cmid, "%s", q->a->client_msg_id);
+    if (q->a->target_user_id)
+        snprintf(x->peer, sizeof x->peer, "%s", q->a->target_user_id);
+    x->text_len = q->a->text_len;
+    memcpy(x->text, q->a->text, q->a->text_len);
+    /* as without storage: the sender's socket must get its own message */
+    when_room_subscribed(q->cw, room, store_subscribed, x);
+}
+
+static void on_send_message(const req *q)
+{
+    chat_worker *cw = q->cw;
+    if (!q->a->text || q->a->text_len == 0) {
+        reply_error(q->sock, q->event, q->ack_id, "invalid payload");
+        return;
+    }
+    if (!gw_redis_ready(cw->redis)) {
+        reply_error(q->sock, q->event, q->ack_id, "unavailable");
+        return;
+    }
+    char room[CHAT_ID_MAX + 1];
+    if (!event_room(q, room, sizeof room, 1))
+        return;
+    if (cw->storage)
+        send_stored(q, room);
+    else
+        send_relayed(q, room);
 }
 
 static void on_typing(const req *q)
@@ -926,6 +2199,29 @@ static int take_token(chat_worker *cw, chat_sock *cs)
     return 1;
 }
 
+/* A reconnecting socket.io-client merges {pid, offset} into its auth: the
+ * session it wants back and the offset of the last event it got. A pid
+ * without an offset (no message came) recovers from the record alone. */
+static void read_recovery(chat_worker *cw, chat_sock *cs, const json_t *auth)
+{
+    const char *pid = json_string_value(json_object_get(auth, "pid"));
+    if (!cw->cfg->recovery_window_s || !pid || strlen(pid) > PID_MAX ||
+        !chat_id_valid(pid, strlen(pid)))
+        return;
+    const json_t *off = json_object_get(auth, "offset");
+    if (off && !json_is_null(off)) {
+        cs->offset = pr_calloc(cw->nshards, sizeof *cs->offset);
+        if (!json_is_string(off) ||
+            chat_vec_decode(pr_view_make(json_string_value(off), json_string_length(off)),
+                            cs->offset, cw->nshards) != 0) {
+            pr_free(cs->offset); /* not ours (or another shard count): a fresh session */
+            cs->offset = NULL;
+            return;
+        }
+    }
+    snprintf(cs->pid, sizeof cs->pid, "%s", pid);
+}
+
 static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
 {
     gw_worker *w = gw_socket_worker(sock);
@@ -948,6 +2244,8 @@ static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
     cs->sock = sock;
     cs->tokens = cw->cfg->rate_burst;
     cs->refill_ms = gw__now_ms(w);
+    cs->held_tail = &cs->held;
+    snprintf(cs->sid, sizeof cs->sid, "%s", gw_session_sid(gw_socket_session(sock)));
     cs->next = cw->socks;
     if (cw->socks)
         cw->socks->prev = cs;
@@ -963,7 +2261,13 @@ static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
         if (uid && chat_id_valid(uid, strlen(uid)))
             user_attach(cw, cs, uid);
     }
-    return 0;
+    if (!cw->storage || !cs->user) {
+        cs->accepted = 1; /* insecure-dev without a user: rooms come with its first event */
+        return 0;
+    }
+    read_recovery(cw, cs, auth);
+    start_session(cw, cs);
+    return GW_CONNECT_PENDING;
 }
 
 static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
@@ -988,8 +2292,11 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
             reply_error(sock, event, p->id, "invalid payload");
             return;
         }
-        if (!cs->user)
+        if (!cs->user) {
             user_attach(cw, cs, a.user_id);
+            if (cw->storage)
+                start_session(cw, cs); /* its rooms and undelivered messages */
+        }
         q.uid = a.user_id;
         snprintf(fname, sizeof fname, "%s", a.first_name ? a.first_name : a.user_id);
         q.fname = fname;
@@ -1000,6 +2307,8 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
     }
     if (!strcmp(event, "joinChat"))
         on_join_chat(&q);
+    else if (!strcmp(event, "joinRoom"))
+        on_join_room(&q);
     else if (!strcmp(event, "leaveChat") || !strcmp(event, "leaveRoom"))
         on_leave(&q);
     else if (!strcmp(event, "sendMessage"))
@@ -1008,6 +2317,8 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
         on_typing(&q);
     else if (!strcmp(event, "getOnline"))
         on_get_online(&q);
+    else if (!strcmp(event, "markSeen") && cw->storage)
+        on_mark_seen(&q);
     else
         reply_error(sock, event, p->id, "unknown event");
 }
@@ -1019,6 +2330,14 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
     chat_sock *cs = gw_socket_data(sock);
     if (!cs)
         return;
+    /* the record outlives the socket by the window: the client may come back */
+    if (cw->storage && cs->accepted && cs->pid[0])
+        pexpire_record(cw, cs);
+    if (cw->storage) {
+        gw__tq_del(&cw->wait_tq, &cs->wait);
+        free_held(cs);
+        free_vectors(cs);
+    }
     while (cs->rooms) {
         chat_member *m = cs->rooms;
         cs->rooms = m->snext;
@@ -1036,6 +2355,65 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
 
 /* ---- worker life ---- */
 
+/* Every third of the window: the records of connected sessions stay. */
+static void renew_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    chat_worker *cw = arg;
+    if (!gw_redis_ready(cw->redis))
+        return;
+    for (chat_sock *cs = cw->socks; cs; cs = cs->next)
+        if (cs->accepted && cs->pid[0])
+            pexpire_record(cw, cs);
+}
+
+static void storage_init(chat_worker *cw)
+{
+    gw_worker *w = cw->w;
+    const gw_config *cfg = cw->cfg;
+    cw->nshards = cfg->ingest_shards;
+    cw->pos = pr_calloc(cw->nshards, sizeof *cw->pos);
+    snprintf(cw->reply_channel, sizeof cw->reply_channel, "gw:{%s.%d}", cfg->node_id, w->index);
+    smap_init(&cw->receipts);
+    cw->rbufs = pr_calloc(2 * (size_t)cw->nshards, sizeof *cw->rbufs);
+    for (unsigned i = 0; i < 2 * cw->nshards; i++)
+        pr_buf_init(&cw->rbufs[i], RECEIPT_BUF_MAX);
+    cw->receipt_timer = evtimer_new(w->base, receipt_flush, cw);
+    gw__tq_init(&cw->wait_tq, w, cfg->replay_timeout_ms, wait_timeout);
+    cw->drop_ev = event_new(w->base, -1, 0, drop_cb, cw);
+    cw->retry_timer = evtimer_new(w->base, retry_tick, cw);
+    if (cfg->recovery_window_s) {
+        cw->renew_timer = event_new(w->base, -1, EV_PERSIST, renew_tick, cw);
+        unsigned period = cfg->recovery_window_s * 1000u / 3;
+        struct timeval tv = {period / 1000, (period % 1000) * 1000};
+        event_add(cw->renew_timer, &tv);
+    }
+    gw_redis_subscribe(cw->redis, pr_view_make(cw->reply_channel, strlen(cw->reply_channel)));
+    gw_redis_set_lost_cb(cw->redis, on_sub_lost);
+}
+
+static void storage_dispose(chat_worker *cw)
+{
+    if (cw->renew_timer)
+        event_free(cw->renew_timer);
+    event_free(cw->receipt_timer);
+    event_free(cw->drop_ev);
+    event_free(cw->retry_timer);
+    gw__tq_dispose(&cw->wait_tq);
+    for (size_t i = 0; i < cw->receipts.nb; i++)
+        for (sentry *e = cw->receipts.b[i], *next; e; e = next) {
+            next = e->next;
+            pr_free(e->key);
+            pr_free(e);
+        }
+    pr_free(cw->receipts.b);
+    for (unsigned i = 0; i < 2 * cw->nshards; i++)
+        pr_buf_dispose(&cw->rbufs[i]);
+    pr_free(cw->rbufs);
+    pr_free(cw->pos);
+}
+
 static int chat_worker_init(gw_worker *w, void **state)
 {
     const gw_config *cfg = w->cfg;
@@ -1043,15 +2421,10 @@ static int chat_worker_init(gw_worker *w, void **state)
     cw->w = w;
     cw->cfg = cfg;
     cw->insecure = !strcmp(cfg->auth, "insecure-dev");
+    cw->storage = cfg->storage;
     smap_init(&cw->rooms);
     smap_init(&cw->users);
-    if (cfg->room_secret[0])
-        SHA256((const unsigned char *)cfg->room_secret, strlen(cfg->room_secret), cw->room_key);
-    else if (cfg->jwt_secret[0])
-        HMAC(EVP_sha256(), cfg->jwt_secret, (int)strlen(cfg->jwt_secret),
-             (const unsigned char *)"chat direct room ids v1", 23, cw->room_key, NULL);
-    else /* insecure-dev without secrets: room ids are guessable, as everything else is */
-        SHA256((const unsigned char *)"insecure-dev room ids", 21, cw->room_key);
+    chat_dm_key(cfg->room_secret, cfg->jwt_secret, cw->room_key);
     snprintf(cw->member, sizeof cw->member, "%s/%d", cfg->node_id, w->index);
     unsigned char rnd[6];
     RAND_bytes(rnd, sizeof rnd);
@@ -1063,6 +2436,8 @@ static int chat_worker_init(gw_worker *w, void **state)
     *state = cw; /* before Redis: its callbacks look the worker state up */
     cw->redis = gw_redis_new(w, &addr, on_redis_message, on_redis_ready, cw);
     gw_redis_subscribe(cw->redis, PR_VIEW_LIT(ALL_CHANNEL));
+    if (cw->storage)
+        storage_init(cw);
     cw->presence_timer = event_new(w->base, -1, EV_PERSIST, presence_tick, cw);
     unsigned period = cfg->presence_ttl_ms / 3;
     struct timeval tv = {period / 1000, (period % 1000) * 1000};
@@ -1075,7 +2450,11 @@ static void chat_worker_dispose(gw_worker *w, void *state)
     (void)w;
     chat_worker *cw = state;
     event_free(cw->presence_timer);
+    if (cw->storage && evtimer_pending(cw->receipt_timer, NULL))
+        receipt_flush(-1, 0, cw); /* what the last sockets saw */
     gw_redis_free(cw->redis); /* pending callbacks run now, with NULL replies */
+    if (cw->storage)
+        storage_dispose(cw);
     pr_free(cw->rooms.b);
     pr_free(cw->users.b);
     pr_free(cw);

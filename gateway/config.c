@@ -9,7 +9,7 @@
 
 #include "log.h"
 
-typedef enum { T_STR, T_HOSTPORT, T_UINT, T_SIZE, T_BOOL, T_ENUM } setting_type;
+typedef enum { T_STR, T_HOSTPORT, T_UINT, T_SIZE, T_BOOL, T_ENUM, T_ONOFF } setting_type;
 
 typedef struct {
     const char *flag; /* without the leading "--" */
@@ -82,6 +82,19 @@ static const setting settings[] = {
      "chat: events one connection may send at once (token bucket size)"},
     {"max-text-length", "CHAT_MAX_TEXT_LENGTH", T_SIZE, OFF(max_text_length), 1, 1u << 20,
      "4000", NULL, "chat: longest message text, in bytes"},
+    {"storage", "CHAT_STORAGE", T_ONOFF, OFF(storage), 0, 1, "on", NULL,
+     "chat: on: messages are stored by chat-storage (acks after commit, statuses, recovery); "
+     "off: relayed only"},
+    {"ingest-shards", "CHAT_INGEST_SHARDS", T_UINT, OFF(ingest_shards), 1, 256, "8", NULL,
+     "chat: ingest streams; must equal chat-storage's --ingest-shards"},
+    {"recovery-window", "CHAT_RECOVERY_WINDOW", T_UINT, OFF(recovery_window_s), 0, 86400, "120",
+     NULL, "chat: seconds a disconnected client may recover its session (0: no recovery)"},
+    {"receipt-interval", "CHAT_RECEIPT_INTERVAL", T_UINT, OFF(receipt_interval_ms), 1, 60000,
+     "50", NULL, "chat: milliseconds over which delivered/seen receipts are coalesced"},
+    {"replay-max", "CHAT_REPLAY_MAX", T_UINT, OFF(replay_max), 1, 100000, "1000", NULL,
+     "chat: most messages a connect sync or a recovery replays (more: a fresh session)"},
+    {"replay-timeout", "CHAT_REPLAY_TIMEOUT", T_UINT, OFF(replay_timeout_ms), 10, 600000,
+     "5000", NULL, "chat: milliseconds to wait for chat-storage's sync or replay answer"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 
@@ -162,6 +175,14 @@ static int apply(gw_config *cfg, const setting *s, const char *v, const char *fr
         else
             *(size_t *)field = (size_t)x;
         return 0;
+    case T_ONOFF:
+        if (!strcmp(v, "on"))
+            *(int *)field = 1;
+        else if (!strcmp(v, "off"))
+            *(int *)field = 0;
+        else
+            return bad(s, from, v, "expected on or off");
+        return 0;
     case T_BOOL:
         if (!strcmp(v, "1") || !strcmp(v, "true") || !strcmp(v, "yes") || !strcmp(v, "on"))
             *(int *)field = 1;
@@ -186,11 +207,23 @@ void gw_config_usage(FILE *out)
         fprintf(out, "  %-28s %s\n  %-28s env %s, default '%s'", flag, s->help, "", s->env, s->def);
         if (s->type == T_ENUM)
             fprintf(out, ", one of %s", s->choices);
+        if (s->type == T_ONOFF)
+            fprintf(out, ", on or off");
         if (s->type == T_UINT || s->type == T_SIZE)
             fprintf(out, ", range %llu..%llu", s->min, s->max);
         fputs("\n", out);
     }
     fprintf(out, "  %-28s %s\n", "--help", "print this help and exit");
+}
+
+/* The node id names Redis channels (gw:{NODE.W}) and stream fields, so it
+ * must be a chat id: printable ASCII without spaces. Empty: derived later. */
+static int node_id_ok(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x21 || (unsigned char)*s > 0x7e)
+            return 0;
+    return 1;
 }
 
 static const setting *find_flag(const char *name, size_t len)
@@ -267,6 +300,11 @@ int gw_config_load(gw_config *cfg, int argc, char **argv)
     if (!strcmp(cfg->app, "chat") && cfg->max_text_length + 1024 > cfg->max_payload) {
         fprintf(stderr, "chat-gateway: invalid value for --max-text-length: %zu leaves no room "
                         "in --max-payload %zu\n", cfg->max_text_length, cfg->max_payload);
+        return -1;
+    }
+    if (!node_id_ok(cfg->node_id)) {
+        fprintf(stderr, "chat-gateway: invalid value for --node-id: '%s': printable ASCII "
+                        "without spaces\n", cfg->node_id);
         return -1;
     }
     if (cfg->workers == 0) {

@@ -39,6 +39,13 @@ typedef struct gw_config {
     unsigned rate_limit;    /* events per second per connection */
     unsigned rate_burst;
     size_t max_text_length;
+    /* chat with storage (docs/storage.md) */
+    int storage;                 /* 1: messages go through chat-storage */
+    unsigned ingest_shards;      /* must equal chat-storage's */
+    unsigned recovery_window_s;  /* connection-state recovery; 0: off */
+    unsigned receipt_interval_ms;
+    unsigned replay_max;         /* messages one sync or replay may bring */
+    unsigned replay_timeout_ms;
 } gw_config;
 
 /*

@@ -317,6 +317,15 @@ void gw__eio_bad_input(gw_session *s);
 /* Drops the transport abruptly, without a close packet (tests of reconnection). */
 void gw__eio_drop_transport(gw_session *s);
 
+/* ---- chat app helpers (app_chat.c), pure, exposed for unit tests --------- */
+/* Appends packet (a Socket.IO EVENT "2[...]") with the position vector
+ * vec[0..n) added as its last argument, a string: the client's recovery
+ * offset. PR_EINVAL (out unchanged) when packet is not an event array. */
+int gw__chat_offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigned n);
+/* Merges receipt seq into *have (0: none): the highest wins, and -1
+ * ("everything so far") wins over any number. */
+void gw__chat_receipt_merge(int64_t *have, int64_t seq);
+
 /* metrics text for /metrics (Prometheus exposition format) */
 void gw__metrics_render(pr_buf *out);
 

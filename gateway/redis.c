@@ -44,6 +44,7 @@ struct gw_redis {
     size_t nbuckets, nchans;
     gw_redis_message_cb on_message;
     gw_redis_ready_cb on_ready;
+    gw_redis_ready_cb on_lost; /* the subscription link went down */
     void *arg;
     unsigned seed;
     struct event *idle_timer; /* unsubscribes channels left idle */
@@ -310,10 +311,14 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     if (!l)
         return; /* freed on purpose */
     GW_DEBUG("event=redis_disconnected worker=%d link=%d", l->r->w->index, l->kind);
+    int was_up = l->up;
     l->ac = NULL;
     l->up = 0;
-    if (l->kind == LINK_SUB)
+    if (l->kind == LINK_SUB) {
         chans_link_lost(l->r);
+        if (was_up && l->r->on_lost)
+            l->r->on_lost(l->r, l->r->arg);
+    }
     update_ready(l->r);
     link_schedule_retry(l);
 }
@@ -390,6 +395,11 @@ void gw_redis_free(gw_redis *r)
         }
     pr_free(r->chans);
     pr_free(r);
+}
+
+void gw_redis_set_lost_cb(gw_redis *r, gw_redis_ready_cb cb)
+{
+    r->on_lost = cb;
 }
 
 int gw_redis_ready(const gw_redis *r)

@@ -42,6 +42,11 @@ gw_redis *gw_redis_new(gw_worker *w, const gw_redis_addr *addr, gw_redis_message
                        gw_redis_ready_cb on_ready, void *arg);
 void gw_redis_free(gw_redis *r);
 
+/* Optional: cb runs when the subscription link, having been up, is lost:
+ * messages published from then until the channels are confirmed again are
+ * not delivered to this worker. */
+void gw_redis_set_lost_cb(gw_redis *r, gw_redis_ready_cb cb);
+
 /* 1 when both connections are up (readable from any thread). */
 int gw_redis_ready(const gw_redis *r);
 

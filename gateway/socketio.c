@@ -6,6 +6,11 @@
  * A session carries one gw_app_session; each namespace the client joined is
  * a gw_socket. A binary packet waits, decoded, for its attachments in
  * as->pending; any other packet in between is a protocol error.
+ *
+ * An app may answer a CONNECT later (GW_CONNECT_PENDING): the socket is then
+ * in the session's list, so gw_socket_find and on_disconnect work as for any
+ * socket, but it is marked pending: nothing goes out on it and the client may
+ * send nothing for it (socket.io-client sends nothing before the reply).
  */
 #include <openssl/rand.h>
 #include <stdlib.h>
@@ -27,6 +32,7 @@ struct gw_socket {
     void *data;
     gw_ack *acks;
     int64_t next_ack_id;
+    uint8_t pending; /* CONNECT not answered yet */
     char id[GW_SID_LEN + 1];
 };
 
@@ -55,6 +61,8 @@ static int send_packet(gw_socket *sock, sio_type type, int64_t id, const json_t 
                        const sio_attachment *att, unsigned natt)
 {
     gw_session *s = sock->as->s;
+    if (sock->pending && type != SIO_CONNECT)
+        return PR_ESTATE;
     pr_buf *enc = &s->w->enc;
     pr_buf_reset(enc);
     int rc = sio_encode(enc, type, sock->nsp, id, natt, data);
@@ -78,6 +86,8 @@ static void send_connect_error(gw_session *s, const char *nsp, const json_t *dat
 int gw_socket_emit(gw_socket *sock, const char *event, const json_t *args,
                    const sio_attachment *att, unsigned natt, gw_ack_cb cb, void *arg)
 {
+    if (sock->pending)
+        return PR_ESTATE; /* before the ack is registered: its callback never runs */
     json_t *data = json_array();
     json_array_append_new(data, json_string(event));
     if (args)
@@ -109,6 +119,8 @@ int gw_socket_ack(gw_socket *sock, int64_t id, const json_t *args, const sio_att
 
 int gw_socket_send_blob(gw_socket *sock, gw_blob *b)
 {
+    if (sock->pending)
+        return PR_ESTATE;
     return gw__eio_send_blob(sock->as->s, b);
 }
 
@@ -165,30 +177,65 @@ static void on_connect(gw_app_session *as, sio_packet *p)
     gw_socket *sock = pr_calloc(1, sizeof *sock);
     sock->as = as;
     sock->nsp = nsp;
+    sock->pending = 1;
     random_id(sock->id, GW_SID_LEN);
-    json_t *auth = p->data ? json_incref(p->data) : json_object();
-    json_t *err = NULL;
-    int refused = app->on_connect ? app->on_connect(sock, auth, &err) : 0;
-    json_decref(auth);
-    if (refused) {
-        if (!err)
-            err = json_pack("{s:s}", "message", "unauthorized");
-        send_connect_error(s, nsp, err);
-        json_decref(err);
-        pr_free(sock);
-        return;
-    }
+    /* linked first, so the app can find it while it decides */
     sock->next = as->sockets;
     as->sockets = sock;
-    gw__tq_del(&s->w->connect_tq, &as->connect_node);
+    json_t *auth = p->data ? json_incref(p->data) : json_object();
+    json_t *err = NULL;
+    int rc = app->on_connect ? app->on_connect(sock, auth, &err) : 0;
+    json_decref(auth);
+    if (rc == GW_CONNECT_PENDING) {
+        json_decref(err); /* sock may be gone already: accepted or rejected inside */
+        return;
+    }
+    if (rc != 0) {
+        gw_socket_reject(sock, err);
+        json_decref(err);
+        return;
+    }
+    gw_socket_accept(sock, NULL);
+}
+
+int gw_socket_pending(const gw_socket *sock)
+{
+    return sock->pending;
+}
+
+int gw_socket_accept(gw_socket *sock, const json_t *extra)
+{
+    if (!sock->pending)
+        return PR_ESTATE;
+    gw_session *s = sock->as->s;
+    const gw_app *app = s->w->app;
+    sock->pending = 0;
+    gw__tq_del(&s->w->connect_tq, &sock->as->connect_node);
     pr_free(s->http_token); /* the app has had it; idle sessions keep no token */
     s->http_token = NULL;
     json_t *reply = json_pack("{s:s}", "sid", sock->id);
-    send_packet(sock, SIO_CONNECT, -1, reply, NULL, 0);
+    if (json_is_object(extra))
+        json_object_update_missing(reply, (json_t *)extra); /* sid stays ours */
+    int rc = send_packet(sock, SIO_CONNECT, -1, reply, NULL, 0);
     json_decref(reply);
-
     if (app->on_connected && !s->closed)
         app->on_connected(sock);
+    return rc;
+}
+
+int gw_socket_reject(gw_socket *sock, const json_t *error)
+{
+    if (!sock->pending)
+        return PR_ESTATE;
+    gw_session *s = sock->as->s;
+    json_t *dflt = NULL;
+    if (!error)
+        error = dflt = json_pack("{s:s}", "message", "unauthorized");
+    send_connect_error(s, sock->nsp, error);
+    json_decref(dflt);
+    socket_unlink(sock);
+    socket_free(sock);
+    return 0;
 }
 
 static void on_ack(gw_socket *sock, const sio_packet *p)
@@ -210,6 +257,8 @@ static int dispatch(gw_app_session *as, sio_packet *p)
 {
     const gw_app *app = as->s->w->app;
     gw_socket *sock = find_socket(as, p->nsp);
+    if (sock && sock->pending && p->type != SIO_DISCONNECT)
+        return PR_EINVAL; /* nothing may come before the CONNECT reply */
     switch (p->type) {
     case SIO_CONNECT:
         if (sock)
@@ -317,8 +366,11 @@ void gw__sio_connect_timeout(gw_tq *tq, gw_tq_node *n)
 {
     (void)tq;
     gw_app_session *as = GW_CONTAINER_OF(n, gw_app_session, connect_node);
-    if (!as->sockets)
-        gw__eio_close(as->s, "connect timeout");
+    for (gw_socket *x = as->sockets; x; x = x->next)
+        if (!x->pending)
+            return;
+    /* nothing connected, or the app still deciding: on_disconnect tells it */
+    gw__eio_close(as->s, "connect timeout");
 }
 
 /* ---- socket accessors ---- */
@@ -334,7 +386,8 @@ void gw_socket_disconnect(gw_socket *sock)
 {
     gw_app_session *as = sock->as;
     const gw_app *app = as->s->w->app;
-    send_packet(sock, SIO_DISCONNECT, -1, NULL, NULL, 0);
+    if (!sock->pending)
+        send_packet(sock, SIO_DISCONNECT, -1, NULL, NULL, 0);
     socket_unlink(sock);
     if (app->on_disconnect)
         app->on_disconnect(sock, "server namespace disconnect");

@@ -57,6 +57,44 @@ int main(void)
                       "--output-hard-limit", "5000"};
     CHECK_EQ(load(&cfg, 7, limits), -1); /* hard limit below max-payload */
 
+    /* chat storage settings: defaults, flags, environment, bounds */
+    CHECK_EQ(load(&cfg, 5, chat_dev), 0);
+    CHECK_EQ(cfg.storage, 1);
+    CHECK_EQ(cfg.ingest_shards, 8);
+    CHECK_EQ(cfg.recovery_window_s, 120);
+    CHECK_EQ(cfg.receipt_interval_ms, 50);
+    CHECK_EQ(cfg.replay_max, 1000);
+    CHECK_EQ(cfg.replay_timeout_ms, 5000);
+    char *storage[] = {"x", "--app", "chat", "--auth", "insecure-dev", "--storage", "off",
+                       "--ingest-shards", "3", "--recovery-window", "0", "--receipt-interval",
+                       "10", "--replay-max", "7", "--replay-timeout", "250"};
+    CHECK_EQ(load(&cfg, 17, storage), 0);
+    CHECK_EQ(cfg.storage, 0);
+    CHECK_EQ(cfg.ingest_shards, 3);
+    CHECK_EQ(cfg.recovery_window_s, 0);
+    CHECK_EQ(cfg.receipt_interval_ms, 10);
+    CHECK_EQ(cfg.replay_max, 7);
+    CHECK_EQ(cfg.replay_timeout_ms, 250);
+    setenv("CHAT_STORAGE", "off", 1);
+    setenv("CHAT_INGEST_SHARDS", "16", 1);
+    CHECK_EQ(load(&cfg, 5, chat_dev), 0);
+    CHECK_EQ(cfg.storage, 0);
+    CHECK_EQ(cfg.ingest_shards, 16);
+    setenv("CHAT_STORAGE", "maybe", 1);
+    CHECK_EQ(load(&cfg, 5, chat_dev), -1);
+    unsetenv("CHAT_STORAGE");
+    unsetenv("CHAT_INGEST_SHARDS");
+    char *bad_chat[][2] = {
+        {"--storage", "yes"},       {"--storage", "1"},         {"--ingest-shards", "0"},
+        {"--ingest-shards", "257"}, {"--receipt-interval", "0"}, {"--replay-max", "0"},
+        {"--replay-timeout", "5"},  {"--recovery-window", "-1"}, {"--node-id", "has space"},
+    };
+    for (size_t i = 0; i < sizeof bad_chat / sizeof bad_chat[0]; i++) {
+        char *argv[7] = {"x", "--app", "chat", "--auth", "insecure-dev", bad_chat[i][0],
+                         bad_chat[i][1]};
+        CHECK_EQ(load(&cfg, 7, argv), -1);
+    }
+
     gw_redis_addr a;
     CHECK_EQ(gw_redis_parse_url("redis://127.0.0.1:6380", &a), 0);
     CHECK(!strcmp(a.host, "127.0.0.1"));
