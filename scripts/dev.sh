@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
 # Starts the whole system locally, in the foreground, on loopback only:
-# installs the system packages, builds chat-gateway, then runs
+# installs the system packages, builds chat-gateway and chat-storage, then runs
 #   redis-server                on 127.0.0.1:6379   (CHAT_DEV_REDIS_PORT; data in a temp dir)
+#   PostgreSQL (a throwaway cluster) on 127.0.0.1:5432 (CHAT_DEV_PG_PORT; data in the temp dir)
+#   chat-storage                on 127.0.0.1:3100   (CHAT_DEV_STORAGE_PORT): stores messages, /api/
 #   N chat gateways (--app chat) on 127.0.0.1:3001..300N (N = CHAT_DEV_GATEWAYS, default 2)
-#   HAProxy                     on 127.0.0.1:3000   (CHAT_DEV_PORT): what io(BASE_URL) points at
+#   HAProxy                     on 127.0.0.1:3000   (CHAT_DEV_PORT): what io(BASE_URL) points at;
+#                               /api/ goes to chat-storage, everything else to the gateways
+# Redis and PostgreSQL take the next free port when theirs is in use (a
+# system one) and no port was asked for. Everything is lost at exit.
 # Authentication: --auth jwt when CHAT_JWT_SECRET is set (mint tokens with
 # `build/bin/chat-gateway token --user ID --name NAME`), else --auth
 # insecure-dev (identity from userId/firstName in the payloads, as the
 # tutorials do: for development only).
 # Extra arguments go to every gateway (e.g. --log-level debug).
-# Ctrl-C or SIGTERM stops everything it started. Works as root or not.
+# Ctrl-C or SIGTERM stops everything it started. Works as root or not
+# (PostgreSQL refuses root: as root it runs as the postgres user).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root="$PWD"
@@ -17,7 +23,10 @@ root="$PWD"
 n="${CHAT_DEV_GATEWAYS:-2}"
 lb_port="${CHAT_DEV_PORT:-3000}"
 redis_port="${CHAT_DEV_REDIS_PORT:-6379}"
-for v in CHAT_DEV_GATEWAYS:"$n" CHAT_DEV_PORT:"$lb_port" CHAT_DEV_REDIS_PORT:"$redis_port"; do
+pg_port="${CHAT_DEV_PG_PORT:-5432}"
+storage_port="${CHAT_DEV_STORAGE_PORT:-3100}"
+for v in CHAT_DEV_GATEWAYS:"$n" CHAT_DEV_PORT:"$lb_port" CHAT_DEV_REDIS_PORT:"$redis_port" \
+         CHAT_DEV_PG_PORT:"$pg_port" CHAT_DEV_STORAGE_PORT:"$storage_port"; do
   if ! [[ "${v#*:}" =~ ^[0-9]+$ ]] || [ "${v#*:}" -lt 1 ] || [ "${v#*:}" -gt 65535 ]; then
     echo "dev.sh: ${v%%:*} must be a number from 1 to 65535, got '${v#*:}'" >&2
     exit 2
@@ -27,29 +36,40 @@ done
 
 scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target chat-gateway
+cmake --build build -j"$(nproc)" --target chat-gateway chat-storage
 
 gateway_bin="$root/build/bin/chat-gateway"
+storage_bin="$root/build/bin/chat-storage"
 redis_bin="$(command -v redis-server || echo /usr/bin/redis-server)"
 haproxy_bin="$(command -v haproxy || echo /usr/sbin/haproxy)"
+# PostgreSQL's programs: $PG_BIN_DIR, else Debian's newest, else PATH
+pg_bin="${PG_BIN_DIR:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}"
+pg() { if [ -n "$pg_bin" ]; then echo "$pg_bin/$1"; else command -v "$1" || echo "$1"; fi; }
 
 in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# Debian starts its own redis-server on 6379 when the package is installed;
-# take the next free port then, unless a port was asked for.
-if in_use "$redis_port"; then
-  if [ -n "${CHAT_DEV_REDIS_PORT:-}" ]; then
-    echo "dev.sh: 127.0.0.1:$redis_port (CHAT_DEV_REDIS_PORT) is already in use" >&2
+# Debian starts its own redis-server on 6379 and PostgreSQL on 5432 when the
+# packages are installed; take the next free port then, unless a port was
+# asked for. free_port VAR NAME WHAT: sets VAR.
+free_port() {
+  local var=$1 name=$2 what=$3 p
+  p=${!var}
+  in_use "$p" || return 0
+  if [ -n "${!name:-}" ]; then
+    echo "dev.sh: 127.0.0.1:$p ($name) is already in use" >&2
     exit 1
   fi
-  p=$((redis_port + 1))
-  while in_use "$p" && [ "$p" -lt $((redis_port + 100)) ]; do p=$((p + 1)); done
-  echo "dev.sh: 127.0.0.1:$redis_port is in use (a system Redis?); using $p for this stack's Redis"
-  redis_port=$p
-fi
+  local first=$p
+  p=$((p + 1))
+  while in_use "$p" && [ "$p" -lt $((first + 100)) ]; do p=$((p + 1)); done
+  echo "dev.sh: 127.0.0.1:$first is in use (a system $what?); using $p for this stack's $what"
+  printf -v "$var" '%s' "$p"
+}
+free_port redis_port CHAT_DEV_REDIS_PORT Redis
+free_port pg_port CHAT_DEV_PG_PORT PostgreSQL
 gw_ports=()
 for i in $(seq 1 "$n"); do gw_ports+=($((lb_port + i))); done
-for p in "$lb_port" "${gw_ports[@]}"; do
+for p in "$lb_port" "${gw_ports[@]}" "$storage_port"; do
   if in_use "$p"; then
     echo "dev.sh: 127.0.0.1:$p is already in use (set CHAT_DEV_PORT to move the stack)" >&2
     exit 1
@@ -59,14 +79,24 @@ done
 if [ -n "${CHAT_JWT_SECRET:-}" ]; then auth=jwt; else auth=insecure-dev; fi
 
 run_dir="$(mktemp -d "${TMPDIR:-/tmp}/chat-dev.XXXXXX")"
-mkdir -p "$run_dir/redis"
+mkdir -p "$run_dir/redis" "$run_dir/pg"
+# PostgreSQL refuses to run as root: then its files and processes belong to
+# the postgres user, who must reach them through our directory. setpriv
+# (not runuser) execs the program, so the pid we keep is PostgreSQL's own.
+as_pg=()
+if [ "$(id -u)" -eq 0 ]; then
+  chmod 711 "$run_dir"
+  chown postgres:postgres "$run_dir/pg"
+  as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+fi
 pids=()
 names=()
 
-# stop_pids PID...: SIGTERM them, wait up to 5 s, then SIGKILL what is left
+# stop_pids SIGNAL PID...: send SIGNAL, wait up to 5 s, then SIGKILL what is left
 stop_pids() {
-  local pid i
-  for pid in "$@"; do kill -TERM "$pid" 2>/dev/null || true; done
+  local sig=$1 pid i
+  shift
+  for pid in "$@"; do kill "-$sig" "$pid" 2>/dev/null || true; done
   for pid in "$@"; do
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     if kill -0 "$pid" 2>/dev/null; then
@@ -77,19 +107,22 @@ stop_pids() {
   done
 }
 
-# In reverse order of start: HAProxy, then the gateways (they drain), then
-# Redis last so the gateways never see it go.
+# In reverse order of start: HAProxy, the gateways together (they drain),
+# chat-storage (it finishes its batch), PostgreSQL (fast shutdown: SIGINT),
+# Redis last so nobody sees it go.
 stop_all() {
   trap - EXIT INT TERM
   echo
   echo "dev.sh: stopping"
-  local n_pids=${#pids[@]}
-  if [ "$n_pids" -gt 0 ] && [ "${names[$((n_pids - 1))]}" = haproxy ]; then
-    stop_pids "${pids[$((n_pids - 1))]}"
-    n_pids=$((n_pids - 1))
-  fi
-  [ "$n_pids" -gt 1 ] && stop_pids "${pids[@]:1:$((n_pids - 1))}"
-  [ "$n_pids" -gt 0 ] && stop_pids "${pids[0]}"
+  local i gws=()
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    case "${names[$i]}" in
+      "chat-gateway "*) gws+=("${pids[$i]}"); continue ;;
+    esac
+    [ ${#gws[@]} -gt 0 ] && { stop_pids TERM "${gws[@]}"; gws=(); }
+    if [ "${names[$i]}" = postgres ]; then stop_pids INT "${pids[$i]}"; else stop_pids TERM "${pids[$i]}"; fi
+  done
+  [ ${#gws[@]} -gt 0 ] && stop_pids TERM "${gws[@]}"
   rm -rf "$run_dir"
 }
 trap stop_all EXIT
@@ -132,11 +165,31 @@ redis_ping() {
 }
 
 ready() { curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz" 2>/dev/null; }
+pg_ready() { "$(pg pg_isready)" -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -t 1; }
 
 "$redis_bin" --port "$redis_port" --bind 127.0.0.1 --dir "$run_dir/redis" \
   --save '' --appendonly yes --daemonize no --logfile '' >"$run_dir/redis.log" 2>&1 &
 started redis-server $!
 wait_until "redis-server" redis_ping
+
+# --no-sync: a throwaway cluster, removed at exit
+(cd "$run_dir/pg" && "${as_pg[@]}" "$(pg initdb)" -D "$run_dir/pg/data" -U postgres -A trust -E UTF8 \
+  --locale=C --no-sync >"$run_dir/pg/initdb.log" 2>&1) \
+  || { cat "$run_dir/pg/initdb.log" >&2; echo "dev.sh: initdb failed" >&2; exit 1; }
+(cd "$run_dir/pg" && exec "${as_pg[@]}" "$(pg postgres)" -D "$run_dir/pg/data" -p "$pg_port" -k "$run_dir/pg" \
+  -c listen_addresses=127.0.0.1) >"$run_dir/postgres.log" 2>&1 &
+started postgres $!
+wait_until "PostgreSQL" pg_ready
+database_url="postgresql://postgres@127.0.0.1:$pg_port/postgres"
+
+# CHAT_JWT_SECRET and CHAT_ROOM_SECRET, when set, reach it from the
+# environment, as they reach the gateways
+"$storage_bin" --listen "127.0.0.1:$storage_port" --auth "$auth" \
+  --redis "redis://127.0.0.1:$redis_port" --database "$database_url" \
+  --cors-origin "${CHAT_CORS_ORIGIN:-*}" \
+  > >(trap '' INT TERM; exec sed -u "s/^/[storage] /") 2>&1 &
+started chat-storage $!
+wait_until "chat-storage (/readyz)" ready "$storage_port"
 
 i=0
 for p in "${gw_ports[@]}"; do
@@ -151,7 +204,7 @@ for p in "${gw_ports[@]}"; do
 done
 for p in "${gw_ports[@]}"; do wait_until "the gateway on port $p (/readyz)" ready "$p"; done
 
-scripts/gen-haproxy.sh "$lb_port" "${gw_ports[@]}" >"$run_dir/haproxy.cfg"
+scripts/gen-haproxy.sh --storage "$storage_port" "$lb_port" "${gw_ports[@]}" >"$run_dir/haproxy.cfg"
 "$haproxy_bin" -c -q -f "$run_dir/haproxy.cfg"
 "$haproxy_bin" -db -f "$run_dir/haproxy.cfg" >"$run_dir/haproxy.log" 2>&1 &
 started haproxy $!
@@ -161,12 +214,14 @@ echo
 echo "chat dev stack is up (auth: $auth)"
 [ "$auth" = insecure-dev ] && echo "  WARNING: --auth insecure-dev trusts userId/firstName from clients; set CHAT_JWT_SECRET for JWT"
 [ "$auth" = jwt ] && echo "  tokens: CHAT_JWT_SECRET=... $gateway_bin token --user alice --name Alice"
-printf '  %-28s %s\n' "http://127.0.0.1:$lb_port" "HAProxy (pid ${pids[-1]}) -> gateways; io(BASE_URL) points here; log $run_dir/haproxy.log"
+printf '  %-28s %s\n' "http://127.0.0.1:$lb_port" "HAProxy (pid ${pids[-1]}) -> gateways, /api/ -> chat-storage; io(BASE_URL) points here; log $run_dir/haproxy.log"
 i=0
 for p in "${gw_ports[@]}"; do
   i=$((i + 1))
-  printf '  %-28s %s\n' "http://127.0.0.1:$p" "chat-gateway gw$i (pid ${pids[$i]})"
+  printf '  %-28s %s\n' "http://127.0.0.1:$p" "chat-gateway gw$i (pid ${pids[$((i + 2))]})"
 done
+printf '  %-28s %s\n' "http://127.0.0.1:$storage_port" "chat-storage (pid ${pids[2]}): history and groups under /api/"
+printf '  %-28s %s\n' "$database_url" "PostgreSQL (pid ${pids[1]}); log $run_dir/postgres.log"
 printf '  %-28s %s\n' "redis://127.0.0.1:$redis_port" "redis-server (pid ${pids[0]}); data and log in $run_dir"
 echo "Ctrl-C stops everything."
 

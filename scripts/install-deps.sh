@@ -6,11 +6,12 @@
 #   scripts/install-deps.sh --runtime  only what the binaries need at run time
 set -euo pipefail
 
-runtime=(libevent-2.1-7 libevent-core-2.1-7 libevent-pthreads-2.1-7 libwslay1 libhiredis0.14
+runtime=(libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7 libevent-pthreads-2.1-7 libwslay1 libhiredis0.14
          libjansson4 libhttp-parser2.9 libssl3 libpq5 ca-certificates)
 build=(build-essential cmake pkg-config clang libclang-rt-14-dev
        libevent-dev libwslay-dev libhiredis-dev libjansson-dev libhttp-parser-dev libssl-dev libpq-dev)
-# haproxy: the local load balancer (scripts/dev.sh) and the integration tests
+# haproxy and postgresql: the local stack (scripts/dev.sh) and the integration
+# tests, which start their own throwaway clusters
 test=(redis-server postgresql haproxy docker-compose nodejs python3 python3-yaml python3-socketio python3-websocket
       python3-requests curl procps)
 

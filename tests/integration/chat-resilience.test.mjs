@@ -117,7 +117,7 @@ describe('chat resilience', () => {
 
   test('Redis with a password (redis://:password@host:port); a wrong password never gets ready', { timeout: 20000 }, async (t) => {
     const redis = await startRedis({ t, password: 'pw-Secret_42' });
-    const common = ['--app', 'chat', '--jwt-secret', cl.secret, '--workers', '1'];
+    const common = ['--app', 'chat', '--jwt-secret', cl.secret, '--workers', '1', '--storage', 'off'];
     const good = await startGateway([...common, '--redis', redis.url], {}, { t });
     const bad = await startGateway([...common, '--redis', `redis://:wrong@127.0.0.1:${redis.port}`], {}, { t });
     await waitReady(good.url);

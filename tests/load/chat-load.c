@@ -277,6 +277,8 @@ static void on_ack(conn *c, const char *p, size_t len)
         return;
     c->sent_ns[id % RING] = 0;
     if (memmem(end, rest, "\"error\"", 7)) {
+        if (P.err_acks == 0)
+            fprintf(stderr, "chat-load: first error ack: %.*s\n", (int)(len < 200 ? len : 200), p);
         c->errors++;
         P.err_acks++;
         return;

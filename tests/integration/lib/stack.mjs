@@ -1,15 +1,17 @@
-// The local stack for the chat tests: real redis-server and HAProxy
-// processes next to the gateways, and JWTs for the test users.
+// The local stack for the chat tests: real redis-server, PostgreSQL,
+// chat-storage and HAProxy processes next to the gateways, and JWTs for the
+// test users.
 //
 // Every process started here runs on a free loopback port with its files in
 // a temporary directory, is SIGKILLed at exit at the latest, and has its
 // output printed when a test fails while it runs (see track() in
-// harness.mjs). Binaries: $REDIS_SERVER_BIN and $HAPROXY_BIN, else the
-// Debian paths, else whatever PATH has.
+// harness.mjs). Binaries: $REDIS_SERVER_BIN, $HAPROXY_BIN and $PG_BIN_DIR,
+// else the Debian paths, else whatever PATH has; $CHAT_STORAGE_BIN (set by
+// ctest), else build/bin/chat-storage.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import crypto from 'node:crypto';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -54,13 +56,15 @@ function tmpDir(prefix) {
  * exits.
  */
 export class Service {
-  constructor(name, bin, argv, { env = {}, cwd, ready } = {}) {
+  constructor(name, bin, argv, { env = {}, cwd, ready, spawnOpts = {}, readyMs = 10000 } = {}) {
     this.name = name;
     this.bin = bin;
     this.argv = argv;
     this.env = env;
     this.cwd = cwd;
     this.ready = ready;
+    this.spawnOpts = spawnOpts; // extra spawn() options (uid, gid, detached)
+    this.readyMs = readyMs;
     this.proc = null;
     this.log = '';
     this.printedUpTo = 0;
@@ -71,6 +75,7 @@ export class Service {
       env: { ...process.env, ...this.env },
       cwd: this.cwd,
       stdio: ['ignore', 'pipe', 'pipe'],
+      ...this.spawnOpts,
     });
     this.proc = proc;
     captureLog(this, proc);
@@ -82,7 +87,7 @@ export class Service {
       throw new Error(`cannot start ${this.name} (${this.bin}): ${err.message}`);
     });
     track(this);
-    const deadline = Date.now() + 10000;
+    const deadline = Date.now() + this.readyMs;
     for (;;) {
       if (!this.alive) {
         throw new Error(`${this.name} exited before it was ready: ${this.bin} ${this.argv.join(' ')}\n${this.log}`);
@@ -90,7 +95,7 @@ export class Service {
       if (!this.ready || (await this.ready().catch(() => false))) return this;
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
-        throw new Error(`${this.name} was not ready within 10 s\n${this.log}`);
+        throw new Error(`${this.name} was not ready within ${this.readyMs} ms\n${this.log}`);
       }
       await sleep(30);
     }
@@ -297,6 +302,209 @@ export async function startRedis({ t, port, args = [], password } = {}) {
   return redis;
 }
 
+// ---------------------------------------------------------------- PostgreSQL
+
+// $PG_BIN_DIR, else Debian's newest /usr/lib/postgresql/VERSION/bin, else
+// whatever PATH has.
+function pgBinDir() {
+  if (process.env.PG_BIN_DIR) return process.env.PG_BIN_DIR;
+  const base = '/usr/lib/postgresql';
+  let versions = [];
+  try {
+    versions = readdirSync(base).filter((v) => /^\d+(\.\d+)?$/.test(v) && existsSync(path.join(base, v, 'bin/postgres')));
+  } catch {
+    // not Debian's layout
+  }
+  versions.sort((a, b) => Number(b) - Number(a));
+  return versions.length > 0 ? path.join(base, versions[0], 'bin') : '';
+}
+export const PG_BIN_DIR = pgBinDir();
+const pgBin = (name) => (PG_BIN_DIR ? path.join(PG_BIN_DIR, name) : name);
+
+// PostgreSQL refuses to run as root: as root, its processes run as the
+// `postgres` user. spawn()'s uid/gid rather than runuser, so that the pid we
+// hold is the postmaster's own and signals reach it directly.
+function pgCredentials() {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return {};
+  const line = readFileSync('/etc/passwd', 'utf8').split('\n').find((l) => l.startsWith('postgres:'));
+  if (!line) throw new Error('running as root and there is no postgres user to run PostgreSQL as');
+  const [, , uid, gid] = line.split(':');
+  return { uid: Number(uid), gid: Number(gid) };
+}
+
+/** Run a program to completion; resolves to {code, stdout, stderr}. */
+function run(bin, args, { timeout = 60000, ...opts } = {}) {
+  return new Promise((resolve, reject) => {
+    execFile(bin, args, { timeout, maxBuffer: 64 * 1024 * 1024, ...opts }, (err, stdout, stderr) => {
+      if (err && typeof err.code !== 'number') {
+        reject(new Error(`${bin} ${args.join(' ')}: ${err.message}\n${stderr}`));
+        return;
+      }
+      resolve({ code: err ? err.code : 0, stdout, stderr });
+    });
+  });
+}
+
+/**
+ * `pid` and its descendants, from /proc (Linux). PostgreSQL backends are
+ * session leaders (setsid), so killing the postmaster's process group
+ * misses them.
+ */
+function processTree(pid) {
+  const children = new Map();
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let stat;
+    try {
+      stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+    } catch {
+      continue; // gone meanwhile
+    }
+    // "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    if (!children.has(ppid)) children.set(ppid, []);
+    children.get(ppid).push(Number(entry));
+  }
+  const out = [pid];
+  for (let i = 0; i < out.length; i++) out.push(...(children.get(out[i]) ?? []));
+  return out;
+}
+
+/** True while `pid` exists and is not a zombie. */
+function running(pid) {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
+}
+
+class Postgres extends Service {
+  constructor(port, dir, { fast, creds, args }) {
+    super(`postgres :${port}`, pgBin('postgres'), [
+      '-D', path.join(dir, 'data'),
+      '-p', String(port),
+      '-k', dir,
+      '-c', 'listen_addresses=127.0.0.1',
+      // durability tests kill PostgreSQL: they need real commits (fsync on)
+      ...(fast ? ['-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off'] : []),
+      ...args,
+    ], {
+      cwd: dir,
+      spawnOpts: { ...creds },
+      ready: async () => (await run(pgBin('pg_isready'), ['-q', '-h', '127.0.0.1', '-p', String(port), '-U', 'postgres', '-d', 'postgres', '-t', '1'], { timeout: 3000 })).code === 0,
+      readyMs: 30000,
+    });
+    this.port = port;
+    this.dir = dir;
+    this.url = `postgresql://postgres@127.0.0.1:${port}/postgres`;
+  }
+
+  /** SIGKILL the postmaster and every process it started; returns their pids. */
+  killTree() {
+    const pids = this.proc ? processTree(this.proc.pid) : [];
+    for (const pid of pids) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    return pids;
+  }
+
+  /**
+   * `signal` to the postmaster. SIGKILL is a crash: the postmaster and all
+   * its backends die at once (an orphaned backend could otherwise still
+   * commit), no shutdown checkpoint, recovery from the WAL at the next
+   * start. Resolves once they are all gone.
+   */
+  async kill(signal = 'SIGKILL') {
+    if (!this.alive) return this.exited;
+    if (signal !== 'SIGKILL') {
+      this.proc.kill(signal);
+      return this.exited;
+    }
+    const pids = this.killTree();
+    const result = await this.exited;
+    const deadline = Date.now() + 10000;
+    while (pids.some(running)) {
+      if (Date.now() > deadline) throw new Error(`PostgreSQL processes ${pids.filter(running).join(' ')} survived SIGKILL`);
+      await sleep(10);
+    }
+    return result;
+  }
+
+  /** Fast shutdown (SIGINT: clients are disconnected), a crash after `graceMs`. */
+  async stop(graceMs = 10000) {
+    if (!this.proc || !this.alive) return this.exited ?? { code: null, signal: null };
+    this.proc.kill('SIGINT');
+    const timer = setTimeout(() => this.killTree(), graceMs);
+    const result = await this.exited;
+    clearTimeout(timer);
+    return result;
+  }
+
+  /**
+   * Stop (`signal`: SIGINT shuts down cleanly, SIGKILL crashes it) and start
+   * again on the same port with the same data; `downMs` keeps it down that
+   * long in between.
+   */
+  async restart({ signal = 'SIGINT', downMs = 0 } = {}) {
+    await this.kill(signal);
+    if (downMs > 0) await sleep(downMs);
+    await this.start();
+    return this;
+  }
+
+  /** Run `query` with psql; resolves to its unaligned, tuples-only output. */
+  async sql(query) {
+    const res = await run(pgBin('psql'), ['-X', '-q', '-A', '-t', '-v', 'ON_ERROR_STOP=1', '-d', this.url, '-c', query], { timeout: 30000 });
+    if (res.code !== 0) throw new Error(`psql ${JSON.stringify(query)} exited ${res.code}: ${res.stderr}`);
+    return res.stdout.replace(/\n$/, '');
+  }
+}
+
+const livePostgres = new Set();
+process.on('exit', () => {
+  for (const pg of livePostgres) if (pg.alive) pg.killTree();
+});
+
+/**
+ * A throwaway PostgreSQL cluster: initdb (superuser postgres, trust
+ * authentication) into a fresh directory, then postgres on a free port (or
+ * `port`) on 127.0.0.1, its socket in that directory. Resolves once it
+ * accepts connections. `fast` turns fsync and synchronous commits off (for
+ * tests that never kill it); `args` are extra postgres arguments. As root,
+ * it runs as the postgres user. Stopped after test `t` when given. The
+ * handle: {port, url, dir, sql(query), stop(), kill(), restart(), start()}.
+ */
+export async function startPostgres({ t, port, fast = false, args = [] } = {}) {
+  const creds = pgCredentials();
+  const dir = tmpDir('pg');
+  if (creds.uid !== undefined) {
+    // the postgres user must reach its directory through ours
+    chmodSync(path.dirname(dir), 0o711);
+    chownSync(dir, creds.uid, creds.gid);
+  }
+  const init = await run(pgBin('initdb'), [
+    '-D', path.join(dir, 'data'),
+    '-U', 'postgres',
+    '-A', 'trust',
+    '-E', 'UTF8',
+    '--locale=C',
+    // a throwaway cluster: a machine crash is not among the tests
+    '--no-sync',
+  ], { cwd: dir, ...creds, timeout: 120000 });
+  if (init.code !== 0) throw new Error(`initdb exited ${init.code}:\n${init.stdout}${init.stderr}`);
+  const pg = new Postgres(port ?? (await freePort()), dir, { fast, creds, args });
+  livePostgres.add(pg);
+  if (t) t.after(() => pg.stop());
+  await pg.start();
+  return pg;
+}
+
 // ---------------------------------------------------------------- HAProxy
 
 class Haproxy extends Service {
@@ -419,6 +627,110 @@ export function badTokens(user = 'mallory', name = 'Mallory', secret = TEST_SECR
   };
 }
 
+// ---------------------------------------------------------------- storage
+
+export const STORAGE_BIN = process.env.CHAT_STORAGE_BIN || path.join(ROOT, 'build/bin/chat-storage');
+
+class Storage extends Service {
+  constructor(port, argv, env) {
+    super(`chat-storage :${port}`, STORAGE_BIN, ['--listen', `127.0.0.1:${port}`, ...argv], {
+      env,
+      ready: async () => (await httpRequest(`http://127.0.0.1:${port}/readyz`, { timeout: 1000 })).status === 200,
+      readyMs: 20000,
+    });
+    this.port = port;
+    this.url = `http://127.0.0.1:${port}`;
+  }
+
+  /**
+   * Kill with `signal` (SIGKILL: a crash, its leases stay until they expire)
+   * and start again on the same port with the same arguments.
+   */
+  async restart({ signal = 'SIGKILL', downMs = 0 } = {}) {
+    await this.kill(signal);
+    if (downMs > 0) await sleep(downMs);
+    await this.start();
+    return this;
+  }
+
+  /**
+   * stop(), and fail unless the process exited with code 0 (a crash, a hang
+   * on SIGTERM or a sanitizer report fails the suite), as gateways do.
+   */
+  async stopClean(graceMs = 10000) {
+    const wasAlive = this.alive;
+    const result = await this.stop(graceMs);
+    if (wasAlive && result.code !== 0) {
+      throw new Error(`${this.name} did not exit cleanly on SIGTERM (code ${result.code}, signal ${result.signal}); last output:\n${this.log.slice(-8000)}`);
+    }
+    if (!wasAlive && result && result.signal !== 'SIGKILL' && result.code !== 0) {
+      throw new Error(`${this.name} had already died (code ${result.code}, signal ${result.signal}); last output:\n${this.log.slice(-8000)}`);
+    }
+    return result;
+  }
+}
+
+/**
+ * Start chat-storage ($CHAT_STORAGE_BIN, else build/bin/chat-storage) on a
+ * free port (or `port`) of 127.0.0.1 against `redisUrl` and `databaseUrl`,
+ * with the gateways' identity settings: `auth`, `secret` (the one mintToken
+ * signs with), `roomSecret` (none: both derive the room key from the JWT
+ * secret), `shards` (--ingest-shards, must equal the gateways'). `args` are
+ * extra arguments, `env` extra environment. Resolves once GET /readyz
+ * answers 200. Stopped (and required to exit cleanly) after test `t` when
+ * given. The handle: {port, url, pid, alive, start(), stop(), stopClean(),
+ * kill(signal), restart({signal, downMs})}.
+ */
+export async function startStorage({
+  redisUrl,
+  databaseUrl,
+  auth = 'jwt',
+  secret = TEST_SECRET,
+  roomSecret,
+  shards = 8,
+  args = [],
+  env = {},
+  port,
+  t,
+} = {}) {
+  const st = new Storage(port ?? (await freePort()), [
+    '--redis', redisUrl,
+    '--database', databaseUrl,
+    '--auth', auth,
+    ...(auth === 'jwt' ? ['--jwt-secret', secret] : []),
+    ...(roomSecret ? ['--room-secret', roomSecret] : []),
+    '--ingest-shards', String(shards),
+    ...args,
+  ], env);
+  if (t) t.after(() => st.stopClean());
+  await st.start();
+  return st;
+}
+
+/**
+ * One request to the storage HTTP API at `baseUrl` (HAProxy routes /api/ to
+ * storage) as the holder of `token`: `body` is sent as JSON. Resolves to
+ * {status, headers, text, json} (json undefined when the body is not JSON).
+ */
+export async function api(baseUrl, token, method, urlPath, body, { timeout = 10000 } = {}) {
+  const headers = {};
+  if (token) headers.authorization = `Bearer ${token}`;
+  let data;
+  if (body !== undefined) {
+    data = JSON.stringify(body);
+    headers['content-type'] = 'application/json';
+    headers['content-length'] = String(Buffer.byteLength(data));
+  }
+  const res = await httpRequest(`${baseUrl}${urlPath}`, { method, headers, body: data, timeout });
+  let json;
+  try {
+    json = JSON.parse(res.text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, headers: res.headers, text: res.text, json };
+}
+
 // ---------------------------------------------------------------- cluster
 
 /** Resolve once GET url/readyz answers 200; reject after `ms`. */
@@ -443,11 +755,19 @@ export async function waitReady(url, ms = 10000, want = 200) {
  * front of them (unless haproxy: false).
  *   auth: 'jwt' (with `secret`) or 'insecure-dev'
  *   args: extra gateway arguments; gatewayArgs(i): per-gateway extra ones
+ *   storage: true starts PostgreSQL and `storages` chat-storage replicas too
+ *      (gateways get --storage on, HAProxy routes /api/ to storage);
+ *      otherwise gateways run with --storage off (relay only)
+ *   shards: --ingest-shards of gateways and storage (with storage)
+ *   storageArgs: extra chat-storage arguments; storageEnv its environment
+ *   pgFast: PostgreSQL without fsync (only for tests that never kill it)
  *   t: a test context; the cluster is stopped in t.after (otherwise call
- *      stop(), e.g. in an after() hook). Gateways must exit cleanly.
- * Resolves once every gateway answers /readyz 200. Returns
- * {redis, gateways, lb, url (HAProxy's, else the first gateway's), secret,
- *  token(user, name, ttl), stop()}.
+ *      stop(), e.g. in an after() hook). Gateways and storage must exit
+ *      cleanly.
+ * Resolves once every gateway (and storage replica) answers /readyz 200.
+ * Returns {redis, pg, storage: [replicas], gateways, lb, url (HAProxy's,
+ * else the first gateway's), apiUrl (where /api/ is served), secret,
+ * token(user, name, ttl), stop()}.
  */
 export async function startCluster({
   gateways = 2,
@@ -458,13 +778,23 @@ export async function startCluster({
   env = {},
   workers = 2,
   haproxy = true,
+  storage = false,
+  storages = 1,
+  shards = 8,
+  storageArgs = [],
+  storageEnv = {},
+  pgFast = false,
   t,
 } = {}) {
-  const redis = await startRedis();
   const started = [];
+  const replicas = [];
   let lb = null;
+  let redis = null;
+  let pg = null;
   const cluster = {
-    redis,
+    redis: null,
+    pg: null,
+    storage: replicas,
     gateways: started,
     lb: null,
     auth,
@@ -473,13 +803,36 @@ export async function startCluster({
     async stop() {
       const errors = [];
       await Promise.all(started.map((gw) => gw.stopClean().catch((err) => errors.push(err))));
+      await Promise.all(replicas.map((st) => st.stopClean().catch((err) => errors.push(err))));
       await lb?.stop();
-      await redis.stop();
+      await pg?.stop();
+      await redis?.stop();
       if (errors.length > 0) throw errors[0];
     },
   };
   if (t) t.after(() => cluster.stop());
   try {
+    redis = cluster.redis = await startRedis();
+    // --storage defaults to on; a cluster without storage only relays
+    let storageMode = ['--storage', 'off'];
+    if (storage) {
+      pg = cluster.pg = await startPostgres({ fast: pgFast });
+      // one at a time: the first applies the migrations
+      for (let i = 0; i < storages; i++) {
+        replicas.push(
+          await startStorage({
+            redisUrl: redis.url,
+            databaseUrl: pg.url,
+            auth,
+            secret,
+            shards,
+            args: ['--replica-id', `st${i + 1}`, ...storageArgs],
+            env: storageEnv,
+          }),
+        );
+      }
+      storageMode = ['--storage', 'on', '--ingest-shards', String(shards)];
+    }
     const gws = await Promise.all(
       Array.from({ length: gateways }, (_, i) =>
         startGateway(
@@ -490,6 +843,7 @@ export async function startCluster({
             '--redis', redis.url,
             '--node-id', `gw${i + 1}`,
             '--workers', String(workers),
+            ...storageMode,
             ...args,
             ...gatewayArgs(i),
           ],
@@ -499,11 +853,14 @@ export async function startCluster({
     );
     started.push(...gws);
     await Promise.all(gws.map((gw) => waitReady(gw.url)));
-    if (haproxy) lb = cluster.lb = await startHaproxy(gws.map((gw) => gw.port));
+    if (haproxy) {
+      lb = cluster.lb = await startHaproxy(gws.map((gw) => gw.port), { storage: replicas.map((st) => st.port) });
+    }
   } catch (err) {
     if (!t) await cluster.stop().catch(() => {});
     throw err;
   }
   cluster.url = lb ? lb.url : started[0].url;
+  cluster.apiUrl = lb ? lb.url : replicas[0]?.url;
   return cluster;
 }

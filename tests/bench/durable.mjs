@@ -1,0 +1,152 @@
+// Durable throughput benchmark (not a test): how many messages per second
+// one chat-storage worker stores, and the sender's ack latency.
+//
+//   node tests/bench/durable.mjs [--rates 5000,10000,...] [--duration S] [--conns N]
+//                                [--procs P] [--bulk N]
+//
+// Starts Redis (AOF, fsync every second), PostgreSQL (fsync and synchronous
+// commit on: an ack means the commit is on disk), one chat-storage and one
+// chat-gateway, all on loopback, and drives the gateway with chat-load
+// (build/bin/chat-load): pairs of users in direct rooms, every message sent
+// with an ack, open loop at each rate in turn. For each rate it prints the
+// acked messages per second and the ack latency percentiles; the ack comes
+// only after the message is committed, so acked/s is durable messages/s.
+//
+// --bulk N also measures storage alone: N messages are put in the ingest
+// streams before chat-storage starts, and the time until all are committed
+// gives its ceiling without the gateway and the load generator on the CPU.
+//
+// Everything shares the machine's cores with the load generator; the
+// figures go to docs/benchmarks.md with the machine details.
+
+import { spawn } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { startGateway, sleep } from '../integration/lib/harness.mjs';
+import {
+  ROOT,
+  TEST_SECRET,
+  startPostgres,
+  startRedis,
+  startStorage,
+} from '../integration/lib/stack.mjs';
+
+const args = process.argv.slice(2);
+function arg(name, def) {
+  const i = args.indexOf(name);
+  return i >= 0 ? args[i + 1] : def;
+}
+const rates = arg('--rates', '5000,10000,20000,30000,40000,50000,60000').split(',').map(Number);
+const duration = Number(arg('--duration', '5'));
+const conns = Number(arg('--conns', '2000'));
+const procs = Number(arg('--procs', '2'));
+const bulk = Number(arg('--bulk', '0'));
+const shards = 8;
+const LOAD_BIN = process.env.CHAT_LOAD_BIN || path.join(ROOT, 'build/bin/chat-load');
+
+function runLoad(target, rate, prefix) {
+  return new Promise((resolve, reject) => {
+    const argv = [
+      '--target', target, '--secret', TEST_SECRET, '--conns', String(conns), '--procs', String(procs),
+      '--rate', String(rate), '--warmup', '2', '--duration', String(duration), '--prefix', prefix,
+    ];
+    const p = spawn(LOAD_BIN, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    p.stdout.on('data', (d) => { out += d; });
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      const kv = Object.fromEntries(out.trim().split(/\s+/).map((f) => f.split('=')));
+      resolve({ code, ...kv });
+    });
+  });
+}
+
+// FNV-1a 32 of the room id modulo the shard count (proto/chat.c chat_room_shard).
+function roomShard(room, n) {
+  let h = 2166136261;
+  for (const b of Buffer.from(room)) {
+    h ^= b;
+    h = Math.imul(h, 16777619) >>> 0;
+  }
+  return h % n;
+}
+
+function pipeToRedis(port, text) {
+  return new Promise((resolve, reject) => {
+    const p = spawn('redis-cli', ['-p', String(port), '--pipe'], { stdio: ['pipe', 'ignore', 'inherit'] });
+    p.on('error', reject);
+    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`redis-cli --pipe exited ${code}`))));
+    p.stdin.end(text);
+  });
+}
+
+async function sql(pg, query) {
+  const { execFileSync } = await import('node:child_process');
+  return execFileSync(path.join(path.dirname(pg.bin), 'psql'), ['-qtAX', '-h', '127.0.0.1', '-p', String(pg.port), '-U', 'postgres', '-c', query], { encoding: 'utf8' }).trim();
+}
+
+async function main() {
+  console.log(`machine: ${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`);
+  const redis = await startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'everysec'] });
+  const pg = await startPostgres({ fast: false });
+  const stop = [];
+  try {
+    if (bulk > 0) {
+      // the ingest streams filled first: storage's own ceiling. One group
+      // room per shard, so every shard has work.
+      const st0 = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards });
+      await st0.stopClean(); // migrations applied
+      const rooms = [];
+      for (let i = 0; rooms.length < shards; i++) {
+        const room = `g_bulk_${i}`;
+        if (!rooms.some((r) => r.shard === roomShard(room, shards))) rooms.push({ room, shard: roomShard(room, shards) });
+      }
+      await sql(pg, rooms.map(({ room }) => `INSERT INTO rooms(id, kind) VALUES ('${room}', 'group'); INSERT INTO room_members(room_id, user_id) VALUES ('${room}', 'bulk0');`).join(' '));
+      const resp = [];
+      const bulkStr = (v) => `$${Buffer.byteLength(v)}\r\n${v}\r\n`;
+      for (let j = 0; j < bulk; j++) {
+        const { room, shard } = rooms[j % rooms.length];
+        const cmd = ['XADD', `{i:${shard}}:in`, '*', 'k', 'm', 'r', room, 'u', 'bulk0', 'n', 'Bulk', 'x', `bulk message ${j}`, 'c', `b${j}`];
+        resp.push(`*${cmd.length}\r\n${cmd.map(bulkStr).join('')}`);
+      }
+      await pipeToRedis(redis.port, resp.join(''));
+      const t0 = Date.now();
+      const st = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards });
+      for (;;) {
+        const n = Number(await sql(pg, "SELECT count(*) FROM messages WHERE room_id LIKE 'g\\_bulk\\_%'"));
+        if (n >= bulk) break;
+        await sleep(50);
+      }
+      const secs = (Date.now() - t0) / 1000;
+      console.log(`bulk: ${bulk} messages stored by one chat-storage in ${secs.toFixed(2)} s (including its start-up): ${Math.round(bulk / secs)} msgs/s`);
+      await st.stopClean();
+    }
+    const st = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards });
+    stop.push(() => st.stopClean());
+    const gw = await startGateway([
+      '--app', 'chat', '--jwt-secret', TEST_SECRET, '--redis', redis.url, '--storage', 'on',
+      '--ingest-shards', String(shards), '--rate-limit', '100000', '--rate-burst', '100000',
+      '--max-connections', '20000', '--node-id', 'bench',
+    ]);
+    stop.push(() => gw.stopClean());
+    const rows = [];
+    let round = 0;
+    for (const rate of rates) {
+      const r = await runLoad(`127.0.0.1:${gw.port}`, rate, `b${round++}u`);
+      rows.push(r);
+      console.log(`rate=${rate} acked/s=${r.acked_per_s} ack p50=${r.ack_p50_ms} p99=${r.ack_p99_ms} p99.9=${r.ack_p999_ms} ms; deliver p99=${r.deliver_p99_ms} ms; sent=${r.sent} acked=${r.acked} lost=${r.lost} dup=${r.dup} errors=${r.errors} exit=${r.code}`);
+    }
+    const ok = rows.filter((r) => Number(r.ack_p99_ms) <= 20 && r.code === 0);
+    const best = rows.reduce((m, r) => Math.max(m, Number(r.acked_per_s)), 0);
+    console.log(`highest acked/s: ${best}; highest rate with ack p99 <= 20 ms: ${ok.length ? ok[ok.length - 1].rate : 'none'}`);
+  } finally {
+    for (const f of stop.reverse()) await f().catch((e) => console.error(e.message));
+    await pg.stop();
+    await redis.stop();
+  }
+}
+
+main().then(() => process.exit(0), (err) => {
+  console.error(err);
+  process.exit(1);
+});
