@@ -1017,8 +1017,9 @@ static int item_cmp(const void *pa, const void *pb)
  * order, so sorting keeps every room's order). Each item carries base raised
  * by what was written so far: once a client has read an item it has every
  * message of its rooms up to that vector, even if the rest never reaches it.
- * base: the replay's, or the positions when a fresh session started (what
- * is above them came live or in this reply).
+ * base: the replay's, the positions when a fresh session started (what
+ * is above them came live or in this reply), or the worker's live vector
+ * for a sync on a socket already live.
  */
 static void write_items(chat_worker *cw, chat_sock *cs, pr_view it, const uint64_t *base)
 {
@@ -1641,7 +1642,9 @@ static void on_replay_reply(chat_worker *cw, pr_view msg)
         write_items(cw, cs, it, cs->rec);
         GW_DEBUG("event=session_recovered worker=%d sid=%s", cw->w->index, cs->sid);
     } else if (ok) {
-        write_items(cw, cs, it, cs->fresh);
+        /* a sync on a live socket (a room added by J1) starts from what the
+         * worker's live offsets already claim: never below them */
+        write_items(cw, cs, it, cs->fresh ? cs->fresh : cw->pos);
     } else {
         GW_INFO("event=sync_incomplete worker=%d sid=%s status=%.*s", cw->w->index, cs->sid,
                 (int)status.len, status.ptr);
