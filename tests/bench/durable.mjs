@@ -41,6 +41,7 @@ const duration = Number(arg('--duration', '5'));
 const conns = Number(arg('--conns', '2000'));
 const procs = Number(arg('--procs', '2'));
 const bulk = Number(arg('--bulk', '0'));
+const gatewayExtra = arg('--gateway-args', '').split(' ').filter(Boolean);
 const shards = 8;
 const LOAD_BIN = process.env.CHAT_LOAD_BIN || path.join(ROOT, 'build/bin/chat-load');
 
@@ -126,7 +127,7 @@ async function main() {
     const gw = await startGateway([
       '--app', 'chat', '--jwt-secret', TEST_SECRET, '--redis', redis.url, '--storage', 'on',
       '--ingest-shards', String(shards), '--rate-limit', '100000', '--rate-burst', '100000',
-      '--max-connections', '20000', '--node-id', 'bench',
+      '--max-connections', '20000', '--node-id', 'bench', ...gatewayExtra,
     ]);
     stop.push(() => gw.stopClean());
     const rows = [];
@@ -136,7 +137,9 @@ async function main() {
       rows.push(r);
       console.log(`rate=${rate} acked/s=${r.acked_per_s} ack p50=${r.ack_p50_ms} p99=${r.ack_p99_ms} p99.9=${r.ack_p999_ms} ms; deliver p99=${r.deliver_p99_ms} ms; sent=${r.sent} acked=${r.acked} lost=${r.lost} dup=${r.dup} errors=${r.errors} exit=${r.code}`);
     }
-    const ok = rows.filter((r) => Number(r.ack_p99_ms) <= 20 && r.code === 0);
+    // a rate counts when it was sustained: (nearly) everything sent was
+    // acked within the run, nothing lost or doubled
+    const ok = rows.filter((r) => Number(r.ack_p99_ms) <= 20 && r.code === 0 && Number(r.acked_per_s) >= 0.98 * Number(r.rate));
     const best = rows.reduce((m, r) => Math.max(m, Number(r.acked_per_s)), 0);
     console.log(`highest acked/s: ${best}; highest rate with ack p99 <= 20 ms: ${ok.length ? ok[ok.length - 1].rate : 'none'}`);
   } finally {
