@@ -2434,7 +2434,7 @@ static int chat_worker_init(gw_worker *w, void **state)
     snprintf(cw->msg_prefix, sizeof cw->msg_prefix, "%02x%02x%02x%02x%02x%02x%02x-", rnd[0],
              rnd[1], rnd[2], rnd[3], rnd[4], rnd[5], (unsigned)w->index & 0xff);
     gw_redis_addr addr;
-    if (gw_redis_parse_url(cfg->redis_url, &addr) != 0)
+    if (pr_redis_url_parse(cfg->redis_url, &addr) != 0)
         return -1;
     *state = cw; /* before Redis: its callbacks look the worker state up */
     cw->redis = gw_redis_new(w, &addr, on_redis_message, on_redis_ready, cw);

@@ -152,7 +152,7 @@ static int cmd_announce(int argc, char **argv)
         fprintf(stderr, "chat-gateway announce: --text TEXT is required\n");
         return 2;
     }
-    if (gw_redis_parse_url(url ? url : "redis://127.0.0.1:6379", &addr) != 0) {
+    if (pr_redis_url_parse(url ? url : "redis://127.0.0.1:6379", &addr) != 0) {
         fprintf(stderr, "chat-gateway announce: invalid value for --redis\n");
         return 2;
     }
@@ -204,7 +204,7 @@ int main(int argc, char **argv)
     gw_log_set_node(config.node_id);
     if (app == &gw_app_chat) {
         gw_redis_addr addr;
-        if (gw_redis_parse_url(config.redis_url, &addr) != 0) {
+        if (pr_redis_url_parse(config.redis_url, &addr) != 0) {
             fprintf(stderr, "chat-gateway: invalid value for --redis (CHAT_REDIS_URL): '%s': "
                             "expected redis://[:password@]host[:port][/db]\n", config.redis_url);
             return 2;

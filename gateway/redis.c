@@ -50,52 +50,6 @@ struct gw_redis {
     struct event *idle_timer; /* unsubscribes channels left idle */
 };
 
-int gw_redis_parse_url(const char *url, gw_redis_addr *out)
-{
-    memset(out, 0, sizeof *out);
-    out->port = 6379;
-    const char *p = url;
-    if (!strncmp(p, "redis://", 8))
-        p += 8;
-    else
-        return PR_EINVAL;
-    const char *at = strrchr(p, '@');
-    if (at) {
-        const char *pw = p;
-        if (*pw == ':')
-            pw++;
-        else if (memchr(p, ':', (size_t)(at - p))) /* user:password: user ignored */
-            pw = memchr(p, ':', (size_t)(at - p)) + 1;
-        size_t n = (size_t)(at - pw);
-        if (n >= sizeof out->password)
-            return PR_EINVAL;
-        memcpy(out->password, pw, n);
-        p = at + 1;
-    }
-    const char *slash = strchr(p, '/');
-    const char *end = slash ? slash : p + strlen(p);
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    const char *hend = colon ? colon : end;
-    if (hend == p || (size_t)(hend - p) >= sizeof out->host)
-        return PR_EINVAL;
-    memcpy(out->host, p, (size_t)(hend - p));
-    if (colon) {
-        char *e;
-        long port = strtol(colon + 1, &e, 10);
-        if (e != end || port < 1 || port > 65535)
-            return PR_EINVAL;
-        out->port = (int)port;
-    }
-    if (slash && slash[1]) {
-        char *e;
-        long db = strtol(slash + 1, &e, 10);
-        if (*e || db < 0 || db > 1000)
-            return PR_EINVAL;
-        out->db = (int)db;
-    }
-    return 0;
-}
-
 /* ---- channel set ---- */
 
 static size_t chan_hash(pr_view v)

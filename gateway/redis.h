@@ -28,15 +28,8 @@ typedef void (*gw_redis_reply_cb)(gw_redis *r, redisReply *reply, void *arg);
 typedef void (*gw_redis_message_cb)(gw_redis *r, pr_view channel, pr_view message, void *arg);
 typedef void (*gw_redis_ready_cb)(gw_redis *r, void *arg);
 
-typedef struct {
-    char host[256];
-    int port;
-    char password[256];
-    int db;
-} gw_redis_addr;
-
-/* Parses redis://[:password@]host[:port][/db]. Returns 0 or PR_EINVAL. */
-int gw_redis_parse_url(const char *url, gw_redis_addr *out);
+/* Parsed by pr_redis_url_parse (proto/pr.h). */
+typedef pr_redis_addr gw_redis_addr;
 
 gw_redis *gw_redis_new(gw_worker *w, const gw_redis_addr *addr, gw_redis_message_cb on_message,
                        gw_redis_ready_cb on_ready, void *arg);

@@ -86,4 +86,14 @@ int pr_base64url_decode(pr_buf *out, pr_view in);
 /* 1 if the bytes are well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int pr_utf8_valid(const char *p, size_t n);
 
+/* ---- Redis URL: redis://[[user]:password@]host[:port][/db] ---- */
+typedef struct {
+    char host[256];
+    int port; /* 6379 when absent */
+    char password[256];
+    int db;
+} pr_redis_addr;
+/* Returns 0 or PR_EINVAL (out is zeroed but for the default port). */
+int pr_redis_url_parse(const char *url, pr_redis_addr *out);
+
 #endif

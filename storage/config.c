@@ -193,52 +193,6 @@ static const setting *find_flag(const char *name, size_t len)
     return NULL;
 }
 
-int st_redis_parse_url(const char *url, st_redis_addr *out)
-{
-    memset(out, 0, sizeof *out);
-    out->port = 6379;
-    if (strncmp(url, "redis://", 8) != 0)
-        return PR_EINVAL;
-    const char *p = url + 8;
-    const char *at = strrchr(p, '@');
-    if (at) {
-        /* [user]:password@ - the user name (Redis 6 ACL) is not supported */
-        const char *colon = memchr(p, ':', (size_t)(at - p));
-        const char *pw = colon ? colon + 1 : p;
-        size_t n = (size_t)(at - pw);
-        if (n >= sizeof out->password)
-            return PR_EINVAL;
-        memcpy(out->password, pw, n);
-        p = at + 1;
-    }
-    const char *slash = strchr(p, '/');
-    const char *end = slash ? slash : p + strlen(p);
-    const char *colon = memchr(p, ':', (size_t)(end - p));
-    const char *hend = colon ? colon : end;
-    if (hend == p || (size_t)(hend - p) >= sizeof out->host)
-        return PR_EINVAL;
-    memcpy(out->host, p, (size_t)(hend - p));
-    if (colon) {
-        char *e;
-        if (colon[1] < '0' || colon[1] > '9')
-            return PR_EINVAL;
-        long port = strtol(colon + 1, &e, 10);
-        if (e != end || port < 1 || port > 65535)
-            return PR_EINVAL;
-        out->port = (int)port;
-    }
-    if (slash && slash[1]) {
-        char *e;
-        if (slash[1] < '0' || slash[1] > '9')
-            return PR_EINVAL;
-        long db = strtol(slash + 1, &e, 10);
-        if (*e || db < 0 || db > 1000)
-            return PR_EINVAL;
-        out->db = (int)db;
-    }
-    return 0;
-}
-
 int st_config_load(st_config *cfg, int argc, char **argv)
 {
     memset(cfg, 0, sizeof *cfg);
@@ -292,7 +246,7 @@ int st_config_load(st_config *cfg, int argc, char **argv)
         return -1;
     }
     st_redis_addr addr;
-    if (st_redis_parse_url(cfg->redis_url, &addr) != 0) {
+    if (pr_redis_url_parse(cfg->redis_url, &addr) != 0) {
         fprintf(stderr, "chat-storage: invalid value for --redis (CHAT_REDIS_URL): '%s': "
                         "expected redis://[:password@]host[:port][/db]\n", cfg->redis_url);
         return -1;

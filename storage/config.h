@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdio.h>
 
+#include "pr.h"
+
 typedef struct st_config st_config;
 
 struct st_config {
@@ -43,14 +45,7 @@ struct st_config {
 int st_config_load(st_config *cfg, int argc, char **argv);
 void st_config_usage(FILE *out);
 
-/* redis://[:password@]host[:port][/db] */
-typedef struct st_redis_addr st_redis_addr;
-struct st_redis_addr {
-    char host[256];
-    int port;
-    char password[256];
-    int db;
-};
-int st_redis_parse_url(const char *url, st_redis_addr *out);
+/* Parsed by pr_redis_url_parse (proto/pr.h). */
+typedef pr_redis_addr st_redis_addr;
 
 #endif

@@ -147,7 +147,7 @@ int main(int argc, char **argv)
                 "anyone can act as anyone. For tutorials only: never expose this service.\"");
 
     st_redis_addr addr;
-    st_redis_parse_url(config.redis_url, &addr); /* checked by st_config_load */
+    pr_redis_url_parse(config.redis_url, &addr); /* checked by st_config_load */
 
     static st_ctx ctx;
     st_ctx *c = &ctx;

@@ -24,7 +24,7 @@
 struct evhttp_request;
 
 typedef struct st_config st_config;         /* config.h */
-typedef struct st_redis_addr st_redis_addr; /* config.h */
+typedef pr_redis_addr st_redis_addr; /* proto/pr.h */
 
 /* ---- PostgreSQL (pg.c) ----
  * A pool of non-blocking libpq connections on the loop. Queries run in the

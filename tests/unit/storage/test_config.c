@@ -94,21 +94,21 @@ int main(void)
     CHECK_EQ(load(&cfg, 2, missing_value), -1);
 
     st_redis_addr a;
-    CHECK_EQ(st_redis_parse_url("redis://127.0.0.1:6380", &a), 0);
+    CHECK_EQ(pr_redis_url_parse("redis://127.0.0.1:6380", &a), 0);
     CHECK(!strcmp(a.host, "127.0.0.1"));
     CHECK_EQ(a.port, 6380);
-    CHECK_EQ(st_redis_parse_url("redis://:pw@host/3", &a), 0);
+    CHECK_EQ(pr_redis_url_parse("redis://:pw@host/3", &a), 0);
     CHECK(!strcmp(a.password, "pw"));
     CHECK(!strcmp(a.host, "host"));
     CHECK_EQ(a.port, 6379);
     CHECK_EQ(a.db, 3);
-    CHECK_EQ(st_redis_parse_url("redis://user:pw@h:1", &a), 0);
+    CHECK_EQ(pr_redis_url_parse("redis://user:pw@h:1", &a), 0);
     CHECK(!strcmp(a.password, "pw"));
     CHECK_EQ(a.port, 1);
-    CHECK_EQ(st_redis_parse_url("http://h", &a), PR_EINVAL);
-    CHECK_EQ(st_redis_parse_url("redis://", &a), PR_EINVAL);
-    CHECK_EQ(st_redis_parse_url("redis://h:99999", &a), PR_EINVAL);
-    CHECK_EQ(st_redis_parse_url("redis://h:-1", &a), PR_EINVAL);
-    CHECK_EQ(st_redis_parse_url("redis://h/x", &a), PR_EINVAL);
+    CHECK_EQ(pr_redis_url_parse("http://h", &a), PR_EINVAL);
+    CHECK_EQ(pr_redis_url_parse("redis://", &a), PR_EINVAL);
+    CHECK_EQ(pr_redis_url_parse("redis://h:99999", &a), PR_EINVAL);
+    CHECK_EQ(pr_redis_url_parse("redis://h:-1", &a), PR_EINVAL);
+    CHECK_EQ(pr_redis_url_parse("redis://h/x", &a), PR_EINVAL);
     T_DONE();
 }
