@@ -1713,11 +1713,17 @@ static void send_ctx_free(send_ctx *x)
     pr_free(x);
 }
 
+/* sendMessage could not reach Redis: tell the socket, if it is still there. */
+static void send_unavailable(chat_worker *cw, const char *sid, int64_t ack_id)
+{
+    gw_socket *sock = gw_socket_find(cw->w, sid, "/");
+    if (sock)
+        reply_error(sock, "sendMessage", ack_id, "unavailable");
+}
+
 static void send_failed(send_ctx *x)
 {
-    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
-    if (sock)
-        reply_error(sock, "sendMessage", x->ack_id, "unavailable");
+    send_unavailable(x->cw, x->sid, x->ack_id);
     send_ctx_free(x);
 }
 
@@ -1774,9 +1780,7 @@ typedef struct {
 
 static void store_failed(store_ctx *x)
 {
-    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
-    if (sock)
-        reply_error(sock, "sendMessage", x->ack_id, "unavailable");
+    send_unavailable(x->cw, x->sid, x->ack_id);
     pr_free(x);
 }
 
