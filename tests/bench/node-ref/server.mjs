@@ -272,6 +272,15 @@ io.on('connection', (socket) => {
     reply(socket, 'joinChat', ack, { roomId });
   });
 
+  // Any room, as in the tutorials (no membership check: the reference has
+  // no storage to check against); used by the room, typing and fan-out
+  // workloads.
+  socket.on('joinRoom', (data, ack) => {
+    if (!validId(data?.roomId)) return reply(socket, 'joinRoom', ack, { error: 'invalid payload' });
+    socket.join(data.roomId);
+    reply(socket, 'joinRoom', ack, { roomId: data.roomId });
+  });
+
   socket.on('sendMessage', (data, ack) => {
     // once stopping, nothing new is accepted, so everything accepted gets
     // its ack before the sockets close
