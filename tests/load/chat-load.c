@@ -383,13 +383,12 @@ static void send_one(conn *c, uint64_t t)
     ws_send(c, b->ptr, b->len);
 }
 
-/* Extracts the string value of "key":"..." from json text (no escapes in
- * what we look for). */
-static int json_str(const char *p, size_t len, const char *key, const char **v, size_t *vlen)
+/* Extracts the string value of a key from json text, where pat is
+ * "\"key\":\"" (no escapes in what we look for). */
+static int json_str(const char *p, size_t len, const char *pat, const char **v, size_t *vlen)
 {
-    char pat[64];
-    int n = snprintf(pat, sizeof pat, "\"%s\":\"", key);
-    const char *s = memmem(p, len, pat, (size_t)n);
+    size_t n = strlen(pat);
+    const char *s = memmem(p, len, pat, n);
     if (!s)
         return -1;
     s += n;
@@ -399,6 +398,19 @@ static int json_str(const char *p, size_t len, const char *key, const char **v, 
     *v = s;
     *vlen = (size_t)(e - s);
     return 0;
+}
+
+/* Decimal digits at *p (up to end) as a number; advances *p. -1 if none. */
+static int64_t digits(const char **p, const char *end)
+{
+    const char *s = *p;
+    uint64_t v = 0;
+    while (s < end && *s >= '0' && *s <= '9' && s - *p < 19)
+        v = v * 10 + (uint64_t)(*s++ - '0');
+    if (s == *p)
+        return -1;
+    *p = s;
+    return (int64_t)v;
 }
 
 static void on_ack(conn *c, const char *p, size_t len)
@@ -412,7 +424,7 @@ static void on_ack(conn *c, const char *p, size_t len)
     if (c->state == C_JOIN) {
         const char *room;
         size_t rl;
-        if (json_str(end, rest, "roomId", &room, &rl) != 0 || rl >= sizeof c->room) {
+        if (json_str(end, rest, "\"roomId\":\"", &room, &rl) != 0 || rl >= sizeof c->room) {
             if (P.dead == 0)
                 fprintf(stderr, "chat-load: join refused: %.*s\n", (int)(len < 200 ? len : 200), p);
             conn_dead(c, "join failed");
@@ -458,21 +470,27 @@ static void on_message(conn *c, const char *p, size_t len)
 {
     const char *cm, *tx;
     size_t cml, txl;
-    if (json_str(p, len, "clientMsgId", &cm, &cml) != 0 || json_str(p, len, "text", &tx, &txl) != 0)
+    if (json_str(p, len, "\"clientMsgId\":\"", &cm, &cml) != 0 ||
+        json_str(p, len, "\"text\":\"", &tx, &txl) != 0)
         return;
-    char buf[48];
-    if (cml >= sizeof buf)
+    /* c<conn>-<n> */
+    const char *q = cm + 1, *cend = cm + cml;
+    if (cml < 4 || cm[0] != 'c')
         return;
-    memcpy(buf, cm, cml);
-    buf[cml] = '\0';
-    unsigned from;
-    uint64_t n;
-    if (sscanf(buf, "c%u-%" SCNu64, &from, &n) != 2)
+    int64_t f = digits(&q, cend);
+    if (f < 0 || q >= cend || *q++ != '-')
         return;
+    int64_t nn = digits(&q, cend);
+    if (nn < 0 || q != cend)
+        return;
+    unsigned from = (unsigned)f;
+    uint64_t n = (uint64_t)nn;
+    const char *tq = tx;
+    int64_t sent_at = digits(&tq, tx + txl);
     uint64_t *last;
     if (opt.mode == M_DM) {
         if (from == c->idx) { /* our own copy: a delivery, not the peer's order */
-            delivered(strtoull(tx, NULL, 10));
+            delivered(sent_at > 0 ? (uint64_t)sent_at : 0);
             return;
         }
         last = &c->last_from_peer;
@@ -488,7 +506,7 @@ static void on_message(conn *c, const char *p, size_t len)
     if (n != *last + 1)
         c->gap += n - *last - 1;
     *last = n;
-    delivered(strtoull(tx, NULL, 10));
+    delivered(sent_at > 0 ? (uint64_t)sent_at : 0);
 }
 
 /* showTyping {userId}: the n-th from a sender is its n-th typing. */
@@ -496,7 +514,7 @@ static void on_typing(conn *c, const char *p, size_t len)
 {
     const char *u;
     size_t ul, pl = strlen(opt.prefix);
-    if (json_str(p, len, "userId", &u, &ul) != 0 || ul <= pl || ul > pl + 10 ||
+    if (json_str(p, len, "\"userId\":\"", &u, &ul) != 0 || ul <= pl || ul > pl + 10 ||
         memcmp(u, opt.prefix, pl) != 0)
         return;
     unsigned from = 0;
