@@ -44,6 +44,8 @@
  * worker, chat:all for announcements.
  */
 #include <openssl/rand.h>
+#include <openssl/sha.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -114,7 +116,7 @@ struct chat_sock {
     struct chat_sock *unext;       /* the user's sockets */
     double tokens;      /* rate-limit bucket */
     uint64_t refill_ms;
-    char first_name[CHAT_NAME_MAX + 1]; /* from the token (jwt) */
+    char *first_name;   /* from the token (jwt); NULL under insecure-dev */
     char sid[GW_SID_LEN + 1]; /* the session: how asynchronous work finds us */
     /* storage */
     uint8_t phase;      /* CS_* */
@@ -123,8 +125,7 @@ struct chat_sock {
     uint8_t have_record; /* rec holds a valid session record of this user */
     uint32_t gen;       /* callbacks of an older generation are stale */
     unsigned subs_pending;
-    char pid[PID_MAX + 1];   /* "" when none */
-    char req[REQ_ID_MAX];    /* the sync or replay awaited */
+    char *pid;          /* recovery: the session's pid; NULL when none */
     uint64_t *offset;   /* the client's offset (recovery), or NULL */
     uint64_t *rec;      /* the session record's vector (recovery) */
     uint64_t *fresh;    /* {st}:pos when the session started */
@@ -559,6 +560,48 @@ static const char presence_sweep_lua[] =
     "end\n"
     "return gone\n";
 
+/* The scripts run by hash (EVALSHA): the body, a few hundred bytes, is not
+ * sent with every renewal. Each command connection loads them when it
+ * connects; a NOSCRIPT reply (the cache was flushed) loads them again, and a
+ * presence update that got one is sent once more with EVAL. */
+enum { LUA_ONLINE, LUA_OFFLINE, LUA_SWEEP, LUA_COUNT };
+static struct {
+    const char *body;
+    char sha[41];
+} lua[LUA_COUNT] = {{presence_online_lua, ""}, {presence_offline_lua, ""}, {presence_sweep_lua, ""}};
+static pthread_once_t lua_once = PTHREAD_ONCE_INIT;
+
+static void lua_hash(void)
+{
+    for (int i = 0; i < LUA_COUNT; i++) {
+        unsigned char d[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)lua[i].body, strlen(lua[i].body), d);
+        for (int j = 0; j < SHA_DIGEST_LENGTH; j++)
+            snprintf(lua[i].sha + 2 * j, 3, "%02x", d[j]);
+    }
+}
+
+static void lua_loaded_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    (void)arg;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        GW_WARN_RATELIMITED("event=script_load_error err=\"%s\"", rep->str);
+}
+
+static void lua_load(chat_worker *cw)
+{
+    for (int i = 0; i < LUA_COUNT; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", lua[i].body};
+        redis_cmd(cw, lua_loaded_cb, NULL, 3, argv);
+    }
+}
+
+static int is_noscript(const redisReply *rep)
+{
+    return rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8);
+}
+
 static void presence_keys(const char *uid, char *on, size_t on_n, char *exp, size_t exp_n)
 {
     unsigned s = presence_shard(uid);
@@ -569,8 +612,22 @@ static void presence_keys(const char *uid, char *on, size_t on_n, char *exp, siz
 typedef struct {
     chat_worker *cw;
     int online;
-    char uid[CHAT_ID_MAX + 1];
+    int eval; /* sent with the script's body */
+    char uid[]; /* exact size: a connection burst queues one per user */
 } presence_ctx;
+
+static presence_ctx *presence_ctx_new(chat_worker *cw, const char *uid, int online)
+{
+    size_t n = strlen(uid) + 1;
+    presence_ctx *x = pr_malloc(sizeof *x + n);
+    x->cw = cw;
+    x->online = online;
+    x->eval = 0;
+    memcpy(x->uid, uid, n);
+    return x;
+}
+
+static void presence_send(chat_worker *cw, const char *uid, int online, int eval);
 
 static void presence_rooms_cb(gw_redis *r, redisReply *rep, void *arg)
 {
@@ -594,10 +651,7 @@ static void presence_rooms_cb(gw_redis *r, redisReply *rep, void *arg)
 /* Tells the user's rooms that the user came online or went offline. */
 static void publish_presence(chat_worker *cw, const char *uid, int online)
 {
-    presence_ctx *x = pr_calloc(1, sizeof *x);
-    x->cw = cw;
-    x->online = online;
-    snprintf(x->uid, sizeof x->uid, "%s", uid);
+    presence_ctx *x = presence_ctx_new(cw, uid, online);
     char key[CHAT_ID_MAX + 16];
     snprintf(key, sizeof key, "{u:%s}:rooms", uid);
     const char *argv[] = {"SMEMBERS", key};
@@ -609,6 +663,12 @@ static void presence_changed_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
     presence_ctx *x = arg;
+    if (is_noscript(rep) && !x->eval) {
+        lua_load(x->cw);
+        presence_send(x->cw, x->uid, x->online, 1);
+        pr_free(x);
+        return;
+    }
     /* online: nobody else had the user (0 before); offline: nobody left */
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
         publish_presence(x->cw, x->uid, x->online);
@@ -617,35 +677,39 @@ static void presence_changed_cb(gw_redis *r, redisReply *rep, void *arg)
     pr_free(x);
 }
 
-static void presence_update(chat_worker *cw, const char *uid, int online)
+static void presence_send(chat_worker *cw, const char *uid, int online, int eval)
 {
     char on[CHAT_ID_MAX + 32], exp[32], expiry[24], now[24], numkeys[] = "2";
     presence_keys(uid, on, sizeof on, exp, sizeof exp);
     uint64_t t = wall_ms();
     snprintf(now, sizeof now, "%llu", (unsigned long long)t);
     snprintf(expiry, sizeof expiry, "%llu", (unsigned long long)(t + cw->cfg->presence_ttl_ms));
-    presence_ctx *x = pr_calloc(1, sizeof *x);
-    x->cw = cw;
-    x->online = online;
-    snprintf(x->uid, sizeof x->uid, "%s", uid);
-    int rc;
+    presence_ctx *x = presence_ctx_new(cw, uid, online);
+    x->eval = eval;
+    int rc, i = online ? LUA_ONLINE : LUA_OFFLINE;
+    const char *how = eval ? "EVAL" : "EVALSHA", *script = eval ? lua[i].body : lua[i].sha;
     if (online) {
-        const char *argv[] = {"EVAL", presence_online_lua, numkeys, on, exp, cw->member, expiry,
-                              now, uid};
+        const char *argv[] = {how, script, numkeys, on, exp, cw->member, expiry, now, uid};
         rc = redis_cmd(cw, presence_changed_cb, x, 9, argv);
     } else {
-        const char *argv[] = {"EVAL", presence_offline_lua, numkeys, on, exp, cw->member, now,
-                              uid};
+        const char *argv[] = {how, script, numkeys, on, exp, cw->member, now, uid};
         rc = redis_cmd(cw, presence_changed_cb, x, 8, argv);
     }
     if (rc != 0)
         pr_free(x); /* Redis is down: the refresh after reconnecting catches up */
 }
 
+static void presence_update(chat_worker *cw, const char *uid, int online)
+{
+    presence_send(cw, uid, online, 0);
+}
+
 static void sweep_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
     chat_worker *cw = arg;
+    if (is_noscript(rep))
+        lua_load(cw); /* the next sweep finds it */
     if (!rep || rep->type != REDIS_REPLY_ARRAY)
         return;
     for (size_t i = 0; i < rep->elements; i++)
@@ -669,7 +733,7 @@ static void presence_tick(evutil_socket_t fd, short what, void *arg)
         for (unsigned s = 0; s < PRESENCE_SHARDS; s++) {
             snprintf(key, sizeof key, "{p%u}:exp", s);
             snprintf(prefix, sizeof prefix, "{p%u}:on:", s);
-            const char *argv[] = {"EVAL", presence_sweep_lua, "1", key, now, prefix};
+            const char *argv[] = {"EVALSHA", lua[LUA_SWEEP].sha, "1", key, now, prefix};
             redis_cmd(cw, sweep_cb, cw, 6, argv);
         }
     }
@@ -680,6 +744,7 @@ static void on_redis_ready(gw_redis *r, void *arg)
 {
     (void)r;
     chat_worker *cw = arg;
+    lua_load(cw); /* before the first EVALSHA on this connection */
     presence_tick(-1, 0, cw); /* re-register our users at once */
     if (cw->storage && evtimer_pending(cw->retry_timer, NULL)) {
         struct timeval now = {0, 0}; /* sockets waiting to start */
@@ -1097,7 +1162,6 @@ static void go_live(chat_worker *cw, chat_sock *cs)
     cs->phase = CS_LIVE;
     cs->gen = ++cw->gen;
     cs->recovering = 0;
-    cs->req[0] = '\0';
     held_msg *h = cs->held;
     cs->held = NULL;
     cs->held_tail = &cs->held;
@@ -1121,7 +1185,7 @@ static void go_live(chat_worker *cw, chat_sock *cs)
 
 static void accept_socket(chat_sock *cs)
 {
-    json_t *extra = cs->pid[0] ? json_pack("{ss}", "pid", cs->pid) : NULL;
+    json_t *extra = cs->pid ? json_pack("{ss}", "pid", cs->pid) : NULL;
     cs->accepted = 1;
     gw_socket_accept(cs->sock, extra);
     json_decref(extra);
@@ -1131,7 +1195,8 @@ static void accept_socket(chat_sock *cs)
 static int send_request(chat_worker *cw, chat_sock *cs, const char *kind, const uint64_t *vec)
 {
     cs->gen = ++cw->gen;
-    snprintf(cs->req, sizeof cs->req, "%s.%u", cs->sid, cs->gen);
+    char req[REQ_ID_MAX]; /* a reply names it; only the latest counts */
+    snprintf(req, sizeof req, "%s.%u", cs->sid, cs->gen);
     char max[16];
     snprintf(max, sizeof max, "%u", cw->cfg->replay_max);
     pr_buf v;
@@ -1145,7 +1210,7 @@ static int send_request(chat_worker *cw, chat_sock *cs, const char *kind, const 
     cmd_adds(&c, "g");
     cmd_adds(&c, cw->reply_channel);
     cmd_adds(&c, "i");
-    cmd_adds(&c, cs->req);
+    cmd_adds(&c, req);
     cmd_adds(&c, "u");
     cmd_add(&c, cs->user->e.key, cs->user->e.len);
     if (vec) {
@@ -1157,10 +1222,8 @@ static int send_request(chat_worker *cw, chat_sock *cs, const char *kind, const 
     cmd_adds(&c, max);
     int rc = cmd_send(cw, &c, NULL, NULL);
     pr_buf_dispose(&v);
-    if (rc != 0) {
-        cs->req[0] = '\0';
+    if (rc != 0)
         return rc;
-    }
     cs->phase = CS_CATCHUP;
     gw__tq_add(&cw->wait_tq, &cs->wait);
     return 0;
@@ -1184,8 +1247,10 @@ static void go_fresh(chat_worker *cw, chat_sock *cs, int with_sync)
 {
     cs->recovering = 0;
     if (!cs->accepted) {
-        cs->pid[0] = '\0';
+        pr_free(cs->pid);
+        cs->pid = NULL;
         if (cw->cfg->recovery_window_s && cs->fresh) {
+            cs->pid = pr_malloc(PID_LEN + 1);
             new_pid(cs->pid);
             pr_buf rec;
             pr_buf_init(&rec, CHAT_ID_MAX + 2 + (size_t)cw->nshards * 17);
@@ -1363,7 +1428,7 @@ static void start_session(chat_worker *cw, chat_sock *cs)
     cs->rec = cs->fresh = NULL;
     const char *user = cs->user->e.key;
     int rc = 0;
-    if (cs->pid[0]) {
+    if (cs->pid) {
         char key[PID_MAX + 16];
         snprintf(key, sizeof key, "{c:%s}:sess", cs->pid);
         const char *argv[] = {"GET", key};
@@ -1624,7 +1689,10 @@ static void on_replay_reply(chat_worker *cw, pr_view msg)
     memcpy(sid, req.ptr, (size_t)(dot - req.ptr));
     sid[dot - req.ptr] = '\0';
     chat_sock *cs = sock_by_sid(cw, sid);
-    if (!cs || cs->phase != CS_CATCHUP || !view_is(req, cs->req, strlen(cs->req))) {
+    char want[REQ_ID_MAX];
+    if (cs)
+        snprintf(want, sizeof want, "%s.%u", cs->sid, cs->gen);
+    if (!cs || cs->phase != CS_CATCHUP || !view_is(req, want, strlen(want))) {
         GW_DEBUG("event=late_replay worker=%d sid=%s", cw->w->index, sid);
         return; /* timed out, or the socket is gone */
     }
@@ -2226,7 +2294,7 @@ static void read_recovery(chat_worker *cw, chat_sock *cs, const json_t *auth)
             return;
         }
     }
-    snprintf(cs->pid, sizeof cs->pid, "%s", pid);
+    cs->pid = pr_strndup(pid, strlen(pid));
 }
 
 static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
@@ -2259,8 +2327,8 @@ static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
     cw->socks = cs;
     gw_socket_set_data(sock, cs);
     if (!cw->insecure) {
-        snprintf(cs->first_name, sizeof cs->first_name, "%s",
-                 claims.name[0] ? claims.name : claims.sub);
+        const char *name = claims.name[0] ? claims.name : claims.sub;
+        cs->first_name = pr_strndup(name, strlen(name));
         user_attach(cw, cs, claims.sub);
     } else {
         /* tutorials may already say who they are in the handshake */
@@ -2338,7 +2406,7 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
     if (!cs)
         return;
     /* the record outlives the socket by the window: the client may come back */
-    if (cw->storage && cs->accepted && cs->pid[0])
+    if (cw->storage && cs->accepted && cs->pid)
         pexpire_record(cw, cs);
     if (cw->storage) {
         gw__tq_del(&cw->wait_tq, &cs->wait);
@@ -2357,6 +2425,8 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
         cw->socks = cs->next;
     if (cs->next)
         cs->next->prev = cs->prev;
+    pr_free(cs->first_name);
+    pr_free(cs->pid);
     pr_free(cs);
 }
 
@@ -2371,7 +2441,7 @@ static void renew_tick(evutil_socket_t fd, short what, void *arg)
     if (!gw_redis_ready(cw->redis))
         return;
     for (chat_sock *cs = cw->socks; cs; cs = cs->next)
-        if (cs->accepted && cs->pid[0])
+        if (cs->accepted && cs->pid)
             pexpire_record(cw, cs);
 }
 
@@ -2424,6 +2494,7 @@ static void storage_dispose(chat_worker *cw)
 static int chat_worker_init(gw_worker *w, void **state)
 {
     const gw_config *cfg = w->cfg;
+    pthread_once(&lua_once, lua_hash);
     chat_worker *cw = pr_calloc(1, sizeof *cw);
     cw->w = w;
     cw->cfg = cfg;

@@ -30,6 +30,7 @@ import {
   HAPROXY_BIN,
   haproxyConfig,
   mintToken,
+  redisCommand,
   startCluster,
   TEST_SECRET,
   verifySignature,
@@ -303,6 +304,21 @@ describe('chat across three gateways (JWT)', () => {
     // and back
     await connectAs(gw[0], bob, {}, t);
     await a.inbox.wait('presence', { userId: bob.id, online: true });
+  });
+
+  test('presence survives a flushed Lua script cache (EVALSHA falls back to EVAL)', T, async (t) => {
+    const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
+    const a = await connectAs(gw[0], alice, {}, t);
+    const room = await joinChat(a, bob.id);
+    // the gateways run their presence scripts by hash; an operator (or a
+    // failover to a fresh replica) empties the cache
+    await redisCommand(cl.redis.port, ['SCRIPT', 'FLUSH']);
+    const b = await connectAs(gw[1], bob, {}, t);
+    await a.inbox.wait('presence', { userId: bob.id, online: true });
+    assert.deepEqual([...(await ack(a, 'getOnline', { roomId: room })).online].sort(), [alice.id, bob.id].sort());
+    // the scripts were loaded again: the offline one runs by hash
+    closeClient(b);
+    await a.inbox.wait('presence', { userId: bob.id, online: false });
   });
 
   test('getOnline only for rooms the socket joined', T, async (t) => {
