@@ -34,8 +34,10 @@
  *   measure_start                  after --warmup seconds of sending
  *   measure_end                    --duration seconds later
  *
- * so a benchmark can sample the servers over the measured window, and at the
- * end one summary line of key=value pairs (and JSON with --json).
+ * so a benchmark can sample the servers over the measured window. Sending
+ * stops at measure_end; the run ends once every ack has come and no delivery
+ * has arrived for a second (at most 30 s later), then prints one summary
+ * line of key=value pairs (and JSON with --json).
  *
  * Exit status: 0 when the run is clean (every acked message or typing
  * reached every live member once, nothing duplicated, no connection lost or
@@ -69,6 +71,8 @@
 #define RING 4096           /* outstanding acks per sender */
 #define SETUP_AT_ONCE 256   /* connections in setup at once, per process */
 #define SETUP_TIMEOUT_S 120 /* a connection not set up by then counts as dead */
+#define TAIL_MAX_S 30       /* after the window, at most, for answers in flight */
+#define TAIL_QUIET_NS 1000000000ull /* no delivery for this long: all came */
 
 /* ---- latency histogram: 16 sub-buckets per power of two of microseconds ---- */
 
@@ -237,6 +241,8 @@ typedef struct {
     unsigned next_sender;
     int reported, started, measuring;
     uint64_t setup_start_ns, start_ns, measure_start_ns, measure_end_ns, stop_ns;
+    uint64_t last_rx_ns;  /* the last delivery received */
+    uint64_t unanswered;  /* sends whose ack has not come */
     hist ack, deliver, connect;
     uint64_t sent_measured, acked_measured, deliveries_measured, handshakes_measured;
     uint64_t err_acks, overflow, failed;
@@ -312,6 +318,12 @@ static void conn_dead(conn *c, const char *why)
     else
         P.ready--;
     conn_close(c, opt.mode == M_CONNECT);
+    if (c->sent_ns) /* its acks will not come */
+        for (unsigned i = 0; i < RING; i++)
+            if (c->sent_ns[i]) {
+                c->sent_ns[i] = 0;
+                P.unanswered--;
+            }
     if (opt.mode == M_CONNECT) {
         /* a failed handshake; the slot tries again */
         if (P.failed++ < 5)
@@ -362,6 +374,7 @@ static void send_one(conn *c, uint64_t t)
     }
     c->sent_ns[id % RING] = t;
     c->sent++;
+    P.unanswered++;
     if (P.measuring)
         P.sent_measured++;
     pr_buf *b = &P.scratch;
@@ -441,6 +454,7 @@ static void on_ack(conn *c, const char *p, size_t len)
     if (!t)
         return;
     c->sent_ns[id % RING] = 0;
+    P.unanswered--;
     if (memmem(end, rest, "\"error\"", 7)) {
         if (P.err_acks == 0)
             fprintf(stderr, "chat-load: first error ack: %.*s\n", (int)(len < 200 ? len : 200), p);
@@ -459,6 +473,7 @@ static void on_ack(conn *c, const char *p, size_t len)
 
 static void delivered(uint64_t sent_at)
 {
+    P.last_rx_ns = now_ns();
     if (sent_at && in_window(sent_at)) {
         P.deliveries_measured++;
         hist_add(&P.deliver, (now_ns() - sent_at) / 1000);
@@ -752,8 +767,12 @@ static void on_ctl(evutil_socket_t fd, short what, void *arg)
     P.start_ns = start;
     P.measure_start_ns = start + (uint64_t)(opt.warmup * 1e9);
     P.measure_end_ns = P.measure_start_ns + (uint64_t)(opt.duration * 1e9);
-    /* answers still in flight when sending stops */
-    uint64_t tail = opt.mode == M_IDLE ? 0 : opt.mode == M_CONNECT ? 300000000ull : 3000000000ull;
+    /* after the window: idle stops, a storm lets its handshakes finish; a
+     * sending run waits for its acks and for deliveries to stop coming
+     * (see on_tick), at most TAIL_MAX_S */
+    uint64_t tail = opt.mode == M_IDLE      ? 0
+                    : opt.mode == M_CONNECT ? 300000000ull
+                                            : TAIL_MAX_S * 1000000000ull;
     P.stop_ns = P.measure_end_ns + tail;
     P.last_tick_ns = start;
     P.started = 1;
@@ -794,7 +813,9 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
     if (t < P.start_ns)
         return;
     P.measuring = in_window(t);
-    if (t >= P.stop_ns) {
+    if (t >= P.stop_ns ||
+        (opt.mode != M_IDLE && opt.mode != M_CONNECT && t >= P.measure_end_ns + TAIL_QUIET_NS &&
+         P.unanswered == 0 && t - P.last_rx_ns >= TAIL_QUIET_NS)) {
         event_base_loopbreak(P.base);
         return;
     }

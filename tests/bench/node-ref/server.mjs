@@ -119,9 +119,15 @@ if (cfg.mode !== 'relay') {
   pool = new pg.Pool({ connectionString: cfg.database, max: cfg.pgPool });
   // an idle client's error (server restart) must not crash the process
   pool.on('error', (err) => console.error(`node-ref: postgres: ${err.message}`));
-  await pool.query(`CREATE TABLE IF NOT EXISTS node_messages(
-      id bigserial PRIMARY KEY, room_id text, sender_id text, client_msg_id text,
-      body text, created_at timestamptz DEFAULT now())`);
+  // Several processes start at once: IF NOT EXISTS still races in the
+  // catalog (unique_violation on pg_type), and losing that race is fine.
+  try {
+    await pool.query(`CREATE TABLE IF NOT EXISTS node_messages(
+        id bigserial PRIMARY KEY, room_id text, sender_id text, client_msg_id text,
+        body text, created_at timestamptz DEFAULT now())`);
+  } catch (err) {
+    if (err.code !== '23505' && err.code !== '42P07') throw err;
+  }
 }
 
 // Stores one message; resolves to {id, createdAt}.

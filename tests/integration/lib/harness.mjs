@@ -35,11 +35,15 @@ process.on('exit', () => {
   for (const gw of live) gw.proc.kill('SIGKILL');
 });
 
-// Print the logs of the gateways involved when a test fails.
-afterEach((t) => {
-  if (t.passed) return;
-  for (const gw of live) gw.dumpLog(`test "${t.fullName ?? t.name}" failed`);
-});
+// Print the logs of the gateways involved when a test fails. Only under
+// the test runner: a script that imports the harness (the benchmarks) would
+// otherwise start node:test's reporter and get TAP lines in its output.
+if (process.env.NODE_TEST_CONTEXT) {
+  afterEach((t) => {
+    if (t.passed) return;
+    for (const gw of live) gw.dumpLog(`test "${t.fullName ?? t.name}" failed`);
+  });
+}
 
 /**
  * Have another child process (Redis, HAProxy, a client) handled like the
