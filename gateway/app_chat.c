@@ -2297,6 +2297,8 @@ static void read_recovery(chat_worker *cw, chat_sock *cs, const json_t *auth)
     cs->pid = pr_strndup(pid, strlen(pid));
 }
 
+static _Thread_local gw_pool sock_pool = GW_POOL(chat_sock);
+
 static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
 {
     gw_worker *w = gw_socket_worker(sock);
@@ -2315,7 +2317,7 @@ static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
             return -1;
         }
     }
-    chat_sock *cs = pr_calloc(1, sizeof *cs);
+    chat_sock *cs = gw__pool_get(&sock_pool);
     cs->sock = sock;
     cs->tokens = cw->cfg->rate_burst;
     cs->refill_ms = gw__now_ms(w);
@@ -2427,7 +2429,7 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
         cs->next->prev = cs->prev;
     pr_free(cs->first_name);
     pr_free(cs->pid);
-    pr_free(cs);
+    gw__pool_put(&sock_pool, cs);
 }
 
 /* ---- worker life ---- */

@@ -91,9 +91,11 @@ static void conn_update_events(gw_conn *c)
     c->ev_flags = (uint8_t)want;
 }
 
+static _Thread_local gw_pool conn_pool = GW_POOL(gw_conn);
+
 gw_conn *gw__conn_new(gw_worker *w, int fd)
 {
-    gw_conn *c = pr_calloc(1, sizeof *c);
+    gw_conn *c = gw__pool_get(&conn_pool);
     c->w = w;
     c->fd = fd;
     c->id = ((uint32_t)w->index << 24) | (++w->next_conn_id & 0xffffff);
@@ -198,10 +200,8 @@ int gw__conn_send_blob(gw_conn *c, gw_blob *b)
     if (c->state != GW_OPEN || c->doomed)
         return PR_ECLOSED;
     const gw_config *cfg = c->w->cfg;
-    gw_onode *n = pr_malloc(sizeof *n);
-    n->next = NULL;
+    gw_onode *n = gw__onode_alloc();
     n->blob = gw__blob_ref(b);
-    n->off = 0;
     if (c->out_tail)
         c->out_tail->next = n;
     else
@@ -243,7 +243,7 @@ static void out_free_all(gw_conn *c)
         gw_onode *n = c->out_head;
         c->out_head = n->next;
         gw__blob_unref(n->blob);
-        pr_free(n);
+        gw__onode_release(n);
     }
     c->out_tail = NULL;
     c->out_bytes = 0;
@@ -288,7 +288,7 @@ int gw__conn_flush(gw_conn *c)
             left -= avail;
             c->out_head = n->next;
             gw__blob_unref(n->blob);
-            pr_free(n);
+            gw__onode_release(n);
         }
         if (!c->out_head)
             c->out_tail = NULL;
@@ -400,7 +400,7 @@ void gw__conn_close(gw_conn *c, int after_write)
 
 void gw__conn_free(gw_conn *c)
 {
-    pr_free(c);
+    gw__pool_put(&conn_pool, c);
 }
 
 static int collect_conn(const struct event_base *base, const struct event *ev, void *arg)

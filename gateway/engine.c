@@ -99,7 +99,7 @@ static void pollq_free(gw_session *s)
         gw_onode *n = s->pollq_head;
         s->pollq_head = n->next;
         gw__blob_unref(n->blob);
-        pr_free(n);
+        gw__onode_release(n);
     }
     s->pollq_tail = NULL;
     s->pollq_bytes = 0;
@@ -136,10 +136,8 @@ int gw__eio_send_blob(gw_session *s, gw_blob *b)
         gw__worker_schedule_flush(s->w);
         return PR_ETOOBIG;
     }
-    gw_onode *n = pr_malloc(sizeof *n);
-    n->next = NULL;
+    gw_onode *n = gw__onode_alloc();
     n->blob = gw__blob_ref(b);
-    n->off = 0;
     if (s->pollq_tail)
         s->pollq_tail->next = n;
     else
@@ -319,13 +317,15 @@ void gw__eio_drop_transport(gw_session *s)
     }
 }
 
+static _Thread_local gw_pool session_pool = GW_POOL(gw_session);
+
 void gw__eio_reap(gw_worker *w)
 {
     while (w->session_graveyard) {
         gw_session *s = w->session_graveyard;
         w->session_graveyard = s->next;
         pr_free(s->http_token);
-        pr_free(s);
+        gw__pool_put(&session_pool, s);
     }
 }
 
@@ -389,7 +389,7 @@ static void complete_upgrade(gw_session *s, gw_conn *ws)
         gw_onode *next = n->next;
         gw__conn_send_blob(ws, n->blob);
         gw__blob_unref(n->blob);
-        pr_free(n);
+        gw__onode_release(n);
         n = next;
     }
     GW_DEBUG("event=upgraded sid=%s", s->sid);
@@ -505,7 +505,7 @@ static void respond_eio_error(gw_conn *c, int code)
 
 static gw_session *session_new(gw_worker *w, int transport)
 {
-    gw_session *s = pr_calloc(1, sizeof *s);
+    gw_session *s = gw__pool_get(&session_pool);
     unsigned char rnd[15];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         GW_ERROR("event=rand_failed");

@@ -62,6 +62,17 @@ void gw__tq_del(gw_tq *tq, gw_tq_node *n); /* no-op when n is not queued */
 static inline int gw__tq_queued(const gw_tq_node *n) { return n->deadline_ms != 0; }
 uint64_t gw__now_ms(gw_worker *w);
 
+/* ---- pools of per-connection records (pool.c) ------------------------------
+ * Per-thread free lists of one record size, carved from slabs: declare one
+ * per type as `static _Thread_local gw_pool p = GW_POOL(type);`. */
+typedef struct gw_pool {
+    size_t size;
+    void *free;
+} gw_pool;
+#define GW_POOL(type) {(sizeof(type) + 7) & ~(size_t)7, NULL}
+void *gw__pool_get(gw_pool *p); /* zeroed */
+void gw__pool_put(gw_pool *p, void *obj); /* NULL is fine */
+
 /* ---- shared output bytes --------------------------------------------------
  * Immutable once built; refcounted so one encoded broadcast is written to many
  * sockets. data = [ws frame header (hdr bytes)][payload (len - hdr bytes)]. */
@@ -88,6 +99,8 @@ typedef struct gw_onode {
     gw_blob *blob;
     size_t off;
 } gw_onode;
+gw_onode *gw__onode_alloc(void); /* zeroed, from the thread's pool */
+void gw__onode_release(gw_onode *n);
 
 /* ---- connections ---------------------------------------------------------- */
 enum { GW_CONN_HTTP = 0, GW_CONN_WS = 1 };

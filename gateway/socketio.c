@@ -43,6 +43,9 @@ struct gw_app_session {
     gw_tq_node connect_node;
 };
 
+static _Thread_local gw_pool socket_pool = GW_POOL(gw_socket);
+static _Thread_local gw_pool app_session_pool = GW_POOL(gw_app_session);
+
 static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 static void random_id(char *out, size_t n)
@@ -135,7 +138,7 @@ static void socket_free(gw_socket *sock)
         a->cb(sock, a->arg, NULL);
         pr_free(a);
     }
-    pr_free(sock);
+    gw__pool_put(&socket_pool, sock);
 }
 
 static void socket_unlink(gw_socket *sock)
@@ -174,7 +177,7 @@ static void on_connect(gw_app_session *as, sio_packet *p)
         json_decref(err);
         return;
     }
-    gw_socket *sock = pr_calloc(1, sizeof *sock);
+    gw_socket *sock = gw__pool_get(&socket_pool);
     sock->as = as;
     sock->nsp = nsp;
     sock->pending = 1;
@@ -295,7 +298,7 @@ static int dispatch(gw_app_session *as, sio_packet *p)
 
 void gw__sio_on_open(gw_session *s)
 {
-    gw_app_session *as = pr_calloc(1, sizeof *as);
+    gw_app_session *as = gw__pool_get(&app_session_pool);
     as->s = s;
     s->app = as;
     gw__tq_add(&s->w->connect_tq, &as->connect_node);
@@ -358,7 +361,7 @@ void gw__sio_on_close(gw_session *s, const char *reason)
         sio_packet_dispose(as->pending);
         pr_free(as->pending);
     }
-    pr_free(as);
+    gw__pool_put(&app_session_pool, as);
     s->app = NULL;
 }
 
