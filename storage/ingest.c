@@ -8,11 +8,14 @@
  * finish, by cursor) and moves to ">" once none are left.
  * Batches: a FIFO per lane (a database connection; shard S uses lane S mod
  * lanes). A lane's head is in PostgreSQL (one call of chat_batch, one
- * transaction); while it is there the next batch may be read, but only the
+ * transaction); while it is there, reading goes on and what is read joins
+ * the batch behind it, which is sent the moment the head commits. Only the
  * head is ever in the database, so each shard's batches commit, publish and
- * are acked in read order. Lanes hold disjoint shards, hence disjoint rooms,
- * and run side by side. A failed transaction is retried (same batch) with
- * backoff; nothing of it was published or acked.
+ * are acked in read order. Batches are as big as the load makes them: a
+ * message waits for at most the one transaction ahead of it. Lanes hold
+ * disjoint shards, hence disjoint rooms, and run side by side. A failed
+ * transaction is retried (same batch) with backoff; nothing of it was
+ * published or acked.
  */
 #include <event2/event.h>
 #include <stdio.h>
@@ -29,7 +32,10 @@
 #define GROUP "storage"
 #define CONSUMER "owner"
 #define BLOCK_MS "100"
-/* Batches read ahead of the one in the database. */
+/* Batches per lane: the one in the database and the one filling behind it.
+ * What is read while a batch is in the database joins the batch behind it
+ * (up to --batch-size), which goes as soon as the first commits: a message
+ * waits for at most the batch ahead of it, not for a read-ahead batch too. */
 #define QUEUE_MAX 2
 /* A batch failing with a data error this often is split, a single entry
  * dropped: one bad entry must not stop its shard. */
@@ -53,6 +59,7 @@ typedef struct batch {
     entry **e;
     size_t n, cap;
     uint64_t read_ms;
+    uint64_t sent_us; /* last sent to the database */
     unsigned attempts, data_errors;
     int in_db;
 } batch;
@@ -119,6 +126,13 @@ uint64_t st_now_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t st_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static void kick(st_ingest *g)
@@ -341,6 +355,19 @@ static int read_shards(st_ingest *g, unsigned *which)
     return n;
 }
 
+/* The batch of lane L that new entries join: its tail while that is not in
+ * the database and has room; NULL when a new batch is needed. */
+static batch *open_tail(const lane *L)
+{
+    batch *t = L->tail;
+    return t && !t->in_db && t->n < L->g->c->cfg->batch_size ? t : NULL;
+}
+
+static int lane_full(const lane *L)
+{
+    return L->nbatches >= QUEUE_MAX && !open_tail(L);
+}
+
 static void start_read(st_ingest *g)
 {
     st_ctx *c = g->c;
@@ -348,7 +375,7 @@ static void start_read(st_ingest *g)
         st_now_ms() < g->read_pause_until)
         return;
     for (unsigned i = 0; i < g->nlanes; i++)
-        if (g->lanes[i].nbatches >= QUEUE_MAX)
+        if (lane_full(&g->lanes[i]))
             return;
     /* the links' connections changed: what was read or acked on the old
      * ones may be lost, so owned shards read their pending entries again */
@@ -454,7 +481,6 @@ static void read_cb(redisReply *reply, void *arg)
         g->read_pause_until = st_now_ms() + 100;
         return;
     }
-    batch *nb[MAX_LANES] = {0};
     if (reply->type == REDIS_REPLY_ARRAY) {
         for (size_t i = 0; i < reply->elements; i++) {
             const redisReply *st = reply->element[i];
@@ -491,15 +517,16 @@ static void read_cb(redisReply *reply, void *arg)
                 if (sh->mode == MODE_PENDING)
                     snprintf(sh->cursor, sizeof sh->cursor, "%s", e->id);
                 lane *L = &g->lanes[s % g->nlanes];
-                if (!nb[L->index])
-                    nb[L->index] = lane_batch(L);
-                batch_add(nb[L->index], e);
+                batch *t = open_tail(L);
+                if (!t) {
+                    t = lane_batch(L);
+                    enqueue(L, t);
+                }
+                batch_add(t, e);
+                sh->inflight++;
             }
         }
     }
-    for (unsigned i = 0; i < g->nlanes; i++)
-        if (nb[i])
-            enqueue(&g->lanes[i], nb[i]);
     kick(g);
 }
 
@@ -845,6 +872,30 @@ static void count_batch(st_ingest *g, batch *b)
             st->receipts_applied += b->e[i]->nrc;
 }
 
+const unsigned st_latency_le[ST_LATENCY_BUCKETS - 1] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+
+/* Time from XADD (the entry id's milliseconds) to now, for each new
+ * message: where the ack latency goes, seen from storage. */
+static void count_latency(st_ingest *g, const batch *b)
+{
+    st_stats *st = &g->c->stats;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < b->n; i++) {
+        const entry *e = b->e[i];
+        if (e->kind != 'm' || e->status != ST_E_NEW)
+            continue;
+        uint64_t at = strtoull(e->id, NULL, 10);
+        uint64_t ms = now > at ? now - at : 0; /* clocks of two hosts */
+        size_t k = 0;
+        while (k < ST_LATENCY_BUCKETS - 1 && ms > st_latency_le[k])
+            k++;
+        st->latency_le[k]++;
+        st->latency_ms_sum += ms;
+    }
+}
+
 static batch *detach_head(lane *L)
 {
     batch *b = L->head;
@@ -865,6 +916,7 @@ static void finish_batch(lane *L, batch *b, PGresult *res)
         apply_rows(g, b, res);
     count_batch(g, b);
     publish_batch(g, b, res);
+    count_latency(g, b);
     /* 'retry' entries stay in the stream's pending list and run again in a
      * following batch, ahead of what is read after them */
     for (size_t i = 0; i < b->n; i++) {
@@ -975,6 +1027,7 @@ static void db_cb(PGresult *res, const char *error, void *arg)
         return;
     }
     b->in_db = 0;
+    g->c->stats.batch_db_us += st_now_us() - b->sent_us;
     /* the next batch goes to the database first, then this one is
      * published: the database works while Redis and this process do */
     detach_head(L);
@@ -1015,6 +1068,7 @@ static void submit(lane *L, int may_finish)
         return;
     }
     const char *params[2] = {msgs.ptr, rcpts.ptr};
+    b->sent_us = st_now_us();
     if (st_pg_query(L->db, BATCH_SQL, 2, params, db_cb, L) == 0)
         b->in_db = 1;
     pr_buf_dispose(&msgs);

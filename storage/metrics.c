@@ -52,6 +52,27 @@ void st_metrics_write(st_ctx *c, struct evbuffer *out)
     gauge(out, "chat_storage_batch_seconds_sum",
           "Seconds from reading batches to their commit, summed.",
           (double)s->batch_seconds_us / 1e6);
+    gauge(out, "chat_storage_batch_db_seconds_sum",
+          "Seconds from sending batches to the database to their commit, summed.",
+          (double)s->batch_db_us / 1e6);
+
+    evbuffer_add_printf(out, "# HELP chat_storage_message_latency_seconds Time from a new "
+                             "message's XADD (Redis' clock) to its publish (this host's).\n"
+                             "# TYPE chat_storage_message_latency_seconds histogram\n");
+    cum = 0;
+    for (int i = 0; i < ST_LATENCY_BUCKETS; i++) {
+        cum += s->latency_le[i];
+        if (i < ST_LATENCY_BUCKETS - 1)
+            evbuffer_add_printf(
+                out, "chat_storage_message_latency_seconds_bucket{le=\"%g\"} %" PRIu64 "\n",
+                st_latency_le[i] / 1000.0, cum);
+        else
+            evbuffer_add_printf(
+                out, "chat_storage_message_latency_seconds_bucket{le=\"+Inf\"} %" PRIu64 "\n", cum);
+    }
+    evbuffer_add_printf(out, "chat_storage_message_latency_seconds_sum %.17g\n",
+                        (double)s->latency_ms_sum / 1000.0);
+    evbuffer_add_printf(out, "chat_storage_message_latency_seconds_count %" PRIu64 "\n", cum);
 
     counter(out, "chat_storage_replay_requests_total", "Replay and sync requests answered.",
             s->replay_requests);

@@ -47,14 +47,23 @@ typedef struct {
     unsigned max;
 } request;
 
+/* Every room of the user with messages above the vector's position for its
+ * shard. Within a room shard positions grow with seq (both are assigned
+ * under the room's lock, in order), so the primary key (room_id, seq) finds
+ * them: the room's last message says whether there is anything, and the
+ * highest seq at or below the position (a backward scan over just the
+ * missed messages) is where they start. */
 static const char REPLAY_SQL[] =
     "SELECT m.shard, m.shard_pos, m.seq, m.room_id, m.id, m.sender_id, m.first_name, "
     "m.last_name, m.body, chat_iso(m.created_at), m.client_msg_id "
     "FROM room_members rm "
-    "CROSS JOIN LATERAL (SELECT x.shard FROM messages x WHERE x.room_id = rm.room_id "
-    "ORDER BY x.shard_pos DESC LIMIT 1) s "
+    "CROSS JOIN LATERAL (SELECT x.shard, x.shard_pos, ($2::bigint[])[x.shard + 1] AS above "
+    "FROM messages x WHERE x.room_id = rm.room_id ORDER BY x.seq DESC LIMIT 1) s "
     "CROSS JOIN LATERAL (SELECT x.* FROM messages x WHERE x.room_id = rm.room_id "
-    "AND x.shard_pos > ($2::bigint[])[s.shard + 1] ORDER BY x.shard_pos LIMIT $3) m "
+    "AND s.shard_pos > s.above AND x.shard_pos > s.above "
+    "AND x.seq > (SELECT coalesce(max(y.seq), 0) FROM messages y "
+    "WHERE y.room_id = rm.room_id AND y.shard_pos <= s.above) "
+    "ORDER BY x.seq LIMIT $3) m "
     "WHERE rm.user_id = $1 ORDER BY m.shard, m.shard_pos LIMIT $3";
 
 static const char SYNC_SQL[] =

@@ -80,6 +80,9 @@ int st_redis_subscribe(st_redis *r, const char *channel);
 unsigned st_redis_epoch(const st_redis *r);
 
 /* ---- counters for /metrics (metrics.c) ---- */
+#define ST_LATENCY_BUCKETS 11 /* message latency histogram; the last is +Inf */
+extern const unsigned st_latency_le[ST_LATENCY_BUCKETS - 1]; /* ms, ingest.c */
+
 typedef struct {
     uint64_t messages_stored;    /* new messages committed */
     uint64_t messages_duplicate; /* (sender, clientMsgId) seen before */
@@ -89,6 +92,11 @@ typedef struct {
     uint64_t batches;            /* committed batches */
     uint64_t batch_entries;      /* entries in committed batches (sum) */
     uint64_t batch_seconds_us;   /* time from read to commit, summed, microseconds */
+    uint64_t batch_db_us;        /* time from sending to commit, summed, microseconds */
+    /* new messages by time from their XADD (the stream id's clock, Redis')
+     * to their publish (this host's wall clock): <= st_latency_le[i] ms */
+    uint64_t latency_le[ST_LATENCY_BUCKETS];
+    uint64_t latency_ms_sum;
     uint64_t batch_size_le[6];   /* batches of <= 1, 10, 100, 1000, 10000, +Inf entries */
     uint64_t db_errors;          /* failed batch transactions (retried) */
     uint64_t receipts_applied;   /* receipt lines given to chat_receipts */
@@ -129,6 +137,7 @@ typedef struct st_ctx {
 } st_ctx;
 
 uint64_t st_now_ms(void); /* CLOCK_MONOTONIC */
+uint64_t st_now_us(void); /* CLOCK_MONOTONIC, microseconds */
 
 /* ---- migrations (migrate.c, migrations.c generated from sql/) ---- */
 typedef struct {
