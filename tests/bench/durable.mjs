@@ -2,7 +2,11 @@
 // one chat-storage worker stores, and the sender's ack latency.
 //
 //   node tests/bench/durable.mjs [--rates 5000,10000,...] [--duration S] [--conns N]
-//                                [--procs P] [--bulk N]
+//                                [--procs P] [--bulk N] [--gateway-args "..."]
+//                                [--storage-args "..."] [--pg-args "name=value ..."]
+//                                [--pg-stats]
+//
+// (--rates '' runs only the bulk measurement.)
 //
 // Starts Redis (AOF, fsync every second), PostgreSQL (fsync and synchronous
 // commit on: an ack means the commit is on disk), one chat-storage and one
@@ -22,7 +26,7 @@
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
-import { startGateway, sleep } from '../integration/lib/harness.mjs';
+import { httpRequest, startGateway, sleep } from '../integration/lib/harness.mjs';
 import {
   ROOT,
   TEST_SECRET,
@@ -36,12 +40,21 @@ function arg(name, def) {
   const i = args.indexOf(name);
   return i >= 0 ? args[i + 1] : def;
 }
-const rates = arg('--rates', '5000,10000,20000,30000,40000,50000,60000').split(',').map(Number);
+const rates = arg('--rates', '5000,10000,20000,30000,40000,50000,60000').split(',').filter(Boolean).map(Number);
 const duration = Number(arg('--duration', '5'));
 const conns = Number(arg('--conns', '2000'));
 const procs = Number(arg('--procs', '2'));
 const bulk = Number(arg('--bulk', '0'));
 const gatewayExtra = arg('--gateway-args', '').split(' ').filter(Boolean);
+const storageExtra = arg('--storage-args', '').split(' ').filter(Boolean);
+// --pg-stats: after each rate, the statements that took PostgreSQL the
+// longest during it (pg_stat_statements, nested statements of chat_batch
+// included); --pg-args: extra postgres settings ("name=value name=value")
+const pgStats = args.includes('--pg-stats');
+const pgExtra = [
+  ...(pgStats ? ['shared_preload_libraries=pg_stat_statements', 'pg_stat_statements.track=all'] : []),
+  ...arg('--pg-args', '').split(' ').filter(Boolean),
+].flatMap((a) => ['-c', a]);
 const shards = 8;
 const LOAD_BIN = process.env.CHAT_LOAD_BIN || path.join(ROOT, 'build/bin/chat-load');
 
@@ -89,13 +102,13 @@ async function sql(pg, query) {
 async function main() {
   console.log(`machine: ${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`);
   const redis = await startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'everysec'] });
-  const pg = await startPostgres({ fast: false });
+  const pg = await startPostgres({ fast: false, args: pgExtra });
   const stop = [];
   try {
     if (bulk > 0) {
       // the ingest streams filled first: storage's own ceiling. One group
       // room per shard, so every shard has work.
-      const st0 = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards });
+      const st0 = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards, args: storageExtra });
       await st0.stopClean(); // migrations applied
       const rooms = [];
       for (let i = 0; rooms.length < shards; i++) {
@@ -112,17 +125,22 @@ async function main() {
       }
       await pipeToRedis(redis.port, resp.join(''));
       const t0 = Date.now();
-      const st = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards });
+      const st = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards, args: storageExtra });
+      // storage's own counter of committed messages: counting rows in
+      // PostgreSQL every 50 ms took a good part of a core from the run
       for (;;) {
-        const n = Number(await sql(pg, "SELECT count(*) FROM messages WHERE room_id LIKE 'g\\_bulk\\_%'"));
+        const m = await httpRequest(`${st.url}/metrics`, { timeout: 2000 }).catch(() => null);
+        const n = Number(/^chat_storage_messages_stored_total (\d+)/m.exec(m?.text ?? '')?.[1] ?? 0);
         if (n >= bulk) break;
-        await sleep(50);
+        await sleep(20);
       }
       const secs = (Date.now() - t0) / 1000;
+      const stored = Number(await sql(pg, "SELECT count(*) FROM messages WHERE room_id LIKE 'g\\_bulk\\_%'"));
+      if (stored !== bulk) throw new Error(`bulk: ${stored} messages in PostgreSQL, ${bulk} expected`);
       console.log(`bulk: ${bulk} messages stored by one chat-storage in ${secs.toFixed(2)} s (including its start-up): ${Math.round(bulk / secs)} msgs/s`);
       await st.stopClean();
     }
-    const st = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards });
+    const st = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards, args: storageExtra });
     stop.push(() => st.stopClean());
     const gw = await startGateway([
       '--app', 'chat', '--jwt-secret', TEST_SECRET, '--redis', redis.url, '--storage', 'on',
@@ -133,9 +151,15 @@ async function main() {
     const rows = [];
     let round = 0;
     for (const rate of rates) {
+      if (pgStats) await sql(pg, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()');
       const r = await runLoad(`127.0.0.1:${gw.port}`, rate, `b${round++}u`);
       rows.push(r);
       console.log(`rate=${rate} acked/s=${r.acked_per_s} ack p50=${r.ack_p50_ms} p99=${r.ack_p99_ms} p99.9=${r.ack_p999_ms} ms; deliver p99=${r.deliver_p99_ms} ms; sent=${r.sent} acked=${r.acked} lost=${r.lost} dup=${r.dup} errors=${r.errors} exit=${r.code}`);
+      if (pgStats) {
+        console.log(await sql(pg, `SELECT string_agg(format('pg: %8s calls %8s ms/call %6s rows/call  %s', calls, round(mean_exec_time::numeric, 3),
+          round(rows::numeric / calls, 1), left(regexp_replace(query, '\\s+', ' ', 'g'), 70)), E'\\n' ORDER BY total_exec_time DESC)
+          FROM (SELECT * FROM pg_stat_statements WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 10) s`));
+      }
     }
     // a rate counts when it was sustained: (nearly) everything sent was
     // acked within the run, nothing lost or doubled
