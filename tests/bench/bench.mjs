@@ -72,7 +72,7 @@ const SETTINGS = {
   W1: { conns: 10000, procs: 2, settle: 3, idle: 10 },
   W2: { members: 1000, senders: 1, procs: 2, rates: [10, 25, 50, 100, 200, 400, 800], warmup: 2, duration: 5 },
   W3: { receivers: 10, rate: 100, warmup: 2, duration: 10 },
-  W4: { pairs: 1000, procs: 2, rates: [1000, 2000, 5000, 10000, 20000, 50000], warmup: 2, duration: 5 },
+  W4: { pairs: 1000, procs: 2, rates: [1000, 2000, 3000, 5000, 10000, 20000, 50000], warmup: 2, duration: 5 },
   W5: { slots: 200, procs: 2, warmup: 1, duration: 5 },
 };
 const QUICK = {
