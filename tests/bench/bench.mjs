@@ -691,7 +691,8 @@ async function w4Run(sys, rec) {
     console.log(`    ${LABEL[sys.kind]} ${String(rate).padStart(6)}/s: acked ${num(acked)}/s, ack p50 ${ms(k.ack_p50_ms)} p99 ${ms(k.ack_p99_ms)} p99.9 ${ms(k.ack_p999_ms)} ms; errors ${num(k.errors)} lost ${num(k.lost)} dup ${num(k.dup)}; ${describeCpu(r.cpu)} ${sustained ? 'sustained' : 'NOT sustained'}${r.note.length ? `  [${r.note.join('; ')}]` : ''}`);
     const died = sys.dead();
     if (died) throw new Error(died);
-    if (!opts.allRates && (acked === null || acked < 0.8 * rate)) {
+    const throughput = k.ack_throughput_per_s ?? acked; // acks that came within the window
+    if (!opts.allRates && (throughput === null || throughput < 0.8 * rate || k.ack_p99_ms > 1000)) {
       if (rate !== c.rates[c.rates.length - 1]) console.log(`    ${LABEL[sys.kind]}: saturated, higher rates skipped`);
       break;
     }
@@ -708,7 +709,9 @@ async function w4Run(sys, rec) {
 function w4Headline(steps) {
   return {
     sustainedRate: steps.filter((s) => s.sustained).reduce((m, s) => Math.max(m, s.rate), 0),
-    bestAcked: steps.filter((s) => s.load.clean).reduce((m, s) => Math.max(m, s.load.kv.acked_per_s ?? 0), 0),
+    // throughput: acks that arrived within the window (acked_per_s also
+    // counts the window's messages acked seconds later, at overload)
+    bestAcked: steps.filter((s) => s.load.clean).reduce((m, s) => Math.max(m, s.load.kv.ack_throughput_per_s ?? 0), 0),
   };
 }
 
@@ -749,8 +752,8 @@ const METRICS = [
   { wl: 'W4', label: 'W4 durable msgs/s at ack p99 <= 20 ms vs (b)', other: 'node-durable', get: (h) => h.sustainedRate, ratio: w4ratio, ratioName: 'ours/(b)', fmt: w4fmt,
     target: '>= 50,000/s and >= 10x (b)', needsRatio: true, met: (o, r) => o >= 50000 && r >= 10 },
   { wl: 'W4', label: 'W4 durable msgs/s at ack p99 <= 20 ms vs (c)', other: 'node-batched', get: (h) => h.sustainedRate, ratio: w4ratio, ratioName: 'ours/(c)', fmt: w4fmt },
-  { wl: 'W4', label: 'W4 highest acked/s, clean, any p99, vs (b)', other: 'node-durable', get: (h) => h.bestAcked, ratio: (o, n) => (n > 0 ? o / n : null), ratioName: 'ours/(b)', fmt: (x) => num(x) },
-  { wl: 'W4', label: 'W4 highest acked/s, clean, any p99, vs (c)', other: 'node-batched', get: (h) => h.bestAcked, ratio: (o, n) => (n > 0 ? o / n : null), ratioName: 'ours/(c)', fmt: (x) => num(x) },
+  { wl: 'W4', label: 'W4 ack throughput/s, clean, any p99, vs (b)', other: 'node-durable', get: (h) => h.bestAcked, ratio: (o, n) => (n > 0 ? o / n : null), ratioName: 'ours/(b)', fmt: (x) => num(x) },
+  { wl: 'W4', label: 'W4 ack throughput/s, clean, any p99, vs (c)', other: 'node-batched', get: (h) => h.bestAcked, ratio: (o, n) => (n > 0 ? o / n : null), ratioName: 'ours/(c)', fmt: (x) => num(x) },
   { wl: 'W5', label: 'W5 connect: handshakes/s', other: 'node', get: (h) => h.handshakesPerS, ratio: (o, n) => o / n, ratioName: 'ours/node', fmt: (x) => num(x) },
   { wl: 'W5', label: 'W5 connect: server CPU-s per 1,000', other: 'node', get: (h) => h.cpuPer1000, ratio: (o, n) => (o > 0 ? n / o : null), ratioName: 'node/ours', fmt: (x) => num(x, 3) },
   { wl: 'W5', label: 'W5 connect: p99 (ms)', other: 'node', get: (h) => h.p99, ratio: (o, n) => (o > 0 ? n / o : null), ratioName: 'node/ours', fmt: ms },

@@ -245,6 +245,7 @@ typedef struct {
     uint64_t unanswered;  /* sends whose ack has not come */
     hist ack, deliver, connect;
     uint64_t sent_measured, acked_measured, deliveries_measured, handshakes_measured;
+    uint64_t acks_in_window; /* successful acks that arrived in the window */
     uint64_t err_acks, overflow, failed;
     int up_fd, down_fd;
     struct event *tick, *ctl;
@@ -465,9 +466,12 @@ static void on_ack(conn *c, const char *p, size_t len)
     c->acked++;
     if (has_room())
         S.acked[c->idx] = c->acked;
+    uint64_t now = now_ns();
+    if (in_window(now))
+        P.acks_in_window++;
     if (in_window(t)) {
         P.acked_measured++;
-        hist_add(&P.ack, (now_ns() - t) / 1000);
+        hist_add(&P.ack, (now - t) / 1000);
     }
 }
 
@@ -853,7 +857,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 
 typedef struct {
     uint64_t ready, sent, acked, errors, recv, dup, gap, lost, overflow, dead, failed;
-    uint64_t sent_m, acked_m, deliveries_m, handshakes_m;
+    uint64_t sent_m, acked_m, deliveries_m, handshakes_m, acks_in_window;
     hist ack, deliver, connect;
 } result;
 
@@ -884,6 +888,7 @@ static void collect(result *r)
     r->acked_m = P.acked_measured;
     r->deliveries_m = P.deliveries_measured;
     r->handshakes_m = P.handshakes_measured;
+    r->acks_in_window = P.acks_in_window;
     r->ack = P.ack;
     r->deliver = P.deliver;
     r->connect = P.connect;
@@ -902,7 +907,7 @@ static void merge(result *a, const result *b)
 {
     uint64_t *x = &a->ready;
     const uint64_t *y = &b->ready;
-    for (size_t i = 0; &x[i] <= &a->handshakes_m; i++) /* the counters, in order */
+    for (size_t i = 0; &x[i] <= &a->acks_in_window; i++) /* the counters, in order */
         x[i] += y[i];
     hist_merge(&a->ack, &b->ack);
     hist_merge(&a->deliver, &b->deliver);
@@ -1081,7 +1086,10 @@ static void print_summary(const result *t)
         {"dead", (double)t->dead, 1},
         {"overflow", (double)t->overflow, 1},
         {"failed", (double)t->failed, 1},
+        /* messages sent in the window and acked (even after it), per second */
         {"acked_per_s", round(t->acked_m / secs), 1},
+        /* acks that arrived in the window, per second: the throughput */
+        {"ack_throughput_per_s", round(t->acks_in_window / secs), 1},
         {"ack_p50_ms", hist_pct(&t->ack, 50), 0},
         {"ack_p99_ms", hist_pct(&t->ack, 99), 0},
         {"ack_p999_ms", hist_pct(&t->ack, 99.9), 0},
