@@ -197,12 +197,12 @@ function treeCpu(root) {
   }
   if (!ticks.has(root)) return null;
   let sum = 0;
-  const todo = [root];
-  while (todo.length) {
-    const pid = todo.pop();
+  const stack = [root];
+  while (stack.length) {
+    const pid = stack.pop();
     const t = ticks.get(pid);
     sum += t.self + t.children;
-    todo.push(...(kids.get(pid) ?? []));
+    stack.push(...(kids.get(pid) ?? []));
   }
   return sum / CLK_TCK;
 }

@@ -27,8 +27,8 @@ import { spawn } from 'node:child_process';
 import os from 'node:os';
 import path from 'node:path';
 import { httpRequest, startGateway, sleep } from '../integration/lib/harness.mjs';
+import { runChatLoad } from '../integration/lib/load.mjs';
 import {
-  ROOT,
   TEST_SECRET,
   startPostgres,
   startRedis,
@@ -56,23 +56,12 @@ const pgExtra = [
   ...arg('--pg-args', '').split(' ').filter(Boolean),
 ].flatMap((a) => ['-c', a]);
 const shards = 8;
-const LOAD_BIN = process.env.CHAT_LOAD_BIN || path.join(ROOT, 'build/bin/chat-load');
-
-function runLoad(target, rate, prefix) {
-  return new Promise((resolve, reject) => {
-    const argv = [
-      '--target', target, '--secret', TEST_SECRET, '--conns', String(conns), '--procs', String(procs),
-      '--rate', String(rate), '--warmup', '2', '--duration', String(duration), '--prefix', prefix,
-    ];
-    const p = spawn(LOAD_BIN, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
-    let out = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.on('error', reject);
-    p.on('exit', (code) => {
-      const kv = Object.fromEntries(out.trim().split(/\s+/).map((f) => f.split('=')));
-      resolve({ code, ...kv });
-    });
-  });
+async function runLoad(target, rate, prefix) {
+  const r = await runChatLoad([
+    '--target', target, '--secret', TEST_SECRET, '--conns', String(conns), '--procs', String(procs),
+    '--rate', String(rate), '--warmup', '2', '--duration', String(duration), '--prefix', prefix,
+  ], { inheritStderr: true });
+  return { code: r.code, ...r.kv };
 }
 
 // FNV-1a 32 of the room id modulo the shard count (proto/chat.c chat_room_shard).

@@ -5,29 +5,14 @@
 // peer exactly once and in order; this test checks its verdict and counts.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { test } from 'node:test';
-import { ROOT, startCluster } from './lib/stack.mjs';
-
-const LOAD_BIN = process.env.CHAT_LOAD_BIN || path.join(ROOT, 'build/bin/chat-load');
+import { runChatLoad } from './lib/load.mjs';
+import { startCluster } from './lib/stack.mjs';
 
 function runLoad(cl, extra = []) {
   const targets = cl.gateways.map((gw) => `127.0.0.1:${gw.port}`).join(',');
-  const argv = ['--target', targets, '--secret', cl.secret, '--conns', '40', '--procs', '2',
-    '--rate', '400', '--warmup', '0.5', '--duration', '1.5', ...extra];
-  return new Promise((resolve, reject) => {
-    const p = spawn(LOAD_BIN, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d) => { out += d; });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('error', reject);
-    p.on('exit', (code) => {
-      const kv = Object.fromEntries(out.trim().split(/\s+/).filter((f) => f.includes('=')).map((f) => f.split('=')));
-      resolve({ code, kv, out, err });
-    });
-  });
+  return runChatLoad(['--target', targets, '--secret', cl.secret, '--conns', '40', '--procs', '2',
+    '--rate', '400', '--warmup', '0.5', '--duration', '1.5', ...extra]);
 }
 
 function check(r) {

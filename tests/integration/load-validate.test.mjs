@@ -7,41 +7,18 @@
 // tests/bench/) trust these counts.
 
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
 import { after, test } from 'node:test';
 import { httpRequest, sleep } from './lib/harness.mjs';
-import { ROOT, mintToken, redisCommand, startCluster } from './lib/stack.mjs';
+import { runChatLoad } from './lib/load.mjs';
+import { mintToken, redisCommand, startCluster } from './lib/stack.mjs';
 import { ack, connectAs } from './lib/chat.mjs';
 import { closeAllClients } from './lib/client.mjs';
 
-const LOAD_BIN = process.env.CHAT_LOAD_BIN || path.join(ROOT, 'build/bin/chat-load');
-
 after(() => closeAllClients());
 
-function runLoad(cl, args, { onLine } = {}) {
+function runLoad(cl, args, opts) {
   const targets = cl.gateways.map((gw) => `127.0.0.1:${gw.port}`).join(',');
-  const argv = ['--target', targets, '--secret', cl.secret, ...args];
-  return new Promise((resolve, reject) => {
-    const p = spawn(LOAD_BIN, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    let partial = '';
-    p.stdout.on('data', (d) => {
-      out += d;
-      partial += d;
-      const lines = partial.split('\n');
-      partial = lines.pop();
-      for (const line of lines) onLine?.(line);
-    });
-    p.stderr.on('data', (d) => { err += d; });
-    p.on('error', reject);
-    p.on('exit', (code) => {
-      const last = out.trim().split('\n').pop();
-      const kv = Object.fromEntries(last.split(/\s+/).filter((f) => f.includes('=')).map((f) => f.split('=')));
-      resolve({ code, kv, out, err, n: (k) => Number(kv[k]) });
-    });
-  });
+  return runChatLoad(['--target', targets, '--secret', cl.secret, ...args], opts);
 }
 
 /** Sum of a metric over every gateway of the cluster. */
