@@ -66,8 +66,9 @@ static const setting settings[] = {
      "debug|info|warn|error", "log verbosity"},
     {"node-id", "CHAT_NODE_ID", T_STR, OFF(node_id), 0, 0, "", NULL,
      "name of this node in logs, metrics and presence (default: HOSTNAME-PID)"},
-    {"auth", "CHAT_AUTH", T_ENUM, OFF(auth), 0, 0, "jwt", "jwt|insecure-dev",
-     "chat: jwt, or insecure-dev to trust userId/firstName from payloads (tutorials only)"},
+    {"auth", "CHAT_AUTH", T_ENUM, OFF(auth), 0, 0, "jwt", "jwt|insecure-dev|auto",
+     "chat: jwt, or insecure-dev to trust userId/firstName from payloads (tutorials only), or "
+     "auto: jwt when --jwt-secret is set, else insecure-dev (laptop stacks)"},
     {"jwt-secret", "CHAT_JWT_SECRET", T_STR, OFF(jwt_secret), 0, 0, "", NULL,
      "chat: HS256 secret of the tokens (required with --auth jwt)"},
     {"room-secret", "CHAT_ROOM_SECRET", T_STR, OFF(room_secret), 0, 0, "", NULL,
@@ -292,6 +293,10 @@ int gw_config_load(gw_config *cfg, int argc, char **argv)
                 cfg->path);
         return -1;
     }
+    /* auto: a secret means tokens, as scripts/dev.sh and the compose file
+     * promise; what runs is logged at start-up */
+    if (!strcmp(cfg->auth, "auto"))
+        snprintf(cfg->auth, sizeof cfg->auth, "%s", cfg->jwt_secret[0] ? "jwt" : "insecure-dev");
     if (!strcmp(cfg->app, "chat") && !strcmp(cfg->auth, "jwt") && !cfg->jwt_secret[0]) {
         fprintf(stderr, "chat-gateway: missing value for --jwt-secret (CHAT_JWT_SECRET): "
                         "required with --auth jwt (or use --auth insecure-dev for tutorials)\n");

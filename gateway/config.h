@@ -31,7 +31,7 @@ typedef struct gw_config {
     char log_level[16];
     char node_id[64];
     /* chat */
-    char auth[16];          /* "jwt" or "insecure-dev" */
+    char auth[16];          /* "jwt" or "insecure-dev" ("auto" is resolved at load) */
     char jwt_secret[512];
     char room_secret[512];
     char redis_url[512];

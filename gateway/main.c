@@ -253,8 +253,9 @@ int main(int argc, char **argv)
         workers[i] = gw__worker_new(i, &config, app, fd);
     }
     gw__workers_set(workers, nworkers, config.max_connections);
-    GW_INFO("event=listening addr=%s port=%d app=%s workers=%d path=%s", config.listen_host, port,
-            app->name, nworkers, config.path[0] ? config.path : app->default_path);
+    GW_INFO("event=listening addr=%s port=%d app=%s workers=%d path=%s auth=%s",
+            config.listen_host, port, app->name, nworkers,
+            config.path[0] ? config.path : app->default_path, config.auth);
 
     for (int i = 0; i < nworkers; i++)
         if (pthread_create(&workers[i]->thread, NULL, worker_main, workers[i]) != 0) {

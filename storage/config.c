@@ -35,8 +35,9 @@ static const setting settings[] = {
      "Redis shared with the gateways, redis://[:password@]host[:port][/db]"},
     {"listen", "CHAT_LISTEN", T_HOSTPORT, OFF(listen_host), 0, 0, "0.0.0.0:3001", NULL,
      "HTTP address and port: API, /healthz, /readyz, /metrics (HOST:PORT)"},
-    {"auth", "CHAT_AUTH", T_ENUM, OFF(auth), 0, 0, "jwt", "jwt|insecure-dev",
-     "API authentication: jwt, or insecure-dev to trust X-User-Id (tutorials only)"},
+    {"auth", "CHAT_AUTH", T_ENUM, OFF(auth), 0, 0, "jwt", "jwt|insecure-dev|auto",
+     "API authentication: jwt, or insecure-dev to trust X-User-Id (tutorials only), or auto: "
+     "jwt when --jwt-secret is set, else insecure-dev (laptop stacks)"},
     {"jwt-secret", "CHAT_JWT_SECRET", T_STR, OFF(jwt_secret), 0, 0, "", NULL,
      "HS256 secret of the tokens, as on the gateways (required with --auth jwt)"},
     {"room-secret", "CHAT_ROOM_SECRET", T_STR, OFF(room_secret), 0, 0, "", NULL,
@@ -240,6 +241,8 @@ int st_config_load(st_config *cfg, int argc, char **argv)
         fprintf(stderr, "chat-storage: missing value for --database (CHAT_DATABASE_URL)\n");
         return -1;
     }
+    if (!strcmp(cfg->auth, "auto")) /* as on the gateways */
+        snprintf(cfg->auth, sizeof cfg->auth, "%s", cfg->jwt_secret[0] ? "jwt" : "insecure-dev");
     if (!strcmp(cfg->auth, "jwt") && !cfg->jwt_secret[0]) {
         fprintf(stderr, "chat-storage: missing value for --jwt-secret (CHAT_JWT_SECRET): "
                         "required with --auth jwt (or use --auth insecure-dev for tutorials)\n");

@@ -18,7 +18,7 @@ struct st_config {
     char redis_url[512];
     char listen_host[256];
     int listen_port;
-    char auth[16]; /* "jwt" or "insecure-dev" */
+    char auth[16]; /* "jwt" or "insecure-dev" ("auto" is resolved at load) */
     char jwt_secret[512];
     char room_secret[512];
     unsigned ingest_shards;      /* 1..CHAT_SHARDS_MAX, equal on gateways */

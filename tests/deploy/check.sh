@@ -149,5 +149,36 @@ if bad:
     sys.exit(1)
 PY
 
+# The compose stack authenticates exactly when CHAT_JWT_SECRET is set (as
+# scripts/dev.sh does): each program is started with the environment
+# docker-compose resolves for it (network settings pointed at this machine)
+# and must say at start-up which mode it runs.
+compose_auth() { # SECRET SERVICE PROGRAM -> "insecure" | "jwt" | "no-start"
+  local env_lines out
+  env_lines=$(CHAT_JWT_SECRET="$1" docker-compose -f docker-compose.yml config 2>/dev/null | /usr/bin/python3 -c '
+import sys, yaml
+env = yaml.safe_load(sys.stdin)["services"][sys.argv[1]].get("environment") or {}
+for k, v in env.items():
+    if k.startswith("CHAT_") and v is not None:
+        print(f"{k}={v}")' "$2") || { echo no-start; return; }
+  # shellcheck disable=SC2046 # one NAME=VALUE word per line
+  out=$(env -i PATH="$PATH" $(printf '%s\n' "$env_lines" | grep -v '^CHAT_\(REDIS_URL\|LISTEN\|DATABASE_URL\)=') \
+        CHAT_REDIS_URL=redis://127.0.0.1:1 CHAT_LISTEN=127.0.0.1:0 \
+        CHAT_DATABASE_URL=postgresql://chat@127.0.0.1:1/chat timeout 3 "$3" 2>&1)
+  case "$out" in
+    *event=listening*) if grep -q INSECURE_AUTH <<<"$out"; then echo insecure; else echo jwt; fi ;;
+    *) echo no-start ;;
+  esac
+}
+if command -v docker-compose >/dev/null 2>&1; then
+  for svc_prog in "gateway1 $gateway" "storage1 $storage"; do
+    read -r svc prog <<<"$svc_prog"
+    got=$(compose_auth "" "$svc" "$prog")
+    [ "$got" = insecure ] || { echo "docker-compose.yml: $svc without CHAT_JWT_SECRET runs '$got', expected insecure-dev"; fail=1; }
+    got=$(compose_auth "deploy-check-secret" "$svc" "$prog")
+    [ "$got" = jwt ] || { echo "docker-compose.yml: $svc with CHAT_JWT_SECRET runs '$got', expected jwt"; fail=1; }
+  done
+fi
+
 if [ "$fail" -eq 0 ]; then echo "deploy files OK"; fi
 exit "$fail"
