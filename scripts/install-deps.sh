@@ -23,6 +23,35 @@ else
   pkgs=("${runtime[@]}" "${build[@]}" "${test[@]}")
 fi
 
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+
+# apt-get that waits while another package install holds apt's or dpkg's
+# lock (a fresh machine often runs one at boot) instead of failing at once:
+# dpkg's lock is waited for by apt itself (DPkg::Lock::Timeout); the lists
+# lock of `apt-get update` is not, so a refusal naming a lock is retried.
+# Gives up after CHAT_APT_LOCK_WAIT seconds (default 1800).
+apt_get() {
+  local log rc deadline=$((SECONDS + ${CHAT_APT_LOCK_WAIT:-1800}))
+  log=$(mktemp)
+  while :; do
+    rc=0
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get -o DPkg::Lock::Timeout=60 "$@" 2> >(tee "$log" >&2) || rc=$?
+    wait # for tee
+    if [ "$rc" -ne 0 ] && [ "$SECONDS" -lt "$deadline" ] &&
+       grep -qiE 'could not get lock|unable to (acquire|lock)' "$log"; then
+      echo "install-deps: another package install holds the lock; waiting" >&2
+      sleep 2
+      continue
+    fi
+    rm -f "$log"
+    return "$rc"
+  done
+}
+
+# Sourced (the lock test): define apt_get only.
+[ "${BASH_SOURCE[0]}" = "$0" ] || return 0
+
 missing=()
 # nodejs from other sources ships its own npm; Debian's npm package conflicts with it.
 command -v npm >/dev/null 2>&1 || [ -n "${1:-}" ] || pkgs+=(npm)
@@ -30,9 +59,6 @@ for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
-  SUDO=""
-  [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-  export DEBIAN_FRONTEND=noninteractive
-  $SUDO apt-get update -qq
-  $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  apt_get update -qq
+  apt_get install -y -qq --no-install-recommends "${missing[@]}"
 fi
