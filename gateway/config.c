@@ -198,7 +198,10 @@ static int apply(gw_config *cfg, const setting *s, const char *v, const char *fr
 
 void gw_config_usage(FILE *out)
 {
-    fprintf(out, "usage: chat-gateway [options]\n\n"
+    fprintf(out, "usage: chat-gateway [options]          run the gateway\n"
+                 "       chat-gateway token --user ID ...  mint a JWT for local use\n"
+                 "       chat-gateway announce --text T    send an announcement to every socket\n"
+                 "       chat-gateway COMMAND --help       usage of a command\n\n"
                  "Every option can also be given as the environment variable shown; the\n"
                  "command line wins.\n\n");
     for (size_t i = 0; i < NSETTINGS; i++) {

@@ -107,9 +107,26 @@ static const char *sub_opt(int argc, char **argv, const char *name, const char *
     return env ? getenv(env) : NULL;
 }
 
+static int wants_help(int argc, char **argv)
+{
+    for (int i = 2; i < argc; i++)
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+            return 1;
+    return 0;
+}
+
 /* chat-gateway token --user ID --name NAME [--ttl SECONDS] [--jwt-secret S] */
 static int cmd_token(int argc, char **argv)
 {
+    if (wants_help(argc, argv)) {
+        printf("usage: chat-gateway token --user ID [--name NAME] [--ttl SECONDS] "
+               "[--jwt-secret S]\n\n"
+               "Prints an HS256 JWT for --auth jwt: sub ID, name NAME, exp now + SECONDS\n"
+               "(default 86400). The secret comes from --jwt-secret or CHAT_JWT_SECRET and\n"
+               "must be the gateways' (and chat-storage's). For local use: an application's\n"
+               "own backend mints its users' tokens with any JWT library.\n");
+        return 0;
+    }
     const char *user = sub_opt(argc, argv, "user", NULL);
     const char *name = sub_opt(argc, argv, "name", NULL);
     const char *ttl_s = sub_opt(argc, argv, "ttl", NULL);
@@ -146,6 +163,13 @@ static int cmd_token(int argc, char **argv)
  * every gateway receives `announcement` {text} (the "to every socket" emit). */
 static int cmd_announce(int argc, char **argv)
 {
+    if (wants_help(argc, argv)) {
+        printf("usage: chat-gateway announce --text TEXT [--redis URL]\n\n"
+               "Every socket connected to any gateway of the Redis at URL (default\n"
+               "CHAT_REDIS_URL, else redis://127.0.0.1:6379) receives the event\n"
+               "`announcement` {\"text\": TEXT}.\n");
+        return 0;
+    }
     const char *text = sub_opt(argc, argv, "text", NULL);
     const char *url = sub_opt(argc, argv, "redis", "CHAT_REDIS_URL");
     gw_redis_addr addr;

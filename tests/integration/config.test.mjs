@@ -41,7 +41,22 @@ describe('--help', () => {
       assert.ok(near.includes(env), `--help names no ${env} near ${flag}`);
     }
     for (const app of ['engine-echo', 'socketio-echo']) assert.ok(text.includes(app), `--help does not list app ${app}`);
+    for (const cmd of ['token', 'announce'])
+      assert.match(text, new RegExp(`chat-gateway ${cmd}\\b`), `--help does not list the ${cmd} command`);
   });
+
+  for (const [cmd, flags] of [['token', ['--user', '--name', '--ttl', '--jwt-secret']], ['announce', ['--text', '--redis']]]) {
+    for (const help of ['--help', '-h']) {
+      test(`${cmd} ${help} prints its usage and exits 0`, T, async () => {
+        const res = await runGateway([cmd, help], { CHAT_JWT_SECRET: '' });
+        assert.equal(res.timedOut, false, `${cmd} ${help} did not exit`);
+        assert.equal(res.code, 0, `${cmd} ${help} exited with ${res.code}: ${res.stderr}`);
+        assert.equal(res.stderr, '', `${cmd} ${help} printed an error: ${res.stderr}`);
+        assert.match(res.stdout, new RegExp(`^usage: chat-gateway ${cmd}`));
+        for (const f of flags) assert.ok(res.stdout.includes(f), `${cmd} ${help} does not mention ${f}`);
+      });
+    }
+  }
 });
 
 describe('bad configuration stops start-up with an error naming the setting', () => {
