@@ -495,6 +495,11 @@ static pr_view query_param(pr_view q, const char *name)
 
 static void respond_eio_error(gw_conn *c, int code)
 {
+    if (code == 4) { /* as the reference server: Forbidden is a 403 */
+        gw__http_respond(c, 403, "application/json",
+                         PR_VIEW_LIT("{\"code\":4,\"message\":\"Forbidden\"}"), 0);
+        return;
+    }
     static const char *const msgs[] = {"Transport unknown", "Session ID unknown",
                                        "Bad handshake method", "Bad request", "Forbidden",
                                        "Unsupported protocol version"};
@@ -575,7 +580,7 @@ static void handle_post(gw_conn *c, gw_session *s, pr_view body)
 }
 
 void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body, int is_upgrade,
-                            pr_view ws_key, pr_view token)
+                            pr_view ws_key, pr_view token, int flags)
 {
     gw_worker *w = c->w;
     pr_view eio = query_param(query, "EIO"), transport = query_param(query, "transport"),
@@ -608,8 +613,10 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
             return;
         }
         gw_session *s = session_new(w, t);
-        if (token.len && token.len <= 4096 && w->app->socketio)
+        if (token.len && token.len <= 4096 && w->app->socketio) {
             s->http_token = pr_strndup(token.ptr, token.len); /* for the app's CONNECT */
+            s->cookie_auth = (flags & GW_REQ_COOKIE) != 0;
+        }
         if (t == GW_T_WEBSOCKET) {
             gw__ws_accept(c, ws_key);
             s->conn = c;
@@ -647,6 +654,12 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
     }
     if (!s || s->closed) {
         respond_eio_error(c, 1);
+        return;
+    }
+    if (s->cookie_auth && !(flags & GW_REQ_ORIGIN_TRUSTED)) {
+        /* a page of another origin that learnt the sid rides on the cookie */
+        GW_WARN_RATELIMITED("event=foreign_origin sid=%s", s->sid);
+        respond_eio_error(c, 4);
         return;
     }
     if (t == GW_T_WEBSOCKET) {

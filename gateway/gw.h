@@ -216,6 +216,7 @@ struct gw_session {
     uint8_t awaiting_pong; /* hb is in pong_tq (else in ping_tq) */
     uint8_t tombstone;     /* closed by the client, sid kept for a late GET */
     uint8_t doomed;        /* polling queue over the limit: closed in the flush pass */
+    uint8_t cookie_auth;   /* the handshake's credential was a cookie: Origin is checked */
     gw_worker *w;
     gw_conn *conn;         /* WebSocket transport, or the parked polling GET */
     gw_conn *probe;        /* WebSocket being upgraded to */
@@ -228,9 +229,13 @@ struct gw_session {
     char *http_token;      /* bearer token of the handshake request, until CONNECT */
 };
 
-/* HTTP entry points of the engine; c is the request's connection. */
+/* HTTP entry points of the engine; c is the request's connection. token is
+ * the request's bearer token (empty when none, or when it was a cookie sent
+ * from an untrusted Origin); flags are GW_REQ_*. */
+#define GW_REQ_COOKIE 1         /* token came from the "token" cookie */
+#define GW_REQ_ORIGIN_TRUSTED 2 /* no Origin, a listed one, or the same origin */
 void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body, int is_upgrade,
-                            pr_view ws_key, pr_view token);
+                            pr_view ws_key, pr_view token, int flags);
 void gw__eio_on_ws_text(gw_conn *c, pr_view data);
 void gw__eio_on_ws_binary(gw_conn *c, pr_view data);
 void gw__eio_on_ws_closed(gw_conn *c);      /* the WebSocket went away */
