@@ -138,6 +138,7 @@ int gw__eio_send_blob(gw_session *s, gw_blob *b)
     }
     gw_onode *n = gw__onode_alloc();
     n->blob = gw__blob_ref(b);
+    s->out_seq++;
     if (s->pollq_tail)
         s->pollq_tail->next = n;
     else
@@ -156,6 +157,26 @@ int gw__eio_send(gw_session *s, eio_type type, int binary, pr_view data)
     int rc = gw__eio_send_blob(s, b);
     gw__blob_unref(b);
     return rc;
+}
+
+uint64_t gw__eio_unread_mark(const gw_session *s)
+{
+    if (s->closed || s->doomed)
+        return UINT64_MAX; /* what it dropped is never read */
+    if (s->transport == GW_T_WEBSOCKET || s->consumed_seq == s->out_seq)
+        return 0;
+    return s->out_seq;
+}
+
+/* The client proved it read every packet up to mark: the app may now count
+ * what they carried as delivered. */
+static void consumed(gw_session *s, uint64_t mark)
+{
+    if (mark <= s->consumed_seq)
+        return;
+    s->consumed_seq = mark;
+    if (s->w->app->socketio)
+        gw__sio_on_consumed(s, mark);
 }
 
 static void send_on_conn(gw_conn *c, eio_type type, pr_view data)
@@ -184,6 +205,9 @@ static void poll_answer(gw_session *s)
         if (rc != 0)
             break; /* cannot happen: enc holds twice the hard limit */
     }
+    /* read only once the next GET proves this answer reached the client: a
+     * proxy may still be holding the request of a page that is gone */
+    s->answered_seq = s->out_seq;
     pollq_free(s);
     s->conn = NULL;
     c->session = NULL;
@@ -381,7 +405,9 @@ static void complete_upgrade(gw_session *s, gw_conn *ws)
     s->upgrading = 0;
     s->probe = NULL;
     s->conn = ws;
-    /* what waited for the next poll now goes over the WebSocket, in order */
+    /* The client paused polling (its last GET was answered and read) before
+     * it sent the upgrade; what waited for the next poll now goes over the
+     * WebSocket, in order, and counts as read there. */
     gw_onode *n = s->pollq_head;
     s->pollq_head = s->pollq_tail = NULL;
     s->pollq_bytes = 0;
@@ -392,6 +418,7 @@ static void complete_upgrade(gw_session *s, gw_conn *ws)
         gw__onode_release(n);
         n = next;
     }
+    consumed(s, s->out_seq);
     GW_DEBUG("event=upgraded sid=%s", s->sid);
 }
 
@@ -690,6 +717,7 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
         }
         s->conn = c;
         c->session = s;
+        consumed(s, s->answered_seq); /* a client polls again once it read the last answer */
         if (s->upgrading && s->probe_acked)
             poll_answer_packet(s, EIO_NOOP);
         else if (s->pollq_head)

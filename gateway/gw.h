@@ -217,6 +217,11 @@ struct gw_session {
     uint8_t tombstone;     /* closed by the client, sid kept for a late GET */
     uint8_t doomed;        /* polling queue over the limit: closed in the flush pass */
     uint8_t cookie_auth;   /* the handshake's credential was a cookie: Origin is checked */
+    /* Polling: what the client has provably read. Packets queued for a GET
+     * are numbered (out_seq); a GET's answer takes them up to answered_seq,
+     * and they count as read (consumed_seq) when the client sends its next
+     * GET, or upgrades. WebSocket packets count as read when queued. */
+    uint64_t out_seq, answered_seq, consumed_seq;
     gw_worker *w;
     gw_conn *conn;         /* WebSocket transport, or the parked polling GET */
     gw_conn *probe;        /* WebSocket being upgraded to */
@@ -324,10 +329,15 @@ void gw__sio_on_open(gw_session *s);
 void gw__sio_on_message(gw_session *s, int binary, pr_view data);
 void gw__sio_on_close(gw_session *s, const char *reason);
 void gw__sio_connect_timeout(gw_tq *tq, gw_tq_node *n);
+/* The client has read every packet of s up to mark (app's on_consumed). */
+void gw__sio_on_consumed(gw_session *s, uint64_t mark);
 
 /* ---- engine send/close, used by socketio.c and apps ------------------------ */
 int gw__eio_send(gw_session *s, eio_type type, int binary, pr_view data);
 int gw__eio_send_blob(gw_session *s, gw_blob *b);
+/* 0 when everything queued on s counts as read by the client (WebSocket),
+ * else the mark gw__sio_on_consumed reports once it does (polling). */
+uint64_t gw__eio_unread_mark(const gw_session *s);
 void gw__eio_close(gw_session *s, const char *reason); /* WebSocket close code 1000 */
 void gw__eio_close_code(gw_session *s, const char *reason, uint16_t ws_code);
 /* The client sent something invalid: count it and close with 1008. */
