@@ -104,9 +104,9 @@ typedef struct held_msg {
  * receipts wait for the transport's on_consumed. */
 typedef struct unread_msg {
     struct unread_msg *next;
-    uint64_t mark;  /* gw_socket_unread_mark after it was queued */
+    uint64_t mark; /* gw_socket_unread_mark after it was queued */
     int64_t seq;
-    uint8_t open;   /* the room was open: seen once read */
+    uint8_t open; /* the room was open: seen once read */
     char room[];
 } unread_msg;
 

@@ -429,10 +429,9 @@ static void dispatch(gw_conn *c)
         int trusted = origin_trusted(cfg, h);
         if (cookie && !trusted)
             token = pr_view_make("", 0); /* not a credential from that page */
+        int flags = (cookie && trusted ? GW_REQ_COOKIE : 0) | (trusted ? GW_REQ_ORIGIN_TRUSTED : 0);
         gw__eio_handle_request(c, h->method, query, pr_buf_view(&h->body), upgrade,
-                               span_view(h, h->hdr[H_WS_KEY]), token,
-                               (cookie && trusted ? GW_REQ_COOKIE : 0) |
-                                   (trusted ? GW_REQ_ORIGIN_TRUSTED : 0));
+                               span_view(h, h->hdr[H_WS_KEY]), token, flags);
         return;
     }
     if (path_is(path, "/healthz") && h->method == HTTP_GET) {
