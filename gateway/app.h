@@ -59,6 +59,10 @@ typedef struct gw_app {
     void (*on_connected)(gw_socket *sock); /* after the CONNECT reply was queued */
     void (*on_event)(gw_socket *sock, const char *event, const sio_packet *pkt);
     void (*on_disconnect)(gw_socket *sock, const char *reason);
+    /* Optional: the client has read everything queued on sock up to mark
+     * (see gw_socket_unread_mark). Never runs for what a session that
+     * closed first had not proved read. */
+    void (*on_consumed)(gw_socket *sock, uint64_t mark);
 } gw_app;
 
 #define GW_CONNECT_PENDING 1 /* on_connect: the app answers later */
@@ -110,6 +114,14 @@ int gw_socket_reject(gw_socket *sock, const json_t *error);
 int gw_socket_pending(const gw_socket *sock);
 /* Queues pre-encoded bytes (one encoded broadcast shared by many sockets). */
 int gw_socket_send_blob(gw_socket *sock, struct gw_blob *b);
+/*
+ * Whether the client has read what was queued on sock so far. 0: it counts
+ * as read now (WebSocket: written to the connection). Otherwise a mark that
+ * on_consumed(sock, m) with m >= mark confirms later: long-polling, once
+ * the client sends the GET after the one whose answer carried it (or
+ * upgrades to WebSocket). A session that closes first never confirms it.
+ */
+uint64_t gw_socket_unread_mark(const gw_socket *sock);
 /* The socket of session sid in namespace nsp on worker w, or NULL when it
  * has gone: how asynchronous work finds its socket again. */
 gw_socket *gw_socket_find(gw_worker *w, const char *sid, const char *nsp);

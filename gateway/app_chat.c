@@ -100,6 +100,16 @@ typedef struct held_msg {
     char room[];
 } held_msg;
 
+/* A delivery the client has not proved it read yet (long-polling): its
+ * receipts wait for the transport's on_consumed. */
+typedef struct unread_msg {
+    struct unread_msg *next;
+    uint64_t mark; /* gw_socket_unread_mark after it was queued */
+    int64_t seq;
+    uint8_t open; /* the room was open: seen once read */
+    char room[];
+} unread_msg;
+
 /* Phases of a storage socket (docs/storage.md, Recovery). */
 enum {
     CS_LIVE = 0,  /* messages are written as they come */
@@ -132,6 +142,7 @@ struct chat_sock {
     held_msg *held, **held_tail;
     unsigned nheld;
     gw_tq_node wait;    /* replay timeout */
+    unread_msg *unread, *unread_last; /* receipts waiting for on_consumed */
 };
 
 struct chat_member {
@@ -1061,11 +1072,64 @@ static void hold(chat_worker *cw, chat_sock *cs, gw_blob *b, const char *room, i
                  int own);
 static void go_live(chat_worker *cw, chat_sock *cs);
 
+/* Called right after message seq of m's room was queued on cs: delivered
+ * (and seen when the room is open) once the client has read it, which on
+ * WebSocket is now and on long-polling when it polls again. */
 static void deliver_receipts(chat_worker *cw, chat_sock *cs, chat_member *m, int64_t seq)
 {
-    receipt_add(cw, m->room->e.key, cs->user, 'd', seq);
-    if (m->open)
-        receipt_add(cw, m->room->e.key, cs->user, 'v', seq);
+    if (!cw->storage || !cs->user)
+        return;
+    uint64_t mark = gw_socket_unread_mark(cs->sock);
+    if (mark == 0) {
+        receipt_add(cw, m->room->e.key, cs->user, 'd', seq);
+        if (m->open)
+            receipt_add(cw, m->room->e.key, cs->user, 'v', seq);
+        return;
+    }
+    /* bounded: what is unread sits in the session's polling queue or in its
+     * last answer, both under the output limit */
+    size_t rl = m->room->e.len;
+    unread_msg *u = pr_malloc(sizeof *u + rl + 1);
+    u->next = NULL;
+    u->mark = mark;
+    u->seq = seq;
+    u->open = m->open;
+    memcpy(u->room, m->room->e.key, rl + 1);
+    if (cs->unread_last)
+        cs->unread_last->next = u;
+    else
+        cs->unread = u;
+    cs->unread_last = u;
+}
+
+static void chat_consumed(gw_socket *sock, uint64_t mark)
+{
+    chat_worker *cw = CW(gw_socket_worker(sock));
+    chat_sock *cs = gw_socket_data(sock);
+    if (!cs)
+        return;
+    while (cs->unread && cs->unread->mark <= mark) {
+        unread_msg *u = cs->unread;
+        cs->unread = u->next;
+        receipt_add(cw, u->room, cs->user, 'd', u->seq);
+        if (u->open)
+            receipt_add(cw, u->room, cs->user, 'v', u->seq);
+        pr_free(u);
+    }
+    if (!cs->unread)
+        cs->unread_last = NULL;
+}
+
+/* A socket that goes with unread deliveries reports nothing for them: the
+ * next connect's sync brings them again. */
+static void free_unread(chat_sock *cs)
+{
+    while (cs->unread) {
+        unread_msg *u = cs->unread;
+        cs->unread = u->next;
+        pr_free(u);
+    }
+    cs->unread_last = NULL;
 }
 
 static int item_cmp(const void *pa, const void *pb)
@@ -2420,6 +2484,7 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
         cs->rooms = m->snext;
         room_unlink(cw, m);
     }
+    free_unread(cs);
     user_detach(cw, cs);
     if (cs->prev)
         cs->prev->next = cs->next;
@@ -2559,4 +2624,5 @@ const gw_app gw_app_chat = {
     .on_connect = chat_connect,
     .on_event = chat_event,
     .on_disconnect = chat_disconnect,
+    .on_consumed = chat_consumed,
 };

@@ -138,6 +138,7 @@ int gw__eio_send_blob(gw_session *s, gw_blob *b)
     }
     gw_onode *n = gw__onode_alloc();
     n->blob = gw__blob_ref(b);
+    s->out_seq++;
     if (s->pollq_tail)
         s->pollq_tail->next = n;
     else
@@ -156,6 +157,26 @@ int gw__eio_send(gw_session *s, eio_type type, int binary, pr_view data)
     int rc = gw__eio_send_blob(s, b);
     gw__blob_unref(b);
     return rc;
+}
+
+uint64_t gw__eio_unread_mark(const gw_session *s)
+{
+    if (s->closed || s->doomed)
+        return UINT64_MAX; /* what it dropped is never read */
+    if (s->transport == GW_T_WEBSOCKET || s->consumed_seq == s->out_seq)
+        return 0;
+    return s->out_seq;
+}
+
+/* The client proved it read every packet up to mark: the app may now count
+ * what they carried as delivered. */
+static void consumed(gw_session *s, uint64_t mark)
+{
+    if (mark <= s->consumed_seq)
+        return;
+    s->consumed_seq = mark;
+    if (s->w->app->socketio)
+        gw__sio_on_consumed(s, mark);
 }
 
 static void send_on_conn(gw_conn *c, eio_type type, pr_view data)
@@ -184,6 +205,9 @@ static void poll_answer(gw_session *s)
         if (rc != 0)
             break; /* cannot happen: enc holds twice the hard limit */
     }
+    /* read only once the next GET proves this answer reached the client: a
+     * proxy may still be holding the request of a page that is gone */
+    s->answered_seq = s->out_seq;
     pollq_free(s);
     s->conn = NULL;
     c->session = NULL;
@@ -381,7 +405,9 @@ static void complete_upgrade(gw_session *s, gw_conn *ws)
     s->upgrading = 0;
     s->probe = NULL;
     s->conn = ws;
-    /* what waited for the next poll now goes over the WebSocket, in order */
+    /* The client paused polling (its last GET was answered and read) before
+     * it sent the upgrade; what waited for the next poll now goes over the
+     * WebSocket, in order, and counts as read there. */
     gw_onode *n = s->pollq_head;
     s->pollq_head = s->pollq_tail = NULL;
     s->pollq_bytes = 0;
@@ -392,6 +418,7 @@ static void complete_upgrade(gw_session *s, gw_conn *ws)
         gw__onode_release(n);
         n = next;
     }
+    consumed(s, s->out_seq);
     GW_DEBUG("event=upgraded sid=%s", s->sid);
 }
 
@@ -495,6 +522,11 @@ static pr_view query_param(pr_view q, const char *name)
 
 static void respond_eio_error(gw_conn *c, int code)
 {
+    if (code == 4) { /* as the reference server: Forbidden is a 403 */
+        gw__http_respond(c, 403, "application/json",
+                         PR_VIEW_LIT("{\"code\":4,\"message\":\"Forbidden\"}"), 0);
+        return;
+    }
     static const char *const msgs[] = {"Transport unknown", "Session ID unknown",
                                        "Bad handshake method", "Bad request", "Forbidden",
                                        "Unsupported protocol version"};
@@ -575,7 +607,7 @@ static void handle_post(gw_conn *c, gw_session *s, pr_view body)
 }
 
 void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body, int is_upgrade,
-                            pr_view ws_key, pr_view token)
+                            pr_view ws_key, pr_view token, int flags)
 {
     gw_worker *w = c->w;
     pr_view eio = query_param(query, "EIO"), transport = query_param(query, "transport"),
@@ -608,8 +640,10 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
             return;
         }
         gw_session *s = session_new(w, t);
-        if (token.len && token.len <= 4096 && w->app->socketio)
+        if (token.len && token.len <= 4096 && w->app->socketio) {
             s->http_token = pr_strndup(token.ptr, token.len); /* for the app's CONNECT */
+            s->cookie_auth = (flags & GW_REQ_COOKIE) != 0;
+        }
         if (t == GW_T_WEBSOCKET) {
             gw__ws_accept(c, ws_key);
             s->conn = c;
@@ -649,6 +683,12 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
         respond_eio_error(c, 1);
         return;
     }
+    if (s->cookie_auth && !(flags & GW_REQ_ORIGIN_TRUSTED)) {
+        /* a page of another origin that learnt the sid rides on the cookie */
+        GW_WARN_RATELIMITED("event=foreign_origin sid=%s", s->sid);
+        respond_eio_error(c, 4);
+        return;
+    }
     if (t == GW_T_WEBSOCKET) {
         if (s->transport != GW_T_POLLING || s->upgrading) {
             /* as the reference server does: open, then close at once */
@@ -677,6 +717,7 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
         }
         s->conn = c;
         c->session = s;
+        consumed(s, s->answered_seq); /* a client polls again once it read the last answer */
         if (s->upgrading && s->probe_acked)
             poll_answer_packet(s, EIO_NOOP);
         else if (s->pollq_head)

@@ -216,6 +216,12 @@ struct gw_session {
     uint8_t awaiting_pong; /* hb is in pong_tq (else in ping_tq) */
     uint8_t tombstone;     /* closed by the client, sid kept for a late GET */
     uint8_t doomed;        /* polling queue over the limit: closed in the flush pass */
+    uint8_t cookie_auth;   /* the handshake's credential was a cookie: Origin is checked */
+    /* Polling: what the client has provably read. Packets queued for a GET
+     * are numbered (out_seq); a GET's answer takes them up to answered_seq,
+     * and they count as read (consumed_seq) when the client sends its next
+     * GET, or upgrades. WebSocket packets count as read when queued. */
+    uint64_t out_seq, answered_seq, consumed_seq;
     gw_worker *w;
     gw_conn *conn;         /* WebSocket transport, or the parked polling GET */
     gw_conn *probe;        /* WebSocket being upgraded to */
@@ -228,9 +234,13 @@ struct gw_session {
     char *http_token;      /* bearer token of the handshake request, until CONNECT */
 };
 
-/* HTTP entry points of the engine; c is the request's connection. */
+/* HTTP entry points of the engine; c is the request's connection. token is
+ * the request's bearer token (empty when none, or when it was a cookie sent
+ * from an untrusted Origin); flags are GW_REQ_*. */
+#define GW_REQ_COOKIE 1         /* token came from the "token" cookie */
+#define GW_REQ_ORIGIN_TRUSTED 2 /* no Origin, a listed one, or the same origin */
 void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body, int is_upgrade,
-                            pr_view ws_key, pr_view token);
+                            pr_view ws_key, pr_view token, int flags);
 void gw__eio_on_ws_text(gw_conn *c, pr_view data);
 void gw__eio_on_ws_binary(gw_conn *c, pr_view data);
 void gw__eio_on_ws_closed(gw_conn *c);      /* the WebSocket went away */
@@ -319,10 +329,15 @@ void gw__sio_on_open(gw_session *s);
 void gw__sio_on_message(gw_session *s, int binary, pr_view data);
 void gw__sio_on_close(gw_session *s, const char *reason);
 void gw__sio_connect_timeout(gw_tq *tq, gw_tq_node *n);
+/* The client has read every packet of s up to mark (app's on_consumed). */
+void gw__sio_on_consumed(gw_session *s, uint64_t mark);
 
 /* ---- engine send/close, used by socketio.c and apps ------------------------ */
 int gw__eio_send(gw_session *s, eio_type type, int binary, pr_view data);
 int gw__eio_send_blob(gw_session *s, gw_blob *b);
+/* 0 when everything queued on s counts as read by the client (WebSocket),
+ * else the mark gw__sio_on_consumed reports once it does (polling). */
+uint64_t gw__eio_unread_mark(const gw_session *s);
 void gw__eio_close(gw_session *s, const char *reason); /* WebSocket close code 1000 */
 void gw__eio_close_code(gw_session *s, const char *reason, uint16_t ws_code);
 /* The client sent something invalid: count it and close with 1008. */

@@ -22,13 +22,14 @@ enum {
     H_AC_REQ_HEADERS,
     H_AUTHORIZATION,
     H_COOKIE,
+    H_HOST,
     H_COUNT,
     H_OTHER = H_COUNT,
 };
 
 static const char *const header_names[H_COUNT] = {
     "origin", "upgrade", "sec-websocket-key", "sec-websocket-version",
-    "access-control-request-headers", "authorization", "cookie",
+    "access-control-request-headers", "authorization", "cookie", "host",
 };
 
 typedef struct {
@@ -218,6 +219,29 @@ static const char *status_text(int status)
     }
 }
 
+/* 1 when origin is one of the comma-separated list (spaces around items
+ * ignored). "*" is not expanded here. */
+static int origin_listed(const char *list, pr_view origin)
+{
+    const char *p = list;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        while (n && p[0] == ' ') {
+            p++;
+            n--;
+        }
+        while (n && p[n - 1] == ' ')
+            n--;
+        if (n == origin.len && !memcmp(p, origin.ptr, n))
+            return 1;
+        if (!e)
+            break;
+        p = e + 1;
+    }
+    return 0;
+}
+
 /* Appends the CORS headers this request earns under --cors-origin; a
  * preflight (OPTIONS) also gets the methods and headers it asked for. */
 static void append_cors(const gw_config *cfg, pr_buf *out, const gw_http *h)
@@ -225,26 +249,7 @@ static void append_cors(const gw_config *cfg, pr_buf *out, const gw_http *h)
     pr_view origin = span_view(h, h->hdr[H_ORIGIN]);
     if (!cfg->cors_origin[0] || origin.len == 0)
         return;
-    int allowed = 0;
-    if (!strcmp(cfg->cors_origin, "*")) {
-        allowed = 1;
-    } else {
-        const char *p = cfg->cors_origin;
-        while (*p && !allowed) {
-            const char *e = strchr(p, ',');
-            size_t n = e ? (size_t)(e - p) : strlen(p);
-            while (n && p[0] == ' ') {
-                p++;
-                n--;
-            }
-            while (n && p[n - 1] == ' ')
-                n--;
-            allowed = n == origin.len && !memcmp(p, origin.ptr, n);
-            p = e ? e + 1 : p + n;
-            if (!e)
-                break;
-        }
-    }
+    int allowed = !strcmp(cfg->cors_origin, "*") || origin_listed(cfg->cors_origin, origin);
     if (!allowed)
         return;
     if (!strcmp(cfg->cors_origin, "*") && !cfg->cors_credentials) {
@@ -338,10 +343,35 @@ static int path_is(pr_view path, const char *want)
     return n > 1 && want[n - 1] == '/' && path.len == n - 1 && !memcmp(path.ptr, want, n - 1);
 }
 
-/* The bearer token of the request: "Authorization: Bearer <t>", else the
- * "token" cookie. Empty when neither is present. */
-static pr_view request_token(const gw_http *h)
+/*
+ * Whether a cookie of this request may be taken as a credential: a browser
+ * sends the cookie with a WebSocket or polling request that any page opens
+ * (cross-site WebSocket hijacking), and always says which page in Origin.
+ * Trusted: no Origin (not a browser, which sends it on every WebSocket and
+ * cross-origin request), an origin listed in --cors-origin ("*" lists
+ * nothing here: any page is not a credential's page), or the same origin,
+ * i.e. the Origin's host[:port] is the request's Host.
+ */
+static int origin_trusted(const gw_config *cfg, const gw_http *h)
 {
+    pr_view origin = span_view(h, h->hdr[H_ORIGIN]);
+    if (h->hdr[H_ORIGIN].len == 0)
+        return 1;
+    if (cfg->cors_origin[0] && origin_listed(cfg->cors_origin, origin))
+        return 1;
+    pr_view host = span_view(h, h->hdr[H_HOST]);
+    const char *sep = origin.len > 3 ? memchr(origin.ptr, ':', origin.len) : NULL;
+    if (!sep || (size_t)(origin.ptr + origin.len - sep) < 3 || memcmp(sep, "://", 3) != 0)
+        return 0; /* "null", or not scheme://host */
+    pr_view auth = pr_view_make(sep + 3, (size_t)(origin.ptr + origin.len - sep - 3));
+    return auth.len > 0 && auth.len == host.len && !strncasecmp(auth.ptr, host.ptr, auth.len);
+}
+
+/* The bearer token of the request: "Authorization: Bearer <t>", else the
+ * "token" cookie (*cookie set). Empty when neither is present. */
+static pr_view request_token(const gw_http *h, int *cookie)
+{
+    *cookie = 0;
     pr_view a = span_view(h, h->hdr[H_AUTHORIZATION]);
     if (a.len > 7 && !strncasecmp(a.ptr, "Bearer ", 7)) {
         pr_view t = pr_view_make(a.ptr + 7, a.len - 7);
@@ -358,8 +388,10 @@ static pr_view request_token(const gw_http *h)
             p++;
         const char *semi = memchr(p, ';', (size_t)(end - p));
         const char *e = semi ? semi : end;
-        if (e - p > 6 && !memcmp(p, "token=", 6))
+        if (e - p > 6 && !memcmp(p, "token=", 6)) {
+            *cookie = 1;
             return pr_view_make(p + 6, (size_t)(e - p - 6));
+        }
         p = semi ? semi + 1 : NULL;
     }
     return pr_view_make("", 0);
@@ -392,8 +424,14 @@ static void dispatch(gw_conn *c)
                 return;
             }
         }
+        int cookie;
+        pr_view token = request_token(h, &cookie);
+        int trusted = origin_trusted(cfg, h);
+        if (cookie && !trusted)
+            token = pr_view_make("", 0); /* not a credential from that page */
+        int flags = (cookie && trusted ? GW_REQ_COOKIE : 0) | (trusted ? GW_REQ_ORIGIN_TRUSTED : 0);
         gw__eio_handle_request(c, h->method, query, pr_buf_view(&h->body), upgrade,
-                               span_view(h, h->hdr[H_WS_KEY]), request_token(h));
+                               span_view(h, h->hdr[H_WS_KEY]), token, flags);
         return;
     }
     if (path_is(path, "/healthz") && h->method == HTTP_GET) {

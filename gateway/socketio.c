@@ -127,6 +127,23 @@ int gw_socket_send_blob(gw_socket *sock, gw_blob *b)
     return gw__eio_send_blob(sock->as->s, b);
 }
 
+uint64_t gw_socket_unread_mark(const gw_socket *sock)
+{
+    return gw__eio_unread_mark(sock->as->s);
+}
+
+void gw__sio_on_consumed(gw_session *s, uint64_t mark)
+{
+    const gw_app *app = s->w->app;
+    if (!s->app || !app->on_consumed)
+        return;
+    for (gw_socket *sock = s->app->sockets, *next; sock; sock = next) {
+        next = sock->next;
+        if (!sock->pending)
+            app->on_consumed(sock, mark);
+    }
+}
+
 /* ---- sockets ---- */
 
 static void socket_free(gw_socket *sock)

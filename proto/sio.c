@@ -133,6 +133,70 @@ static int shape_valid(const sio_packet *p)
     }
 }
 
+static int hex4(const char *p, unsigned *v)
+{
+    unsigned x = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        unsigned d;
+        if (c >= '0' && c <= '9')
+            d = (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            d = (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            d = (unsigned)(c - 'A' + 10);
+        else
+            return 0;
+        x = x << 4 | d;
+    }
+    *v = x;
+    return 1;
+}
+
+/*
+ * Finds, inside the JSON strings of p[0..n), every escape \uD800-\uDFFF
+ * that is not half of a high+low pair: what JSON.stringify emits for text
+ * cut in the middle of an emoji, and what jansson refuses. With fix (a
+ * writable copy of p) each one is rewritten there to \uFFFD, the same six
+ * bytes. Escaped backslashes and quotes are honoured; anything else invalid
+ * is left for jansson to refuse. Returns how many were found.
+ */
+size_t sio_lone_surrogates(const char *p, size_t n, char *fix)
+{
+    size_t found = 0;
+    int in_str = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = p[i];
+        if (!in_str) {
+            in_str = c == '"';
+            continue;
+        }
+        if (c == '"') {
+            in_str = 0;
+            continue;
+        }
+        if (c != '\\')
+            continue;
+        unsigned v, lo;
+        if (n - i < 6 || p[i + 1] != 'u' || !hex4(p + i + 2, &v)) {
+            i++; /* the escaped byte, '\\' and '"' among them */
+            continue;
+        }
+        if (v >= 0xD800 && v <= 0xDBFF && n - i >= 12 && p[i + 6] == '\\' && p[i + 7] == 'u' &&
+            hex4(p + i + 8, &lo) && lo >= 0xDC00 && lo <= 0xDFFF) {
+            i += 11; /* a valid pair */
+            continue;
+        }
+        if (v >= 0xD800 && v <= 0xDFFF) {
+            found++;
+            if (fix)
+                memcpy(fix + i + 2, "FFFD", 4);
+        }
+        i += 5;
+    }
+    return found;
+}
+
 int sio_decode(pr_view text, sio_packet *out)
 {
     int rc = PR_EINVAL;
@@ -182,7 +246,18 @@ int sio_decode(pr_view text, sio_packet *out)
         /* Without JSON_DISABLE_EOF_CHECK jansson refuses trailing bytes; it
          * also validates UTF-8. */
         json_error_t jerr;
-        out->data = json_loadb(text.ptr + pos, text.len - pos, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        const char *json = text.ptr + pos;
+        size_t jlen = text.len - pos;
+        char *copy = NULL;
+        if (sio_lone_surrogates(json, jlen, NULL) > 0) {
+            /* A browser's cut emoji is text, not an attack: U+FFFD */
+            copy = pr_malloc(jlen);
+            memcpy(copy, json, jlen);
+            sio_lone_surrogates(json, jlen, copy);
+            json = copy;
+        }
+        out->data = json_loadb(json, jlen, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+        pr_free(copy);
         if (out->data == NULL)
             goto fail;
     }

@@ -53,12 +53,21 @@ typedef struct {
  * '/' and ends at the first ',' or, without one, at the end of the text (as
  * in the reference parser: "1/admin" is DISCONNECT of "/admin"); control
  * bytes and bad UTF-8 in it are PR_EINVAL. JSON nested deeper than 32 is
- * PR_EINVAL. A nsp of SIO_NSP_MAX bytes or more, or more than
+ * PR_EINVAL. A lone UTF-16 surrogate escape in a JSON string decodes as
+ * U+FFFD (sio_lone_surrogates). A nsp of SIO_NSP_MAX bytes or more, or more than
  * SIO_MAX_ATTACHMENTS attachments, is PR_ETOOBIG.
  * On success *out owns data (free with sio_packet_dispose); on error *out
  * holds nothing to free.
  */
 int sio_decode(pr_view text, sio_packet *out);
+/*
+ * Counts the escapes \uD800-\uDFFF inside JSON strings of p[0..n) that are
+ * not half of a high+low pair; with fix (a copy of p, same length) rewrites
+ * each there to \uFFFD. sio_decode does this before parsing, so a lone
+ * surrogate (JSON.stringify of text cut inside an emoji) decodes as U+FFFD
+ * instead of failing the packet.
+ */
+size_t sio_lone_surrogates(const char *p, size_t n, char *fix);
 /* 1 when every announced attachment has arrived. */
 static inline int sio_packet_complete(const sio_packet *p) { return p->nattached == p->attachments; }
 /* Adds the next binary attachment (copied). PR_ESTATE if none is expected,

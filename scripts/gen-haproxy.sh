@@ -81,6 +81,11 @@ defaults
     option dontlognull
     option forwardfor
     option redispatch
+    # a client that goes away (a closed page) ends its request at the
+    # gateway too: without this HAProxy keeps a parked long-poll GET open
+    # and the gateway holds the user online, and writes it messages, until
+    # the ping timeout
+    option abortonclose
     retries 3
     timeout connect 5s
     # above pingInterval + pingTimeout (25 s + 20 s): a long-poll GET is held

@@ -375,6 +375,40 @@ static void test_encode(void)
     pr_buf_dispose(&b);
 }
 
+/* JSON.stringify("\ud83d\ude00".slice(0, 1)) is "\ud83d": a lone surrogate
+ * decodes as U+FFFD (EF BF BD), a valid pair stays the character it is. */
+static void test_lone_surrogates(void)
+{
+    DECODE_OK("2[\"m\",\"a\\ud83d\"]", SIO_EVENT, "/", -1, 0, "[\"m\",\"a\xef\xbf\xbd\"]",
+              "2[\"m\",\"a\xef\xbf\xbd\"]");
+    DECODE_OK("2[\"m\",\"\\uDE00b\"]", SIO_EVENT, "/", -1, 0, "[\"m\",\"\xef\xbf\xbd" "b\"]",
+              "2[\"m\",\"\xef\xbf\xbd" "b\"]");
+    /* high then high: the first is lone, the second pairs with what follows */
+    DECODE_OK("2[\"m\",\"\\ud83d\\ud83d\\ude00\"]", SIO_EVENT, "/", -1, 0,
+              "[\"m\",\"\xef\xbf\xbd\xf0\x9f\x98\x80\"]", "2[\"m\",\"\xef\xbf\xbd\xf0\x9f\x98\x80\"]");
+    DECODE_OK("2[\"m\",{\"\\udc00\":\"\\ud800\"}]", SIO_EVENT, "/", -1, 0,
+              "[\"m\",{\"\xef\xbf\xbd\":\"\xef\xbf\xbd\"}]", "2[\"m\",{\"\xef\xbf\xbd\":\"\xef\xbf\xbd\"}]");
+    /* an escaped backslash makes "ud83d" plain text */
+    DECODE_OK("2[\"m\",\"\\\\ud83d\"]", SIO_EVENT, "/", -1, 0, "[\"m\",\"\\\\ud83d\"]", NULL);
+    DECODE_OK("2[\"m\",\"\\\"\\ud83d\"]", SIO_EVENT, "/", -1, 0, "[\"m\",\"\\\"\xef\xbf\xbd\"]",
+              "2[\"m\",\"\\\"\xef\xbf\xbd\"]");
+
+    const char pair[] = "[\"\\ud83d\\ude00\",\"\\\\udc00\"]";
+    CHECK_EQ(sio_lone_surrogates(pair, sizeof pair - 1, NULL), 0);
+    /* outside strings nothing is touched; a cut escape is left to jansson */
+    const char cut[] = "[\"\\ud83\"] \\ud800";
+    CHECK_EQ(sio_lone_surrogates(cut, sizeof cut - 1, NULL), 0);
+    const char end[] = "[\"x\\ud83d";
+    CHECK_EQ(sio_lone_surrogates(end, sizeof end - 1, NULL), 1);
+    char fixed[sizeof end];
+    memcpy(fixed, end, sizeof end);
+    CHECK_EQ(sio_lone_surrogates(end, sizeof end - 1, fixed), 1);
+    CHECK_MEM(fixed, sizeof end - 1, "[\"x\\uFFFD");
+    /* still invalid JSON after the rewrite: refused as before */
+    CHECK_EQ(decode_rc(V("2[\"m\",\"\\ud83\"]")), PR_EINVAL);
+    CHECK_EQ(decode_rc(V("2[\"m\",\"\\ud83d")), PR_EINVAL);
+}
+
 int main(void)
 {
     pr_alloc_install_jansson();
@@ -386,5 +420,6 @@ int main(void)
     test_attachments();
     test_is_placeholder();
     test_encode();
+    test_lone_surrogates();
     T_DONE();
 }
