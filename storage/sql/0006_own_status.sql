@@ -6,9 +6,9 @@
 --    chat_ingest with no watermarks row and no messageStatus, so when Bob
 --    answered Alice at once, his send covered her message and the receipt
 --    that followed moved nothing: Alice never heard "delivered" or "seen".
---    Now chat_batch makes that move after chat_ingest through the same
---    function as receipts (chat__moves): it is logged, and it raises the
---    events of the messages of others it covers.
+--    Now chat_batch makes that move after chat_ingest: it is logged in
+--    watermarks like a receipt's, and raises the events of the messages of
+--    others it covers (chat__events, shared with chat_receipts).
 -- 2. One move that jumps both watermarks (a reply, opening the room or
 --    markSeen right after the message arrived) used to report only
 --    "seen". Now a move reports "delivered" for its delivered range and
@@ -17,18 +17,67 @@
 --    "delivered": the seen that follows it has not been told yet).
 
 --
--- Moves watermarks forward: member mu[k] of room mr[k] has been delivered
--- up to md[k] and has seen up to ms[k] (NULL: no news; ms -1: everything
--- stored so far). Clamped to the room's last_seq; seen implies delivered;
--- never back; members only; several entries of one member count as their
--- maximum. Each move is logged in watermarks ('s' standing for 'd' too when
--- both reach the same seq). Returns the messageStatus events of the moves:
--- for each move of member M and each sender X <> M with messages in a
--- moved range, X's latest message in the delivered range ('delivered') and
--- in the seen range ('seen'), with its aggregate; per (room, sender,
--- member) delivered comes before seen.
+-- The messageStatus events of watermark moves mv (old and new values): for
+-- each move of member M and each sender X <> M with messages in a moved
+-- range, X's latest message in the delivered range ('delivered') and in
+-- the seen range ('seen'), with its aggregate; per (room, sender, member)
+-- delivered comes before seen. Runs under its callers' settings (no SET
+-- clauses: chat_receipts and chat_batch set them; a function with SET
+-- clauses costs a configuration save and restore at every call).
 --
-CREATE FUNCTION chat__moves(mr text[], mu text[], md bigint[], ms bigint[])
+CREATE FUNCTION chat__events(mv chat_move[])
+RETURNS TABLE (room text, member text, status text, sender text, seq bigint, aggregate text)
+LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    -- The aggregate is computed once per message (the row numbered 1); it
+    -- reads the watermarks the caller has just moved.
+    RETURN QUERY
+    SELECT z.room, z.member, z.status, z.sender, z.seq,
+           CASE WHEN z.status = 'delivered' AND z.agg = 'seen' THEN 'delivered' ELSE z.agg END
+      FROM (SELECT e.*,
+                   first_value(a.aggregate) OVER (PARTITION BY e.room, e.sender, e.seq
+                                                  ORDER BY e.rn) AS agg
+              FROM (SELECT ev.*,
+                           row_number() OVER (PARTITION BY ev.room, ev.sender, ev.seq) AS rn
+                      FROM (SELECT v.room, v.usr AS member, 'seen' AS status, x.sender, x.seq
+                              FROM unnest(mv) v
+                             CROSS JOIN LATERAL (
+                                    SELECT m.sender_id AS sender, max(m.seq) AS seq
+                                      FROM messages m
+                                     WHERE m.room_id = v.room AND m.seq > v.os AND m.seq <= v.ns
+                                       AND m.sender_id <> v.usr
+                                     GROUP BY m.sender_id) x
+                             WHERE v.ns > v.os
+                            UNION ALL
+                            SELECT v.room, v.usr, 'delivered', x.sender, x.seq
+                              FROM unnest(mv) v
+                             CROSS JOIN LATERAL (
+                                    SELECT m.sender_id AS sender, max(m.seq) AS seq
+                                      FROM messages m
+                                     WHERE m.room_id = v.room AND m.seq > v.od AND m.seq <= v.nd
+                                       AND m.sender_id <> v.usr
+                                     GROUP BY m.sender_id) x
+                             WHERE v.nd > v.od) ev) e
+              LEFT JOIN LATERAL (
+                    SELECT CASE WHEN count(*) = 0 THEN 'sent'
+                                WHEN min(m.seen_seq) >= e.seq THEN 'seen'
+                                WHEN min(m.delivered_seq) >= e.seq THEN 'delivered'
+                                ELSE 'sent' END AS aggregate
+                      FROM room_members m
+                     WHERE e.rn = 1 AND m.room_id = e.room AND m.user_id <> e.sender) a ON true) z
+     ORDER BY z.room, z.sender, z.member, z.status = 'seen', z.seq;
+END
+$$;
+
+--
+-- Applies receipts: as 0005 (clamped to the room's last_seq, seen implies
+-- delivered, never back, members only, several lines of one member count
+-- as their maximum, each move logged in watermarks, 's' standing for 'd'
+-- too when both reach the same seq). Returns the messageStatus events of
+-- chat__events: a jump of both watermarks reports delivered and seen.
+--
+CREATE OR REPLACE FUNCTION chat_receipts(batch jsonb)
 RETURNS TABLE (room text, member text, status text, sender text, seq bigint, aggregate text)
 LANGUAGE plpgsql
 SET plan_cache_mode = force_generic_plan
@@ -41,12 +90,18 @@ AS $$
 DECLARE
     mv chat_move[];
 BEGIN
-    -- As 0005's chat_receipts: the moves, applied and logged in one
-    -- statement, members' rows updated in key order.
+    -- The moves, applied and logged in one statement. The members' rows
+    -- are updated in key order (the nested loop follows the sorted
+    -- requests), so two transactions moving the same members wait for each
+    -- other rather than deadlock. The old values come from the statement's
+    -- snapshot: only a concurrent move of the same member (a split-brain
+    -- owner) could make them stale, and then the update, which re-reads
+    -- the row it waited for, still never moves back; stale old values
+    -- would only repeat some of that other transaction's events.
     WITH req AS (
         SELECT q.r, q.u, max(q.d) AS d, max(q.s) FILTER (WHERE q.s >= 0) AS s,
                bool_or(q.s = -1) AS s_all
-          FROM unnest(mr, mu, md, ms) AS q(r, u, d, s)
+          FROM jsonb_to_recordset(batch) AS q(r text, u text, d bigint, s bigint)
          WHERE q.r IS NOT NULL AND q.u IS NOT NULL
          GROUP BY q.r, q.u
     ), upd AS (
@@ -89,67 +144,7 @@ BEGIN
         RETURN;
     END IF;
 
-    -- The aggregate is computed once per message (the row numbered 1) and
-    -- read after the moves (a separate statement).
-    RETURN QUERY
-    SELECT z.room, z.member, z.status, z.sender, z.seq,
-           CASE WHEN z.status = 'delivered' AND z.agg = 'seen' THEN 'delivered' ELSE z.agg END
-      FROM (SELECT e.*,
-                   first_value(a.aggregate) OVER (PARTITION BY e.room, e.sender, e.seq
-                                                  ORDER BY e.rn) AS agg
-              FROM (SELECT ev.*,
-                           row_number() OVER (PARTITION BY ev.room, ev.sender, ev.seq) AS rn
-                      FROM (SELECT v.room, v.usr AS member, 'seen' AS status, x.sender, x.seq
-                              FROM unnest(mv) v
-                             CROSS JOIN LATERAL (
-                                    SELECT m.sender_id AS sender, max(m.seq) AS seq
-                                      FROM messages m
-                                     WHERE m.room_id = v.room AND m.seq > v.os AND m.seq <= v.ns
-                                       AND m.sender_id <> v.usr
-                                     GROUP BY m.sender_id) x
-                             WHERE v.ns > v.os
-                            UNION ALL
-                            SELECT v.room, v.usr, 'delivered', x.sender, x.seq
-                              FROM unnest(mv) v
-                             CROSS JOIN LATERAL (
-                                    SELECT m.sender_id AS sender, max(m.seq) AS seq
-                                      FROM messages m
-                                     WHERE m.room_id = v.room AND m.seq > v.od AND m.seq <= v.nd
-                                       AND m.sender_id <> v.usr
-                                     GROUP BY m.sender_id) x
-                             WHERE v.nd > v.od) ev) e
-              LEFT JOIN LATERAL (
-                    SELECT CASE WHEN count(*) = 0 THEN 'sent'
-                                WHEN min(m.seen_seq) >= e.seq THEN 'seen'
-                                WHEN min(m.delivered_seq) >= e.seq THEN 'delivered'
-                                ELSE 'sent' END AS aggregate
-                      FROM room_members m
-                     WHERE e.rn = 1 AND m.room_id = e.room AND m.user_id <> e.sender) a ON true) z
-     ORDER BY z.room, z.sender, z.member, z.status = 'seen', z.seq;
-END
-$$;
-
---
--- Applies receipts: a JSON array of {r, u, d, s} (see chat__moves).
--- Returns the messageStatus events to publish on user:{sender}.
---
-CREATE OR REPLACE FUNCTION chat_receipts(batch jsonb)
-RETURNS TABLE (room text, member text, status text, sender text, seq bigint, aggregate text)
-LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET enable_seqscan = off
-AS $$
-#variable_conflict use_column
-BEGIN
-    RETURN QUERY
-    SELECT e.*
-      FROM (SELECT array_agg(q.r) AS r, array_agg(q.u) AS u, array_agg(q.d) AS d,
-                   array_agg(q.s) AS s
-              FROM jsonb_to_recordset(batch) AS q(r text, u text, d bigint, s bigint)) a
-     CROSS JOIN LATERAL chat__moves(a.r, a.u, a.d, a.s) e;
+    RETURN QUERY SELECT * FROM chat__events(mv);
 END
 $$;
 
@@ -372,9 +367,7 @@ AS $$
 #variable_conflict use_column
 DECLARE
     res chat_ingested[];
-    own_r text[];
-    own_u text[];
-    own_seq bigint[];
+    mv chat_move[];
 BEGIN
     IF receipts IS NOT NULL AND jsonb_array_length(receipts) > 0 THEN
         RETURN QUERY
@@ -392,18 +385,55 @@ BEGIN
            NULL::text
       FROM unnest(res) x;
 
-    -- each sender's move to its last new message of each room (a 'dup'
-    -- moved it when it was new; a 'retry' moves it when it is stored)
-    SELECT array_agg(q.room ORDER BY q.room, q.usr), array_agg(q.usr ORDER BY q.room, q.usr),
-           array_agg(q.seq ORDER BY q.room, q.usr)
-      INTO own_r, own_u, own_seq
-      FROM (SELECT x.room, x.usr, max(x.seq) AS seq FROM unnest(res) x
-             WHERE x.status = 'new' GROUP BY x.room, x.usr) q;
-    IF own_r IS NOT NULL THEN
+    -- Each sender's move to its last new message in each room: seen (and
+    -- delivered) up to there, logged ('s' stands for 'd'; delivered may
+    -- already be further) and reported like a receipt's. Only up to its
+    -- last message before another sender's message of this batch: that
+    -- one was stored together with the sender's, never shown to it (two
+    -- people writing at once), and its receipt will tell. A 'dup' moved
+    -- the watermarks when it was new; a 'retry' moves them when it is
+    -- stored. One statement, as chat_receipts: no clamp is needed (the
+    -- seq was just given out), and the members' rows are updated in key
+    -- order.
+    WITH n AS (
+        -- nr = nu: every new message of the room in this batch up to this
+        -- one is the sender's own
+        SELECT x.room, x.usr, x.seq,
+               row_number() OVER (PARTITION BY x.room ORDER BY x.seq) AS nr,
+               row_number() OVER (PARTITION BY x.room, x.usr ORDER BY x.seq) AS nu
+          FROM unnest(res) x
+         WHERE x.status = 'new'
+    ), k AS (
+        SELECT n.room, n.usr, max(n.seq) AS seq FROM n WHERE n.nr = n.nu
+         GROUP BY n.room, n.usr
+    ), upd AS (
+        UPDATE room_members rm
+           SET delivered_seq = GREATEST(rm.delivered_seq, t.seq), seen_seq = t.seq
+          FROM (SELECT k.room, k.usr, k.seq, c.delivered_seq AS od, c.seen_seq AS os
+                  FROM k
+                 CROSS JOIN LATERAL (
+                        SELECT c.delivered_seq, c.seen_seq
+                          FROM room_members c WHERE c.room_id = k.room AND c.user_id = k.usr
+                        OFFSET 0) c
+                 WHERE c.seen_seq < k.seq
+                 ORDER BY k.room, k.usr
+                OFFSET 0) t
+         WHERE rm.room_id = t.room AND rm.user_id = t.usr AND rm.seen_seq < t.seq
+        RETURNING rm.room_id, rm.user_id, t.od, t.os, rm.delivered_seq AS nd,
+                  rm.seen_seq AS ns
+    ), wm AS (
+        INSERT INTO watermarks (room_id, user_id, kind, seq)
+        SELECT upd.room_id, upd.user_id, 's', upd.ns FROM upd
+            ON CONFLICT DO NOTHING
+    )
+    SELECT ARRAY(SELECT ROW(upd.room_id, upd.user_id, upd.od, upd.os, upd.nd, upd.ns)::chat_move
+                   FROM upd)
+      INTO mv;
+    IF cardinality(mv) > 0 THEN
         RETURN QUERY
         SELECT 's'::"char", NULL::int, e.status, NULL::bigint, e.seq, NULL::int, NULL::bigint,
                NULL::text, e.room, e.member, e.sender, e.aggregate
-          FROM chat__moves(own_r, own_u, own_seq, own_seq) e;
+          FROM chat__events(mv) e;
     END IF;
 END
 $$;
