@@ -109,6 +109,30 @@ describe('the sender hears every status of its message', () => {
     assert.deepEqual(b.inbox.all('messageStatus').filter((s) => s.userId === bob.id), [], 'Bob told of his own watermark');
   });
 
+  test('two people writing at once: a message stored beside the sender\'s is not claimed seen', T, async (t) => {
+    // chat_batch called directly with one batch holding Alice's and then
+    // Bob's message, as storage does when both arrive within one batch.
+    // Bob's send must not move his watermarks over Alice's message: it was
+    // never shown to him.
+    const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
+    const a = await connect(alice, t);
+    const first = await sendStored(a, { targetUserId: bob.id, text: 'first' });
+    const room = first.roomId;
+    const q = (x) => `'${String(x).replaceAll("'", "''")}'`;
+    const shard = await cl.pg.sql(`SELECT shard FROM messages WHERE room_id = ${q(room)} AND seq = 1`);
+    const batch = JSON.stringify([
+      { o: 0, r: room, u: alice.id, n: 'Alice', x: 'at once', sh: Number(shard) },
+      { o: 1, r: room, u: bob.id, n: 'Bob', x: 'me too', sh: Number(shard) },
+    ]);
+    const rows = (await cl.pg.sql(`SELECT k, status, seq, usr, sender FROM chat_batch(${q(batch)}::jsonb, '[]'::jsonb)`))
+      .split('\n')
+      .map((l) => l.split('|'));
+    assert.deepEqual(rows.filter((r) => r[0] === 'm').map((r) => [r[1], r[2], r[3]]), [['new', '2', alice.id], ['new', '3', bob.id]]);
+    assert.deepEqual(rows.filter((r) => r[0] === 's'), [], 'statuses from a move over a message stored in the same batch');
+    const marks = await cl.pg.sql(`SELECT user_id, delivered_seq, seen_seq FROM room_members WHERE room_id = ${q(room)} ORDER BY user_id = ${q(alice.id)} DESC`);
+    assert.deepEqual(marks.split('\n'), [`${alice.id}|2|2`, `${bob.id}|0|0`], 'watermarks after the batch');
+  });
+
   test('opening the chat at once, or markSeen right on arrival: delivered then seen, once each', T, async (t) => {
     const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
     const a = await connect(alice, t);
