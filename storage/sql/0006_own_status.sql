@@ -8,7 +8,9 @@
 --    that followed moved nothing: Alice never heard "delivered" or "seen".
 --    Now chat_batch makes that move after chat_ingest: it is logged in
 --    watermarks like a receipt's, and raises the events of the messages of
---    others it covers (chat__events, shared with chat_receipts).
+--    others it covers (chat__events, shared with chat_receipts). It stops
+--    before another sender's message stored in the same batch, which the
+--    sender cannot have seen.
 -- 2. One move that jumps both watermarks (a reply, opening the room or
 --    markSeen right after the message arrived) used to report only
 --    "seen". Now a move reports "delivered" for its delivered range and
