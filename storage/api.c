@@ -630,6 +630,8 @@ static void message_acked(json_t *ack, void *arg)
             reply_error(q, 403, "not a member"); /* removed since the check */
         else if (err && !strcmp(err, "invalid payload"))
             reply_error(q, 400, err);
+        else if (err && !strcmp(err, "clientMsgId reused"))
+            reply_error(q, 409, err); /* another text under a stored clientMsgId */
         else if (err && !strcmp(err, "text too long"))
             reply_error(q, 413, err);
         else if (err)

@@ -16,8 +16,9 @@
  * keeps an absurd entry from reaching the database. */
 #define ST_TEXT_HARD_MAX (1u << 20)
 
-/* What became of an entry. */
-enum { ST_E_NONE, ST_E_NEW, ST_E_DUP, ST_E_FORBIDDEN, ST_E_RETRY, ST_E_INVALID };
+/* What became of an entry. ST_E_REUSED: its (sender, room, clientMsgId)
+ * names a message with another text, so it is no retry: refused. */
+enum { ST_E_NONE, ST_E_NEW, ST_E_DUP, ST_E_FORBIDDEN, ST_E_RETRY, ST_E_INVALID, ST_E_REUSED };
 
 typedef struct st__entry {
     char id[48]; /* stream entry id */

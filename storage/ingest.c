@@ -586,6 +586,7 @@ static void append_ack(pr_buf *json, entry *e)
         pr_buf_appendf(json, ",\"createdAt\":\"%s\",\"status\":\"sent\"}", e->created);
         break;
     case ST_E_FORBIDDEN: pr_buf_append(json, "{\"error\":\"not a member\"}", 24); break;
+    case ST_E_REUSED: pr_buf_append(json, "{\"error\":\"clientMsgId reused\"}", 30); break;
     default: pr_buf_append(json, "{\"error\":\"invalid payload\"}", 27); break;
     }
 }
@@ -826,6 +827,8 @@ static void apply_rows(st_ingest *g, batch *b, PGresult *res)
             e->status = ST_E_DUP;
         else if (!strcmp(status, "forbidden"))
             e->status = ST_E_FORBIDDEN;
+        else if (!strcmp(status, "reused"))
+            e->status = ST_E_REUSED;
         else
             e->status = ST_E_RETRY;
         if (e->status == ST_E_NEW || e->status == ST_E_DUP) {
@@ -847,6 +850,7 @@ static void apply_rows(st_ingest *g, batch *b, PGresult *res)
         case ST_E_NEW: st->messages_stored++; break;
         case ST_E_DUP: st->messages_duplicate++; break;
         case ST_E_FORBIDDEN: st->messages_forbidden++; break;
+        case ST_E_REUSED: st->messages_reused++; break;
         default: st->messages_retried++; break;
         }
     }

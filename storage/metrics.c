@@ -23,7 +23,10 @@ void st_metrics_write(st_ctx *c, struct evbuffer *out)
     counter(out, "chat_storage_messages_stored_total", "New messages committed.",
             s->messages_stored);
     counter(out, "chat_storage_messages_duplicate_total",
-            "Messages whose (sender, clientMsgId) was stored before.", s->messages_duplicate);
+            "Messages whose (sender, room, clientMsgId) was stored before.", s->messages_duplicate);
+    counter(out, "chat_storage_messages_reused_total",
+            "Messages refused: their (sender, room, clientMsgId) names another text.",
+            s->messages_reused);
     counter(out, "chat_storage_messages_forbidden_total",
             "Messages refused because the sender is not a member.", s->messages_forbidden);
     counter(out, "chat_storage_messages_retried_total",

@@ -85,7 +85,8 @@ extern const unsigned st_latency_le[ST_LATENCY_BUCKETS - 1]; /* ms, ingest.c */
 
 typedef struct {
     uint64_t messages_stored;    /* new messages committed */
-    uint64_t messages_duplicate; /* (sender, clientMsgId) seen before */
+    uint64_t messages_duplicate; /* (sender, room, clientMsgId) seen before */
+    uint64_t messages_reused;    /* the same with another text: refused */
     uint64_t messages_forbidden; /* sender not a member */
     uint64_t messages_retried;   /* concurrent duplicate, run again */
     uint64_t entries_malformed;  /* stream entries dropped as invalid */

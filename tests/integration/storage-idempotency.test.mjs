@@ -1,0 +1,110 @@
+// clientMsgId is scoped to the conversation (docs/storage.md "Storage's
+// batch", proto/PROTOCOL.md sendMessage): idempotency is per (sender, room,
+// clientMsgId). The same clientMsgId in two rooms is two messages; a retry
+// (same room, same text) is answered with the original; a reuse with
+// another text is refused with an error, never acked as a success. Over
+// socket.io-client and over the HTTP API, with real Redis, PostgreSQL, one
+// chat-storage and two gateways behind HAProxy.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { closeAllClients, emitAck } from './lib/client.mjs';
+import { makeUsers } from './lib/chat.mjs';
+import { api, startCluster } from './lib/stack.mjs';
+import { connectStored, createGroup, history, sendStored } from './lib/storage-chat.mjs';
+
+const T = { timeout: 60000 };
+const WAIT = 10000;
+
+after(() => closeAllClients());
+
+const enc = encodeURIComponent;
+
+describe('clientMsgId is per (sender, room, clientMsgId)', () => {
+  let cl;
+  before(async () => {
+    cl = await startCluster({ gateways: 2, storage: true, pgFast: true });
+  });
+  after(() => cl?.stop());
+
+  const connect = (user, t) => connectStored(cl.url, user, { transports: ['websocket'] }, t);
+  const send = async (socket, payload) => (await emitAck(socket, 'sendMessage', [payload], 15000))[0];
+
+  test('"1" to Bob then "1" to Carol: both stored; a retry is the original; another text is refused', T, async (t) => {
+    const [alice, bob, carol] = await makeUsers(cl, 'Alice', 'Bob', 'Carol');
+    const [a, b, c] = await Promise.all([alice, bob, carol].map((u) => connect(u, t)));
+
+    const toBob = await sendStored(a, { targetUserId: bob.id, text: 'hi Bob', clientMsgId: '1' });
+    const toCarol = await sendStored(a, { targetUserId: carol.id, text: 'hi Carol', clientMsgId: '1' });
+    assert.notEqual(toCarol.roomId, toBob.roomId);
+    assert.notEqual(toCarol.id, toBob.id, 'Carol\'s message acked with the id of Bob\'s');
+    assert.equal(toCarol.seq, 1);
+    const got = await c.inbox.wait('messageReceived', { id: toCarol.id }, WAIT);
+    assert.equal(got.text, 'hi Carol');
+    assert.equal(got.clientMsgId, '1');
+    await b.inbox.wait('messageReceived', { id: toBob.id }, WAIT);
+
+    // a retry (same room, same text, by targetUserId or by roomId) is the
+    // original message, stored once
+    const retry = await sendStored(a, { targetUserId: bob.id, text: 'hi Bob', clientMsgId: '1' });
+    assert.deepEqual(retry, toBob, 'a retry is answered with the original ack');
+    const retry2 = await sendStored(a, { roomId: toCarol.roomId, text: 'hi Carol', clientMsgId: '1' });
+    assert.deepEqual(retry2, toCarol);
+
+    // the same clientMsgId in the same room with another text is no retry
+    const reused = await send(a, { targetUserId: bob.id, text: 'something else', clientMsgId: '1' });
+    assert.deepEqual(reused, { error: 'clientMsgId reused' });
+
+    // the same in one batch: sent at once, both rooms' "2" are stored, and
+    // of two different texts under one (room, "3") one is stored and the
+    // other refused
+    const [b2, c2, x, y] = await Promise.all([
+      send(a, { roomId: toBob.roomId, text: 'two for Bob', clientMsgId: '2' }),
+      send(a, { roomId: toCarol.roomId, text: 'two for Carol', clientMsgId: '2' }),
+      send(a, { roomId: toBob.roomId, text: 'three', clientMsgId: '3' }),
+      send(a, { roomId: toBob.roomId, text: 'drei', clientMsgId: '3' }),
+    ]);
+    assert.ok(b2?.id && c2?.id && b2.id !== c2.id, `"2" to both rooms: ${JSON.stringify([b2, c2])}`);
+    const errors = [x, y].filter((r) => r?.error);
+    assert.equal(errors.length, 1, `two texts under one clientMsgId: ${JSON.stringify([x, y])}`);
+    assert.deepEqual(errors[0], { error: 'clientMsgId reused' });
+    const stored3 = [x, y].find((r) => !r?.error);
+    assert.equal(typeof stored3.id, 'string');
+
+    const bobRoom = await history(cl.apiUrl, alice, toBob.roomId);
+    const carolRoom = await history(cl.apiUrl, alice, toCarol.roomId);
+    assert.deepEqual(bobRoom.map((m) => [m.clientMsgId, m.id]), [['1', toBob.id], ['2', b2.id], ['3', stored3.id]]);
+    assert.deepEqual(carolRoom.map((m) => [m.clientMsgId, m.text]), [['1', 'hi Carol'], ['2', 'two for Carol']]);
+    assert.equal(bobRoom[0].text, 'hi Bob', 'the refused text replaced the stored one');
+    // nothing refused reached Bob
+    await b.inbox.wait('messageReceived', { id: stored3.id }, WAIT);
+    assert.deepEqual(b.inbox.all('messageReceived', { text: 'something else' }), []);
+    assert.equal(b.inbox.all('messageReceived', { clientMsgId: '3' }).length, 1);
+  });
+
+  test('the HTTP API: the same rule, 409 for a reuse with another text', T, async () => {
+    const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
+    const g1 = await createGroup(cl.apiUrl, alice, 'one', [bob.id]);
+    const g2 = await createGroup(cl.apiUrl, alice, 'two', [bob.id]);
+    const post = (roomId, text) => api(cl.apiUrl, alice.token, 'POST', `/api/rooms/${enc(roomId)}/messages`, { text, clientMsgId: 'h-1' });
+
+    const m1 = await post(g1.roomId, 'in one');
+    assert.equal(m1.status, 201, m1.text);
+    const m2 = await post(g2.roomId, 'in two');
+    assert.equal(m2.status, 201, m2.text);
+    assert.notEqual(m2.json.id, m1.json.id, 'the second room\'s message acked with the first\'s id');
+    assert.equal(m2.json.roomId, g2.roomId);
+    assert.equal(m2.json.seq, 1);
+
+    const again = await post(g1.roomId, 'in one');
+    assert.equal(again.status, 201, again.text);
+    assert.deepEqual(again.json, m1.json, 'a retry is answered with the original');
+
+    const reused = await post(g1.roomId, 'not the same');
+    assert.equal(reused.status, 409, `reuse with another text: ${reused.status} ${reused.text}`);
+    assert.deepEqual(reused.json, { error: 'clientMsgId reused' });
+
+    assert.deepEqual((await history(cl.apiUrl, bob, g1.roomId)).map((m) => m.text), ['in one']);
+    assert.deepEqual((await history(cl.apiUrl, bob, g2.roomId)).map((m) => m.text), ['in two']);
+  });
+});
