@@ -199,7 +199,15 @@ static void closed_cb(struct evhttp_connection *evcon, void *arg)
  * running). */
 static void kill_conn(http_conn *c)
 {
-    evhttp_connection_free(c->evcon); /* closed_cb forgets c */
+    /* forgotten here rather than by closed_cb: the callers walk the lists
+     * and must not depend on evhttp calling back */
+    st_http *h = c->h;
+    struct evhttp_connection *evcon = c->evcon;
+    evhttp_connection_set_closecb(evcon, NULL, NULL);
+    forget(h, c);
+    if (h->o.on_close)
+        h->o.on_close(evcon, h->o.arg);
+    evhttp_connection_free(evcon);
 }
 
 /* Displaces the connection that has waited longest for its request; 0 when
