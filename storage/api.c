@@ -14,7 +14,8 @@
  * operation; after_step answers 500 if a step did neither. A request whose
  * connection libevent frees while an operation is outstanding (shutdown,
  * timeout) is forgotten through the connection's close callback, and its
- * operation's callback then only frees the api_req.
+ * operation's callback then only frees the api_req (main.c passes every
+ * connection's close to st_api_conn_closed).
  */
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -353,18 +354,12 @@ static void send_error(st_ctx *c, struct evhttp_request *req, int code, const ch
     json_decref(o);
 }
 
-/* The request leaves the pending list; its connection no longer needs to
- * tell us it closes. */
+/* The request leaves the pending list. */
 static void unlink_req(api_req *q)
 {
     st_api *a = api_state;
     if (!a || (!q->prev && !q->next && a->pending != q))
         return;
-    if (q->req) {
-        struct evhttp_connection *con = evhttp_request_get_connection(q->req);
-        if (con)
-            evhttp_connection_set_closecb(con, NULL, NULL);
-    }
     if (q->prev)
         q->prev->next = q->next;
     else
@@ -413,9 +408,8 @@ static void free_req(api_req *q)
 
 /* ---- asynchronous steps ---- */
 
-static void conn_closed(struct evhttp_connection *con, void *arg)
+void st_api_conn_closed(struct evhttp_connection *con)
 {
-    (void)arg;
     st_api *a = api_state;
     if (!a)
         return;
@@ -435,9 +429,6 @@ static void go_busy(api_req *q)
     if (a->pending)
         a->pending->prev = q;
     a->pending = q;
-    struct evhttp_connection *con = evhttp_request_get_connection(q->req);
-    if (con)
-        evhttp_connection_set_closecb(con, conn_closed, NULL);
 }
 
 /* After a step: it must have answered or started another operation. */

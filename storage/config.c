@@ -62,6 +62,14 @@ static const setting settings[] = {
      NULL, "send Access-Control-Allow-Credentials: true"},
     {"max-body", "CHAT_MAX_BODY", T_SIZE, OFF(max_body), 1024, 16u << 20, "65536", NULL,
      "largest API request body, in bytes"},
+    {"http-max-connections", "CHAT_HTTP_MAX_CONNECTIONS", T_UINT, OFF(http_max_connections), 1,
+     1000000, "10000", NULL,
+     "open HTTP connections at most; one more displaces the connection that has waited longest "
+     "for its request"},
+    {"http-request-timeout", "CHAT_HTTP_REQUEST_TIMEOUT", T_UINT, OFF(http_request_timeout), 100,
+     3600000, "30000", NULL,
+     "milliseconds an HTTP request may take to arrive whole (from the connection, or the end of "
+     "the previous answer, to its last byte); then the connection is closed"},
     {"max-text-length", "CHAT_MAX_TEXT_LENGTH", T_SIZE, OFF(max_text_length), 1, 1u << 20,
      "4000", NULL, "longest message text posted through the API, in bytes"},
     {"rate-limit", "CHAT_RATE_LIMIT", T_UINT, OFF(rate_limit), 1, 1000000, "20", NULL,

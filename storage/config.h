@@ -30,6 +30,8 @@ struct st_config {
     char cors_origin[1024]; /* "" none, "*" any, else comma-separated list */
     int cors_credentials;
     size_t max_body;        /* largest HTTP request body */
+    unsigned http_max_connections; /* open HTTP connections at most */
+    unsigned http_request_timeout; /* ms from the wait for a request to its last byte */
     size_t max_text_length; /* longest message text posted over HTTP */
     unsigned rate_limit;    /* API requests per second per user */
     unsigned rate_burst;

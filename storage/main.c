@@ -1,6 +1,7 @@
 /*
- * main.c - chat-storage: settings, the event loop, the HTTP listener
- * (/healthz, /readyz, /metrics, /api/...), start-up order and shutdown.
+ * main.c - chat-storage: settings, the event loop, the HTTP routes
+ * (/healthz, /readyz, /metrics, /api/...; the server itself is http.c),
+ * start-up order and shutdown.
  *
  * Start-up: HTTP answers at once (/readyz 503); migrations run on the ingest
  * connection, retrying while PostgreSQL is away; then ingest and replay
@@ -8,20 +9,19 @@
  * batches and releases its leases, then the process exits 0. A second signal
  * exits at once.
  */
-#include <arpa/inet.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/time.h>
 
 #include "chat.h"
 #include "config.h"
+#include "http.h"
 #include "log.h"
 #include "st.h"
 
@@ -88,6 +88,33 @@ static void http_cb(struct evhttp_request *req, void *arg)
         reply_text(req, 404, "Not Found", "text/plain", body);
     }
     evbuffer_free(body);
+}
+
+static void http_closed(struct evhttp_connection *con, void *arg)
+{
+    (void)arg;
+    st_api_conn_closed(con);
+}
+
+/* Descriptors for --http-max-connections beside the database and Redis
+ * links: the soft limit is raised as far as the hard one allows. Below what
+ * the cap needs, accept() may run out first: that is survived (the oldest
+ * waiting connection is displaced), and said once here. */
+static void raise_fd_limit(const st_config *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return;
+    rlim_t want = (rlim_t)cfg->http_max_connections + cfg->db_pool + cfg->ingest_connections + 64;
+    if (rl.rlim_cur < want && rl.rlim_cur != RLIM_INFINITY) {
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
+        ST_WARN("event=fd_limit_low limit=%llu http_max_connections=%u msg=\"the descriptor limit "
+                "is below what --http-max-connections needs\"",
+                (unsigned long long)rl.rlim_cur, cfg->http_max_connections);
 }
 
 static void on_reply_message(pr_view channel, pr_view message, void *arg)
@@ -158,28 +185,24 @@ int main(int argc, char **argv)
     snprintf(c->reply_channel, sizeof c->reply_channel, "st:{%s}", config.replica_id);
     chat_dm_key(config.room_secret, config.jwt_secret, c->room_key);
 
-    struct evhttp *http = evhttp_new(c->base);
-    evhttp_set_max_body_size(http, (ev_ssize_t)config.max_body);
-    evhttp_set_max_headers_size(http, 16384);
-    evhttp_set_timeout(http, 30);
-    evhttp_set_allowed_methods(http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
-                                         EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS |
-                                         EVHTTP_REQ_PATCH);
-    evhttp_set_gencb(http, http_cb, c);
-    struct evhttp_bound_socket *bound =
-        evhttp_bind_socket_with_handle(http, config.listen_host, (ev_uint16_t)config.listen_port);
-    if (!bound) {
+    raise_fd_limit(&config);
+    st_http_options ho = {
+        .host = config.listen_host,
+        .port = config.listen_port,
+        .max_connections = config.http_max_connections,
+        .request_timeout_ms = config.http_request_timeout,
+        .max_body = config.max_body,
+        .on_request = http_cb,
+        .on_close = http_closed,
+        .arg = c,
+    };
+    st_http *http = st_http_new(c->base, &ho);
+    if (!http) {
         fprintf(stderr, "chat-storage: cannot listen on %s:%d (--listen)\n", config.listen_host,
                 config.listen_port);
         return 2;
     }
-    /* the port actually bound (--listen HOST:0 picks one) */
-    struct sockaddr_storage ss;
-    socklen_t sl = sizeof ss;
-    int port = config.listen_port;
-    if (getsockname(evhttp_bound_socket_get_fd(bound), (struct sockaddr *)&ss, &sl) == 0)
-        port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
-                                              : ((struct sockaddr_in *)&ss)->sin_port);
+    int port = st_http_port(http);
 
     c->ingest_db = st_pg_new(c->base, config.database_url, 1, "ingest");
     c->db = st_pg_new(c->base, config.database_url, config.db_pool, "api");
@@ -213,12 +236,12 @@ int main(int argc, char **argv)
     event_free(sigint);
     st_migrate_dispose(c);
     /* database callbacks (ingest, replay, API) run with NULL and may still
-     * answer HTTP requests: evhttp goes after them */
+     * answer HTTP requests: the HTTP server goes after them */
     st_pg_free(c->ingest_db);
     st_pg_free(c->db);
     st_publish_dispose(c); /* pending posts: NULL */
     st_api_dispose(c);
-    evhttp_free(http);
+    st_http_free(http);
     st_redis_free(c->blocking);
     st_redis_free(c->rpc_blocking);
     st_redis_free(c->redis);

@@ -22,6 +22,7 @@
 #include "pr.h"
 
 struct evhttp_request;
+struct evhttp_connection;
 
 typedef struct st_config st_config;         /* config.h */
 typedef pr_redis_addr st_redis_addr; /* proto/pr.h */
@@ -232,6 +233,9 @@ void st_publish_on_message(st_ctx *c, pr_view channel, pr_view message);
 int st_api_init(st_ctx *c);
 void st_api_handle(st_ctx *c, struct evhttp_request *req);
 void st_api_dispose(st_ctx *c);
+/* A connection is gone: requests on it still waiting for an operation
+ * are forgotten (their operation's callback only frees them). */
+void st_api_conn_closed(struct evhttp_connection *con);
 
 /* ---- /metrics (metrics.c) ---- */
 struct evbuffer;

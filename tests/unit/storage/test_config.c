@@ -34,6 +34,8 @@ int main(void)
     CHECK_EQ(cfg.db_pool, 4);
     CHECK_EQ(cfg.max_body, 65536);
     CHECK_EQ(cfg.replay_max, 1000);
+    CHECK_EQ(cfg.http_max_connections, 10000);
+    CHECK_EQ(cfg.http_request_timeout, 30000);
     CHECK(!strcmp(cfg.redis_url, "redis://127.0.0.1:6379"));
     /* the default replica id is usable in keys and channels */
     CHECK(cfg.replica_id[0] != '\0');
@@ -49,6 +51,12 @@ int main(void)
     char *flag_wins[] = {"x", "--auth", "insecure-dev", "--batch-size", "7"};
     CHECK_EQ(load(&cfg, 5, flag_wins), 0);
     CHECK_EQ(cfg.batch_size, 7);
+    setenv("CHAT_HTTP_MAX_CONNECTIONS", "50", 1);
+    char *cap[] = {"x", "--auth", "insecure-dev", "--http-request-timeout", "2000"};
+    CHECK_EQ(load(&cfg, 5, cap), 0);
+    CHECK_EQ(cfg.http_max_connections, 50);
+    CHECK_EQ(cfg.http_request_timeout, 2000);
+    unsetenv("CHAT_HTTP_MAX_CONNECTIONS");
     setenv("CHAT_BATCH_SIZE", "many", 1);
     CHECK_EQ(load(&cfg, 3, env), -1); /* a bad environment value stops start-up too */
     unsetenv("CHAT_BATCH_SIZE");
@@ -73,6 +81,10 @@ int main(void)
         {"--ingest-connections", "0"},
         {"--ingest-connections", "17"},
         {"--cors-credentials=maybe", NULL},
+        {"--http-max-connections", "0"},
+        {"--http-max-connections", "1000001"},
+        {"--http-request-timeout", "99"},
+        {"--http-request-timeout", "3600001"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *argv[5] = {"x", "--auth", "insecure-dev", bad[i][0], bad[i][1]};
