@@ -123,6 +123,8 @@ struct chat_sock {
     uint8_t accepted;   /* the CONNECT reply went out */
     uint8_t recovering; /* the CONNECT waits for a replay */
     uint8_t have_record; /* rec holds a valid session record of this user */
+    uint8_t resync;     /* a room's subscription was confirmed while not live: the
+                         * sync in flight may predate it, so sync again once live */
     uint32_t gen;       /* callbacks of an older generation are stale */
     unsigned subs_pending;
     char *pid;          /* recovery: the session's pid; NULL when none */
@@ -999,6 +1001,15 @@ static chat_sock *ref_take(sock_ref *r)
     return cs;
 }
 
+/* The socket r was made for, whatever its phase or generation since (the
+ * session is the same: sids are never reused). Frees r. */
+static chat_sock *ref_take_session(sock_ref *r)
+{
+    chat_sock *cs = sock_by_sid(r->cw, r->sid);
+    pr_free(r);
+    return cs;
+}
+
 static void start_failed(chat_worker *cw, chat_sock *cs, const char *why);
 
 /* The subscription link was lost: what was published meanwhile never came,
@@ -1060,6 +1071,10 @@ static void start_failed(chat_worker *cw, chat_sock *cs, const char *why)
 static void hold(chat_worker *cw, chat_sock *cs, gw_blob *b, const char *room, int64_t seq,
                  int own);
 static void go_live(chat_worker *cw, chat_sock *cs);
+static int send_request(chat_worker *cw, chat_sock *cs, const char *kind, const uint64_t *vec);
+static void when_room_subscribed(chat_worker *cw, const char *room, gw_redis_subscribed_cb done,
+                                 void *arg);
+static void joined_room_subscribed(gw_redis *r, int ok, void *arg);
 
 static void deliver_receipts(chat_worker *cw, chat_sock *cs, chat_member *m, int64_t seq)
 {
@@ -1118,8 +1133,14 @@ static void write_items(chat_worker *cw, chat_sock *cs, pr_view it, const uint64
         memcpy(room, x->room.ptr, x->room.len);
         room[x->room.len] = '\0';
         gw_blob *b = offset_blob(cw, x->packet, cur);
-        /* storage knows the user is a member even if the cache did not */
-        chat_member *m = room_join(cw, cs, room);
+        chat_member *m = find_membership(cs, room);
+        if (!m) {
+            /* storage knows the user is a member even if the cache did not;
+             * what the room publishes before its subscription is confirmed
+             * needs a sync too */
+            m = room_join(cw, cs, room);
+            when_room_subscribed(cw, room, joined_room_subscribed, ref_new(cw, cs));
+        }
         if (x->seq <= m->last_seq) {
             gw__blob_unref(b);
             continue;
@@ -1181,6 +1202,13 @@ static void go_live(chat_worker *cw, chat_sock *cs)
         h = next;
     }
     free_vectors(cs);
+    if (cs->resync) {
+        /* a room joined during the catch-up: what it published before its
+         * subscription was confirmed is in no reply yet */
+        cs->resync = 0;
+        if (send_request(cw, cs, "sync", NULL) != 0)
+            GW_WARN_RATELIMITED("event=sync_failed worker=%d sid=%s", cw->w->index, cs->sid);
+    }
 }
 
 static void accept_socket(chat_sock *cs)
@@ -1604,19 +1632,24 @@ static void on_user_packet(chat_worker *cw, pr_view msg)
     gw__blob_unref(b);
 }
 
-static void when_room_subscribed(chat_worker *cw, const char *room, gw_redis_subscribed_cb done,
-                                 void *arg);
-
-/* A room that J1 added is subscribed now; what it published before (its
- * first message, typically: J1 and M1 race) comes by a sync, held live
- * messages deduplicated by seq as on connect. */
+/* A room that J1 (or a sync) added is subscribed now; what it published
+ * before (its first message, typically: J1 and M1 race) comes by a sync
+ * asked after this confirmation, held live messages deduplicated by seq as
+ * on connect. A socket that is not live (its connect-time sync or another
+ * room's is in flight, and may have been read before that message was
+ * stored) or whose generation moved on meanwhile still owes that sync:
+ * go_live asks it. */
 static void joined_room_subscribed(gw_redis *r, int ok, void *arg)
 {
     (void)r;
     sock_ref *ref = arg;
     chat_worker *cw = ref->cw;
-    chat_sock *cs = ref_take(ref);
-    if (ok && cs && cs->phase == CS_LIVE && send_request(cw, cs, "sync", NULL) != 0)
+    chat_sock *cs = ref_take_session(ref);
+    if (!ok || !cs)
+        return; /* link down: every session is dropped and recovers */
+    if (cs->phase != CS_LIVE)
+        cs->resync = 1;
+    else if (send_request(cw, cs, "sync", NULL) != 0)
         GW_WARN_RATELIMITED("event=sync_failed worker=%d sid=%s", cw->w->index, cs->sid);
 }
 
@@ -1639,9 +1672,8 @@ static void on_membership(chat_worker *cw, pr_view msg)
         if (kind != 'J') {
             room_leave(cw, cs, id);
         } else if (!find_membership(cs, id)) {
-            room_join(cw, cs, id);
-            if (cs->phase == CS_LIVE)
-                when_room_subscribed(cw, id, joined_room_subscribed, ref_new(cw, cs));
+            room_join(cw, cs, id); /* whatever the phase: see joined_room_subscribed */
+            when_room_subscribed(cw, id, joined_room_subscribed, ref_new(cw, cs));
         }
     }
 }
