@@ -184,6 +184,8 @@ typedef struct chat_worker {
     gw_tq wait_tq;          /* sockets waiting for a sync or replay */
     struct event *drop_ev;  /* drops every session: the subscription link was lost */
     struct event *retry_timer; /* starts CS_WAITING sockets again */
+    smap joins;             /* joinChat acks waiting for storage's answer (join_ctx) */
+    gw_tq join_tq;          /* ... until --join-timeout */
 } chat_worker;
 
 /* ---- string maps ---- */
@@ -900,26 +902,44 @@ static void dm_added_cb(gw_redis *r, redisReply *rep, void *arg)
     pr_free(x);
 }
 
+typedef struct join_ctx join_ctx;
+static void join_storage_failed(chat_worker *cw, const char *key);
+static int join_answered(chat_worker *cw, pr_view sid, int64_t ack_id, pr_view json);
+
+/* The XADD of an "open" entry whose answer a joinChat waits for. */
+typedef struct {
+    chat_worker *cw;
+    char key[]; /* the waiting join's key in cw->joins */
+} open_ctx;
+
+static void dm_open_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    open_ctx *o = arg;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        GW_WARN_RATELIMITED("event=dm_open_failed worker=%d", o->cw->w->index);
+        join_storage_failed(o->cw, o->key); /* no answer will come */
+    }
+    pr_free(o);
+}
+
 /* Remembers in Redis who belongs to a direct room (for presence, getOnline
  * and joinRoom); the room id itself is the proof of membership. */
 /* With storage: XADD {i:S}:in * k o r ROOM u A p B, so storage creates the
  * direct room (and its two members) before any message of the room that
  * follows in the same stream: a chat opened with joinChat and then written
- * to by roomId must find its room. Idempotent; failures only log (the first
- * message with targetUserId creates it too). */
-static void open_dm_in_storage(chat_worker *cw, const char *room, const char *a, const char *b)
-{
-    char key[32];
-    snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(room, strlen(room), cw->nshards));
-    const char *argv[] = {"XADD", key, "*", "k", "o", "r", room, "u", a, "p", b};
-    if (redis_cmd(cw, NULL, NULL, 11, argv) != 0)
-        GW_WARN_RATELIMITED("event=dm_open_failed worker=%d room=%s", cw->w->index, room);
-}
+ * to by roomId must find its room. Idempotent. With wait (a joinChat whose
+ * client wants the ack), the entry carries the ack's address (g, s, a) and
+ * storage answers it after COMMIT (A1); otherwise failures only log (the
+ * first message with targetUserId creates the room too). */
+static void open_dm_in_storage(chat_worker *cw, const char *room, const char *a, const char *b,
+                               const join_ctx *wait);
 
-static void record_dm(chat_worker *cw, const char *room, const char *a, const char *b)
+static void record_dm_for(chat_worker *cw, const char *room, const char *a, const char *b,
+                          const join_ctx *wait)
 {
     if (cw->storage)
-        open_dm_in_storage(cw, room, a, b);
+        open_dm_in_storage(cw, room, a, b, wait);
     char rk[CHAT_ID_MAX + 16];
     snprintf(rk, sizeof rk, "{r:%s}:members", room);
     const char *m[] = {"SADD", rk, a, b};
@@ -939,6 +959,11 @@ static void record_dm(chat_worker *cw, const char *room, const char *a, const ch
         if (redis_cmd(cw, d ? dm_added_cb : NULL, d, 3, x) != 0)
             pr_free(d);
     }
+}
+
+static void record_dm(chat_worker *cw, const char *room, const char *a, const char *b)
+{
+    record_dm_for(cw, room, a, b, NULL);
 }
 
 /* ---- replies ---- */
@@ -1689,6 +1714,8 @@ static void on_acks(chat_worker *cw, pr_view msg)
     while ((rc = chat_aenv_next(&it, &sid, &id, &json)) == 1) {
         if (sid.len > GW_SID_LEN)
             continue;
+        if (join_answered(cw, sid, id, json))
+            continue;
         char s[GW_SID_LEN + 1];
         memcpy(s, sid.ptr, sid.len);
         s[sid.len] = '\0';
@@ -1983,12 +2010,22 @@ static const char *event_room(const req *q, char *room, size_t n, int auto_join)
     return NULL;
 }
 
-typedef struct {
+/* A join waiting for its room's subscription and, for a joinChat with
+ * storage whose client wants the ack, for storage's answer to the "open"
+ * entry too (waiting: in cw->joins by "SID\tACKID" and in cw->join_tq).
+ * Freed by whichever of the two comes last: join_subscribed always runs
+ * once; the answer, a failed XADD or the timeout end the wait. */
+struct join_ctx {
+    sentry e;
+    gw_tq_node wait;
     chat_worker *cw;
     int64_t ack_id;
+    uint8_t waiting;    /* for storage's answer */
+    uint8_t subscribed; /* join_subscribed ran */
+    json_t *answer;     /* storage's error (or ours), NULL: the room exists */
     char sid[GW_SID_LEN + 1];
     char room[CHAT_ID_MAX + 1];
-} join_ctx;
+};
 
 static join_ctx *join_ctx_new(const req *q, const char *room)
 {
@@ -2000,16 +2037,129 @@ static join_ctx *join_ctx_new(const req *q, const char *room)
     return x;
 }
 
-/* The ack of a join means "you will receive what is sent from now on". */
+/* The ack of a join means "you will receive what is sent from now on",
+ * and for joinChat with storage also "the room exists for every API"
+ * (history right after the ack must not say "not a member"). */
+static void join_finish(join_ctx *x)
+{
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    if (sock && x->answer)
+        ack_json(sock, x->ack_id, x->answer);
+    else if (sock)
+        reply_ok(sock, x->ack_id, json_pack("{ss}", "roomId", x->room));
+    json_decref(x->answer);
+    pr_free(x);
+}
+
 static void join_subscribed(gw_redis *r, int ok, void *arg)
 {
     (void)r;
     (void)ok; /* Redis down: joined locally; sends fail until it is back */
     join_ctx *x = arg;
-    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
-    if (sock)
-        reply_ok(sock, x->ack_id, json_pack("{ss}", "roomId", x->room));
-    pr_free(x);
+    x->subscribed = 1;
+    if (!x->waiting)
+        join_finish(x);
+}
+
+static void join_key(char *out, size_t n, const char *sid, size_t sid_len, int64_t ack_id)
+{
+    snprintf(out, n, "%.*s\t%lld", (int)sid_len, sid, (long long)ack_id);
+}
+
+/* Waits for storage's answer to x's "open" entry; -1 when the client
+ * already has a joinChat pending under that ack id. */
+static int join_wait(chat_worker *cw, join_ctx *x)
+{
+    char key[GW_SID_LEN + 24];
+    join_key(key, sizeof key, x->sid, strlen(x->sid), x->ack_id);
+    if (smap_get(&cw->joins, key, strlen(key)))
+        return -1;
+    smap_put(&cw->joins, &x->e, key, strlen(key));
+    gw__tq_add(&cw->join_tq, &x->wait);
+    x->waiting = 1;
+    return 0;
+}
+
+/* The wait is over (answer: storage's error, or NULL: the room exists). */
+static void join_done_waiting(chat_worker *cw, join_ctx *x, json_t *answer)
+{
+    smap_del(&cw->joins, &x->e);
+    gw__tq_del(&cw->join_tq, &x->wait);
+    x->waiting = 0;
+    x->answer = answer;
+    if (x->subscribed)
+        join_finish(x);
+}
+
+static join_ctx *join_waiting(chat_worker *cw, const char *key)
+{
+    sentry *e = smap_get(&cw->joins, key, strlen(key));
+    return e ? GW_CONTAINER_OF(e, join_ctx, e) : NULL;
+}
+
+static void join_storage_failed(chat_worker *cw, const char *key)
+{
+    join_ctx *x = join_waiting(cw, key);
+    if (x)
+        join_done_waiting(cw, x, json_pack("{ss}", "error", "unavailable"));
+}
+
+/* An A1 line: 1 when it answers a waiting joinChat (then it is used up). */
+static int join_answered(chat_worker *cw, pr_view sid, int64_t ack_id, pr_view json)
+{
+    char key[GW_SID_LEN + 24];
+    join_key(key, sizeof key, sid.ptr, sid.len, ack_id);
+    join_ctx *x = join_waiting(cw, key);
+    if (!x)
+        return 0;
+    json_t *arg = json_loadb(json.ptr, json.len, 0, NULL);
+    json_t *answer = NULL;
+    if (!json_is_object(arg) || json_object_get(arg, "error"))
+        answer = json_is_object(arg) ? json_incref(arg)
+                                     : json_pack("{ss}", "error", "unavailable");
+    json_decref(arg);
+    join_done_waiting(cw, x, answer);
+    return 1;
+}
+
+/* Storage did not answer within --join-timeout: the room may not exist. */
+static void join_timeout(gw_tq *tq, gw_tq_node *n)
+{
+    join_ctx *x = GW_CONTAINER_OF(n, join_ctx, wait);
+    chat_worker *cw = CW(tq->w);
+    GW_WARN_RATELIMITED("event=join_timeout worker=%d sid=%s room=%s", cw->w->index, x->sid,
+                        x->room);
+    join_done_waiting(cw, x, json_pack("{ss}", "error", "unavailable"));
+}
+
+static void open_dm_in_storage(chat_worker *cw, const char *room, const char *a, const char *b,
+                               const join_ctx *wait)
+{
+    char key[32], ack[24];
+    snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(room, strlen(room), cw->nshards));
+    cmdv c = {.n = 0};
+    const char *head[] = {"XADD", key, "*", "k", "o", "r", room, "u", a, "p", b};
+    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+        cmd_adds(&c, head[i]);
+    open_ctx *o = NULL;
+    if (wait) {
+        snprintf(ack, sizeof ack, "%lld", (long long)wait->ack_id);
+        cmd_adds(&c, "g");
+        cmd_adds(&c, cw->reply_channel);
+        cmd_adds(&c, "s");
+        cmd_adds(&c, wait->sid);
+        cmd_adds(&c, "a");
+        cmd_adds(&c, ack);
+        o = pr_malloc(sizeof *o + wait->e.len + 1);
+        o->cw = cw;
+        memcpy(o->key, wait->e.key, wait->e.len + 1);
+    }
+    if (cmd_send(cw, &c, o ? dm_open_cb : NULL, o) != 0) {
+        GW_WARN_RATELIMITED("event=dm_open_failed worker=%d room=%s", cw->w->index, room);
+        if (o)
+            join_storage_failed(cw, o->key);
+        pr_free(o);
+    }
 }
 
 /* Joins (with storage: opens) the room and acks once it is subscribed. */
@@ -2029,8 +2179,15 @@ static void on_join_chat(const req *q)
     }
     char room[CHAT_ID_MAX + 1];
     chat_dm_room_id(q->cw->room_key, q->uid, q->a->target_user_id, room);
-    record_dm(q->cw, room, q->uid, q->a->target_user_id);
-    join_and_ack(q->cw, q->cs, join_ctx_new(q, room));
+    join_ctx *x = join_ctx_new(q, room);
+    /* with storage the ack also waits for the room's COMMIT */
+    if (q->cw->storage && q->ack_id >= 0 && join_wait(q->cw, x) != 0) {
+        pr_free(x);
+        reply_error(q->sock, q->event, q->ack_id, "ack id in use");
+        return;
+    }
+    record_dm_for(q->cw, room, q->uid, q->a->target_user_id, x->waiting ? x : NULL);
+    join_and_ack(q->cw, q->cs, x);
 }
 
 static void member_cb(gw_redis *r, redisReply *rep, void *arg)
@@ -2492,6 +2649,8 @@ static void storage_init(chat_worker *cw)
         pr_buf_init(&cw->rbufs[i], RECEIPT_BUF_MAX);
     cw->receipt_timer = evtimer_new(w->base, receipt_flush, cw);
     gw__tq_init(&cw->wait_tq, w, cfg->replay_timeout_ms, wait_timeout);
+    smap_init(&cw->joins);
+    gw__tq_init(&cw->join_tq, w, cfg->join_timeout_ms, join_timeout);
     cw->drop_ev = event_new(w->base, -1, 0, drop_cb, cw);
     cw->retry_timer = evtimer_new(w->base, retry_tick, cw);
     if (cfg->recovery_window_s) {
@@ -2512,6 +2671,17 @@ static void storage_dispose(chat_worker *cw)
     event_free(cw->drop_ev);
     event_free(cw->retry_timer);
     gw__tq_dispose(&cw->wait_tq);
+    gw__tq_dispose(&cw->join_tq);
+    /* joins still waiting: their subscription callbacks ran in gw_redis_free */
+    for (size_t i = 0; i < cw->joins.nb; i++)
+        for (sentry *e = cw->joins.b[i], *next; e; e = next) {
+            next = e->next;
+            join_ctx *x = GW_CONTAINER_OF(e, join_ctx, e);
+            pr_free(e->key);
+            json_decref(x->answer);
+            pr_free(x);
+        }
+    pr_free(cw->joins.b);
     for (size_t i = 0; i < cw->receipts.nb; i++)
         for (sentry *e = cw->receipts.b[i], *next; e; e = next) {
             next = e->next;
