@@ -2107,6 +2107,8 @@ static void join_storage_failed(chat_worker *cw, const char *key)
 /* An A1 line: 1 when it answers a waiting joinChat (then it is used up). */
 static int join_answered(chat_worker *cw, pr_view sid, int64_t ack_id, pr_view json)
 {
+    if (cw->joins.n == 0)
+        return 0; /* the usual case: message acks only */
     char key[GW_SID_LEN + 24];
     join_key(key, sizeof key, sid.ptr, sid.len, ack_id);
     join_ctx *x = join_waiting(cw, key);
