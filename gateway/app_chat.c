@@ -133,6 +133,8 @@ struct chat_sock {
     uint8_t accepted;   /* the CONNECT reply went out */
     uint8_t recovering; /* the CONNECT waits for a replay */
     uint8_t have_record; /* rec holds a valid session record of this user */
+    uint8_t resync;     /* a room's subscription was confirmed while not live: the
+                         * sync in flight may predate it, so sync again once live */
     uint32_t gen;       /* callbacks of an older generation are stale */
     unsigned subs_pending;
     char *pid;          /* recovery: the session's pid; NULL when none */
@@ -193,6 +195,8 @@ typedef struct chat_worker {
     gw_tq wait_tq;          /* sockets waiting for a sync or replay */
     struct event *drop_ev;  /* drops every session: the subscription link was lost */
     struct event *retry_timer; /* starts CS_WAITING sockets again */
+    smap joins;             /* joinChat acks waiting for storage's answer (join_ctx) */
+    gw_tq join_tq;          /* ... until --join-timeout */
 } chat_worker;
 
 /* ---- string maps ---- */
@@ -909,26 +913,44 @@ static void dm_added_cb(gw_redis *r, redisReply *rep, void *arg)
     pr_free(x);
 }
 
+typedef struct join_ctx join_ctx;
+static void join_storage_failed(chat_worker *cw, const char *key);
+static int join_answered(chat_worker *cw, pr_view sid, int64_t ack_id, pr_view json);
+
+/* The XADD of an "open" entry whose answer a joinChat waits for. */
+typedef struct {
+    chat_worker *cw;
+    char key[]; /* the waiting join's key in cw->joins */
+} open_ctx;
+
+static void dm_open_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    open_ctx *o = arg;
+    if (!rep || rep->type == REDIS_REPLY_ERROR) {
+        GW_WARN_RATELIMITED("event=dm_open_failed worker=%d", o->cw->w->index);
+        join_storage_failed(o->cw, o->key); /* no answer will come */
+    }
+    pr_free(o);
+}
+
 /* Remembers in Redis who belongs to a direct room (for presence, getOnline
  * and joinRoom); the room id itself is the proof of membership. */
 /* With storage: XADD {i:S}:in * k o r ROOM u A p B, so storage creates the
  * direct room (and its two members) before any message of the room that
  * follows in the same stream: a chat opened with joinChat and then written
- * to by roomId must find its room. Idempotent; failures only log (the first
- * message with targetUserId creates it too). */
-static void open_dm_in_storage(chat_worker *cw, const char *room, const char *a, const char *b)
-{
-    char key[32];
-    snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(room, strlen(room), cw->nshards));
-    const char *argv[] = {"XADD", key, "*", "k", "o", "r", room, "u", a, "p", b};
-    if (redis_cmd(cw, NULL, NULL, 11, argv) != 0)
-        GW_WARN_RATELIMITED("event=dm_open_failed worker=%d room=%s", cw->w->index, room);
-}
+ * to by roomId must find its room. Idempotent. With wait (a joinChat whose
+ * client wants the ack), the entry carries the ack's address (g, s, a) and
+ * storage answers it after COMMIT (A1); otherwise failures only log (the
+ * first message with targetUserId creates the room too). */
+static void open_dm_in_storage(chat_worker *cw, const char *room, const char *a, const char *b,
+                               const join_ctx *wait);
 
-static void record_dm(chat_worker *cw, const char *room, const char *a, const char *b)
+static void record_dm_for(chat_worker *cw, const char *room, const char *a, const char *b,
+                          const join_ctx *wait)
 {
     if (cw->storage)
-        open_dm_in_storage(cw, room, a, b);
+        open_dm_in_storage(cw, room, a, b, wait);
     char rk[CHAT_ID_MAX + 16];
     snprintf(rk, sizeof rk, "{r:%s}:members", room);
     const char *m[] = {"SADD", rk, a, b};
@@ -948,6 +970,11 @@ static void record_dm(chat_worker *cw, const char *room, const char *a, const ch
         if (redis_cmd(cw, d ? dm_added_cb : NULL, d, 3, x) != 0)
             pr_free(d);
     }
+}
+
+static void record_dm(chat_worker *cw, const char *room, const char *a, const char *b)
+{
+    record_dm_for(cw, room, a, b, NULL);
 }
 
 /* ---- replies ---- */
@@ -1006,6 +1033,15 @@ static chat_sock *ref_take(sock_ref *r)
     chat_sock *cs = sock_by_sid(r->cw, r->sid);
     if (cs && cs->gen != r->gen)
         cs = NULL;
+    pr_free(r);
+    return cs;
+}
+
+/* The socket r was made for, whatever its phase or generation since (the
+ * session is the same: sids are never reused). Frees r. */
+static chat_sock *ref_take_session(sock_ref *r)
+{
+    chat_sock *cs = sock_by_sid(r->cw, r->sid);
     pr_free(r);
     return cs;
 }
@@ -1071,6 +1107,10 @@ static void start_failed(chat_worker *cw, chat_sock *cs, const char *why)
 static void hold(chat_worker *cw, chat_sock *cs, gw_blob *b, const char *room, int64_t seq,
                  int own);
 static void go_live(chat_worker *cw, chat_sock *cs);
+static int send_request(chat_worker *cw, chat_sock *cs, const char *kind, const uint64_t *vec);
+static void when_room_subscribed(chat_worker *cw, const char *room, gw_redis_subscribed_cb done,
+                                 void *arg);
+static void joined_room_subscribed(gw_redis *r, int ok, void *arg);
 
 /* Called right after message seq of m's room was queued on cs: delivered
  * (and seen when the room is open) once the client has read it, which on
@@ -1182,8 +1222,14 @@ static void write_items(chat_worker *cw, chat_sock *cs, pr_view it, const uint64
         memcpy(room, x->room.ptr, x->room.len);
         room[x->room.len] = '\0';
         gw_blob *b = offset_blob(cw, x->packet, cur);
-        /* storage knows the user is a member even if the cache did not */
-        chat_member *m = room_join(cw, cs, room);
+        chat_member *m = find_membership(cs, room);
+        if (!m) {
+            /* storage knows the user is a member even if the cache did not;
+             * what the room publishes before its subscription is confirmed
+             * needs a sync too */
+            m = room_join(cw, cs, room);
+            when_room_subscribed(cw, room, joined_room_subscribed, ref_new(cw, cs));
+        }
         if (x->seq <= m->last_seq) {
             gw__blob_unref(b);
             continue;
@@ -1245,6 +1291,13 @@ static void go_live(chat_worker *cw, chat_sock *cs)
         h = next;
     }
     free_vectors(cs);
+    if (cs->resync) {
+        /* a room joined during the catch-up: what it published before its
+         * subscription was confirmed is in no reply yet */
+        cs->resync = 0;
+        if (send_request(cw, cs, "sync", NULL) != 0)
+            GW_WARN_RATELIMITED("event=sync_failed worker=%d sid=%s", cw->w->index, cs->sid);
+    }
 }
 
 static void accept_socket(chat_sock *cs)
@@ -1668,19 +1721,24 @@ static void on_user_packet(chat_worker *cw, pr_view msg)
     gw__blob_unref(b);
 }
 
-static void when_room_subscribed(chat_worker *cw, const char *room, gw_redis_subscribed_cb done,
-                                 void *arg);
-
-/* A room that J1 added is subscribed now; what it published before (its
- * first message, typically: J1 and M1 race) comes by a sync, held live
- * messages deduplicated by seq as on connect. */
+/* A room that J1 (or a sync) added is subscribed now; what it published
+ * before (its first message, typically: J1 and M1 race) comes by a sync
+ * asked after this confirmation, held live messages deduplicated by seq as
+ * on connect. A socket that is not live (its connect-time sync or another
+ * room's is in flight, and may have been read before that message was
+ * stored) or whose generation moved on meanwhile still owes that sync:
+ * go_live asks it. */
 static void joined_room_subscribed(gw_redis *r, int ok, void *arg)
 {
     (void)r;
     sock_ref *ref = arg;
     chat_worker *cw = ref->cw;
-    chat_sock *cs = ref_take(ref);
-    if (ok && cs && cs->phase == CS_LIVE && send_request(cw, cs, "sync", NULL) != 0)
+    chat_sock *cs = ref_take_session(ref);
+    if (!ok || !cs)
+        return; /* link down: every session is dropped and recovers */
+    if (cs->phase != CS_LIVE)
+        cs->resync = 1;
+    else if (send_request(cw, cs, "sync", NULL) != 0)
         GW_WARN_RATELIMITED("event=sync_failed worker=%d sid=%s", cw->w->index, cs->sid);
 }
 
@@ -1703,9 +1761,8 @@ static void on_membership(chat_worker *cw, pr_view msg)
         if (kind != 'J') {
             room_leave(cw, cs, id);
         } else if (!find_membership(cs, id)) {
-            room_join(cw, cs, id);
-            if (cs->phase == CS_LIVE)
-                when_room_subscribed(cw, id, joined_room_subscribed, ref_new(cw, cs));
+            room_join(cw, cs, id); /* whatever the phase: see joined_room_subscribed */
+            when_room_subscribed(cw, id, joined_room_subscribed, ref_new(cw, cs));
         }
     }
 }
@@ -1720,6 +1777,8 @@ static void on_acks(chat_worker *cw, pr_view msg)
     int rc;
     while ((rc = chat_aenv_next(&it, &sid, &id, &json)) == 1) {
         if (sid.len > GW_SID_LEN)
+            continue;
+        if (join_answered(cw, sid, id, json))
             continue;
         char s[GW_SID_LEN + 1];
         memcpy(s, sid.ptr, sid.len);
@@ -2015,12 +2074,22 @@ static const char *event_room(const req *q, char *room, size_t n, int auto_join)
     return NULL;
 }
 
-typedef struct {
+/* A join waiting for its room's subscription and, for a joinChat with
+ * storage whose client wants the ack, for storage's answer to the "open"
+ * entry too (waiting: in cw->joins by "SID\tACKID" and in cw->join_tq).
+ * Freed by whichever of the two comes last: join_subscribed always runs
+ * once; the answer, a failed XADD or the timeout end the wait. */
+struct join_ctx {
+    sentry e;
+    gw_tq_node wait;
     chat_worker *cw;
     int64_t ack_id;
+    uint8_t waiting;    /* for storage's answer */
+    uint8_t subscribed; /* join_subscribed ran */
+    json_t *answer;     /* storage's error (or ours), NULL: the room exists */
     char sid[GW_SID_LEN + 1];
     char room[CHAT_ID_MAX + 1];
-} join_ctx;
+};
 
 static join_ctx *join_ctx_new(const req *q, const char *room)
 {
@@ -2032,16 +2101,131 @@ static join_ctx *join_ctx_new(const req *q, const char *room)
     return x;
 }
 
-/* The ack of a join means "you will receive what is sent from now on". */
+/* The ack of a join means "you will receive what is sent from now on",
+ * and for joinChat with storage also "the room exists for every API"
+ * (history right after the ack must not say "not a member"). */
+static void join_finish(join_ctx *x)
+{
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    if (sock && x->answer)
+        ack_json(sock, x->ack_id, x->answer);
+    else if (sock)
+        reply_ok(sock, x->ack_id, json_pack("{ss}", "roomId", x->room));
+    json_decref(x->answer);
+    pr_free(x);
+}
+
 static void join_subscribed(gw_redis *r, int ok, void *arg)
 {
     (void)r;
     (void)ok; /* Redis down: joined locally; sends fail until it is back */
     join_ctx *x = arg;
-    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
-    if (sock)
-        reply_ok(sock, x->ack_id, json_pack("{ss}", "roomId", x->room));
-    pr_free(x);
+    x->subscribed = 1;
+    if (!x->waiting)
+        join_finish(x);
+}
+
+static void join_key(char *out, size_t n, const char *sid, size_t sid_len, int64_t ack_id)
+{
+    snprintf(out, n, "%.*s\t%lld", (int)sid_len, sid, (long long)ack_id);
+}
+
+/* Waits for storage's answer to x's "open" entry; -1 when the client
+ * already has a joinChat pending under that ack id. */
+static int join_wait(chat_worker *cw, join_ctx *x)
+{
+    char key[GW_SID_LEN + 24];
+    join_key(key, sizeof key, x->sid, strlen(x->sid), x->ack_id);
+    if (smap_get(&cw->joins, key, strlen(key)))
+        return -1;
+    smap_put(&cw->joins, &x->e, key, strlen(key));
+    gw__tq_add(&cw->join_tq, &x->wait);
+    x->waiting = 1;
+    return 0;
+}
+
+/* The wait is over (answer: storage's error, or NULL: the room exists). */
+static void join_done_waiting(chat_worker *cw, join_ctx *x, json_t *answer)
+{
+    smap_del(&cw->joins, &x->e);
+    gw__tq_del(&cw->join_tq, &x->wait);
+    x->waiting = 0;
+    x->answer = answer;
+    if (x->subscribed)
+        join_finish(x);
+}
+
+static join_ctx *join_waiting(chat_worker *cw, const char *key)
+{
+    sentry *e = smap_get(&cw->joins, key, strlen(key));
+    return e ? GW_CONTAINER_OF(e, join_ctx, e) : NULL;
+}
+
+static void join_storage_failed(chat_worker *cw, const char *key)
+{
+    join_ctx *x = join_waiting(cw, key);
+    if (x)
+        join_done_waiting(cw, x, json_pack("{ss}", "error", "unavailable"));
+}
+
+/* An A1 line: 1 when it answers a waiting joinChat (then it is used up). */
+static int join_answered(chat_worker *cw, pr_view sid, int64_t ack_id, pr_view json)
+{
+    if (cw->joins.n == 0)
+        return 0; /* the usual case: message acks only */
+    char key[GW_SID_LEN + 24];
+    join_key(key, sizeof key, sid.ptr, sid.len, ack_id);
+    join_ctx *x = join_waiting(cw, key);
+    if (!x)
+        return 0;
+    json_t *arg = json_loadb(json.ptr, json.len, 0, NULL);
+    json_t *answer = NULL;
+    if (!json_is_object(arg) || json_object_get(arg, "error"))
+        answer = json_is_object(arg) ? json_incref(arg)
+                                     : json_pack("{ss}", "error", "unavailable");
+    json_decref(arg);
+    join_done_waiting(cw, x, answer);
+    return 1;
+}
+
+/* Storage did not answer within --join-timeout: the room may not exist. */
+static void join_timeout(gw_tq *tq, gw_tq_node *n)
+{
+    join_ctx *x = GW_CONTAINER_OF(n, join_ctx, wait);
+    chat_worker *cw = CW(tq->w);
+    GW_WARN_RATELIMITED("event=join_timeout worker=%d sid=%s room=%s", cw->w->index, x->sid,
+                        x->room);
+    join_done_waiting(cw, x, json_pack("{ss}", "error", "unavailable"));
+}
+
+static void open_dm_in_storage(chat_worker *cw, const char *room, const char *a, const char *b,
+                               const join_ctx *wait)
+{
+    char key[32], ack[24];
+    snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(room, strlen(room), cw->nshards));
+    cmdv c = {.n = 0};
+    const char *head[] = {"XADD", key, "*", "k", "o", "r", room, "u", a, "p", b};
+    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
+        cmd_adds(&c, head[i]);
+    open_ctx *o = NULL;
+    if (wait) {
+        snprintf(ack, sizeof ack, "%lld", (long long)wait->ack_id);
+        cmd_adds(&c, "g");
+        cmd_adds(&c, cw->reply_channel);
+        cmd_adds(&c, "s");
+        cmd_adds(&c, wait->sid);
+        cmd_adds(&c, "a");
+        cmd_adds(&c, ack);
+        o = pr_malloc(sizeof *o + wait->e.len + 1);
+        o->cw = cw;
+        memcpy(o->key, wait->e.key, wait->e.len + 1);
+    }
+    if (cmd_send(cw, &c, o ? dm_open_cb : NULL, o) != 0) {
+        GW_WARN_RATELIMITED("event=dm_open_failed worker=%d room=%s", cw->w->index, room);
+        if (o)
+            join_storage_failed(cw, o->key);
+        pr_free(o);
+    }
 }
 
 /* Joins (with storage: opens) the room and acks once it is subscribed. */
@@ -2061,8 +2245,15 @@ static void on_join_chat(const req *q)
     }
     char room[CHAT_ID_MAX + 1];
     chat_dm_room_id(q->cw->room_key, q->uid, q->a->target_user_id, room);
-    record_dm(q->cw, room, q->uid, q->a->target_user_id);
-    join_and_ack(q->cw, q->cs, join_ctx_new(q, room));
+    join_ctx *x = join_ctx_new(q, room);
+    /* with storage the ack also waits for the room's COMMIT */
+    if (q->cw->storage && q->ack_id >= 0 && join_wait(q->cw, x) != 0) {
+        pr_free(x);
+        reply_error(q->sock, q->event, q->ack_id, "ack id in use");
+        return;
+    }
+    record_dm_for(q->cw, room, q->uid, q->a->target_user_id, x->waiting ? x : NULL);
+    join_and_ack(q->cw, q->cs, x);
 }
 
 static void member_cb(gw_redis *r, redisReply *rep, void *arg)
@@ -2525,6 +2716,8 @@ static void storage_init(chat_worker *cw)
         pr_buf_init(&cw->rbufs[i], RECEIPT_BUF_MAX);
     cw->receipt_timer = evtimer_new(w->base, receipt_flush, cw);
     gw__tq_init(&cw->wait_tq, w, cfg->replay_timeout_ms, wait_timeout);
+    smap_init(&cw->joins);
+    gw__tq_init(&cw->join_tq, w, cfg->join_timeout_ms, join_timeout);
     cw->drop_ev = event_new(w->base, -1, 0, drop_cb, cw);
     cw->retry_timer = evtimer_new(w->base, retry_tick, cw);
     if (cfg->recovery_window_s) {
@@ -2545,6 +2738,17 @@ static void storage_dispose(chat_worker *cw)
     event_free(cw->drop_ev);
     event_free(cw->retry_timer);
     gw__tq_dispose(&cw->wait_tq);
+    gw__tq_dispose(&cw->join_tq);
+    /* joins still waiting: their subscription callbacks ran in gw_redis_free */
+    for (size_t i = 0; i < cw->joins.nb; i++)
+        for (sentry *e = cw->joins.b[i], *next; e; e = next) {
+            next = e->next;
+            join_ctx *x = GW_CONTAINER_OF(e, join_ctx, e);
+            pr_free(e->key);
+            json_decref(x->answer);
+            pr_free(x);
+        }
+    pr_free(cw->joins.b);
     for (size_t i = 0; i < cw->receipts.nb; i++)
         for (sentry *e = cw->receipts.b[i], *next; e; e = next) {
             next = e->next;

@@ -96,6 +96,8 @@ static const setting settings[] = {
      "chat: most messages a connect sync or a recovery replays (more: a fresh session)"},
     {"replay-timeout", "CHAT_REPLAY_TIMEOUT", T_UINT, OFF(replay_timeout_ms), 10, 600000,
      "5000", NULL, "chat: milliseconds to wait for chat-storage's sync or replay answer"},
+    {"join-timeout", "CHAT_JOIN_TIMEOUT", T_UINT, OFF(join_timeout_ms), 10, 600000, "5000",
+     NULL, "chat: milliseconds a joinChat ack waits for chat-storage to commit the room"},
 };
 #define NSETTINGS (sizeof(settings) / sizeof(settings[0]))
 

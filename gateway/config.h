@@ -46,6 +46,7 @@ typedef struct gw_config {
     unsigned receipt_interval_ms;
     unsigned replay_max;         /* messages one sync or replay may bring */
     unsigned replay_timeout_ms;
+    unsigned join_timeout_ms;    /* joinChat waits for storage's "open" answer */
 } gw_config;
 
 /*

@@ -127,13 +127,18 @@ static int parse_message(const pctx *g, entry *e, const fields *f)
 }
 
 /* Opening a direct room (joinChat): room, user and peer, the room being
- * theirs. Nothing else of the message's fields. */
+ * theirs, and the ack's address when the joinChat waits for the answer.
+ * Nothing else of the message's fields. */
 static int parse_open(const pctx *g, entry *e, const fields *f)
 {
-    const redisReply *r = field(f, 'r'), *u = field(f, 'u'), *p = field(f, 'p');
-    const redisReply *vals[] = {r, u, p};
-    const char **dst[] = {&e->r, &e->u, &e->p};
-    copy_fields(e, vals, dst, 3);
+    const redisReply *r = field(f, 'r'), *u = field(f, 'u'), *p = field(f, 'p'),
+                     *gc = field(f, 'g'), *s = field(f, 's'), *a = field(f, 'a');
+    int ackable = valid_id(gc) && valid_id(s) && parse_ack_id(a, &e->a) == 0;
+    if (!ackable)
+        e->a = -1;
+    const redisReply *vals[] = {r, u, p, ackable ? gc : NULL, ackable ? s : NULL};
+    const char **dst[] = {&e->r, &e->u, &e->p, &e->g, &e->s};
+    copy_fields(e, vals, dst, 5);
     if (!valid_id(r) || !valid_id(u) || !valid_id(p) ||
         chat_room_shard(r->str, r->len, g->nshards) != e->shard)
         return 0;
@@ -220,8 +225,8 @@ st__entry *st__entry_parse(const redisReply *item, unsigned shard, unsigned nsha
     }
     if (!ok) {
         e->status = ST_E_INVALID;
-        if (e->kind != 'm')
-            e->kind = 0;
+        if (e->kind != 'm' && !(e->kind == 'o' && e->a >= 0))
+            e->kind = 0; /* a message or an answered open keeps its error ack */
     }
     return e;
 }

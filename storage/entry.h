@@ -25,7 +25,8 @@ typedef struct st__entry {
     unsigned shard;
     char kind;  /* 'm' message, 'R' receipts, 'o' open a direct room, 0 ack only */
     int status; /* ST_E_* */
-    /* message fields, NUL-terminated, in buf; l, c, p, g, s may be NULL */
+    /* message fields ('o': r, u, p, g, s), NUL-terminated, in buf; l, c,
+     * p, g, s may be NULL */
     const char *r, *u, *n, *l, *x, *c, *p, *g, *s;
     size_t x_len;
     int64_t a; /* ack id; -1: no ack (then g and s are NULL too) */
@@ -45,8 +46,8 @@ typedef struct st__entry {
  * Parses one [id, [field, value, ...]] item of stream shard (of nshards).
  * NULL when it has no usable id (it cannot even be acked). Otherwise the
  * entry: kind 0 for an entry deleted while pending (ack only); status
- * ST_E_INVALID for a malformed one (kind 'm' keeps its reply address, for an
- * error ack); ST_E_FORBIDDEN for a direct room (message with p, or 'o') that
+ * ST_E_INVALID for a malformed one (kind 'm', and 'o' with an ack address,
+ * keep their reply address, for an error ack); ST_E_FORBIDDEN for a direct room (message with p, or 'o') that
  * is not chat_dm_room_id of its user and peer. Receipt lines for rooms of
  * other shards are dropped.
  */

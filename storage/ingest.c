@@ -578,6 +578,14 @@ static void publish_env(st_ctx *c, const char *channel, pr_view env)
 static void append_ack(pr_buf *json, entry *e)
 {
     pr_buf_reset(json);
+    if (e->kind == 'o' && e->status == ST_E_NONE) {
+        /* committed (a batch with a valid open always goes to the
+         * database): the room and its two members exist */
+        pr_buf_append(json, "{\"roomId\":", 10);
+        st__json_str(json, e->r, strlen(e->r));
+        pr_buf_append_byte(json, '}');
+        return;
+    }
     switch (e->status) {
     case ST_E_NEW:
     case ST_E_DUP:
@@ -591,7 +599,8 @@ static void append_ack(pr_buf *json, entry *e)
     }
 }
 
-/* One A1 per reply channel, with every ack of the batch for it. */
+/* One A1 per reply channel, with every ack of the batch for it: messages'
+ * and the answers to "open" entries of joinChats that wait for them. */
 static void publish_acks(st_ingest *g, batch *b)
 {
     size_t n = b->n;
@@ -601,14 +610,15 @@ static void publish_acks(st_ingest *g, batch *b)
     pr_buf_init(&json, 4096);
     for (size_t i = 0; i < n; i++) {
         entry *e = b->e[i];
-        if (done[i] || e->kind != 'm' || !e->g || e->a < 0 || e->status == ST_E_RETRY)
+        if (done[i] || (e->kind != 'm' && e->kind != 'o') || !e->g || e->a < 0 ||
+            e->status == ST_E_RETRY)
             continue;
         pr_buf_reset(&env);
         chat_aenv_begin(&env);
         for (size_t j = i; j < n; j++) {
             entry *f = b->e[j];
-            if (done[j] || f->kind != 'm' || !f->g || f->a < 0 || f->status == ST_E_RETRY ||
-                strcmp(f->g, e->g) != 0)
+            if (done[j] || (f->kind != 'm' && f->kind != 'o') || !f->g || f->a < 0 ||
+                f->status == ST_E_RETRY || strcmp(f->g, e->g) != 0)
                 continue;
             done[j] = 1;
             append_ack(&json, f);

@@ -193,7 +193,7 @@ describe('chat across three gateways (JWT)', () => {
   test('room ids are keyed: a gateway with another --room-secret gives other ids', T, async (t) => {
     const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
     const other = await startGateway(
-      ['--app', 'chat', '--jwt-secret', cl.secret, '--room-secret', 'another-room-key', '--redis', cl.redis.url, '--workers', '1'],
+      ['--app', 'chat', '--jwt-secret', cl.secret, '--room-secret', 'another-room-key', '--redis', cl.redis.url, '--workers', '1', '--storage', 'off'],
       {},
       { t },
     );

@@ -145,6 +145,38 @@ describe('message status', () => {
     await Promise.all(pairs.map(({ b }) => b.inbox.none('messageReceived', {}, 300)));
   });
 
+  test('a first message sent the moment the peer connects reaches it live (thirty pairs)', T, async (t) => {
+    // The peer's connect-time sync is still in flight (its CONNECT is
+    // answered before it) when the new room's J1 comes: the room joins
+    // during the catch-up, and what it published before its subscription
+    // was confirmed must come by a sync once the socket is live.
+    const users = await Promise.all(Array.from({ length: 30 }, () => makeUsers(cl, 'Alice', 'Bob')));
+    const alices = await Promise.all(
+      users.map(([alice], i) => connectStored(cl.gateways[i % 2].url, alice, { transports: ['websocket'] }, t)),
+    );
+    await Promise.all(
+      users.map(async ([, bob], i) => {
+        const b = await connectStored(cl.gateways[(i >> 1) % 2].url, bob, i % 3 ? { transports: ['websocket'] } : {}, t);
+        const m = await sendStored(alices[i], { targetUserId: bob.id, text: `first ${i}` });
+        const got = await b.inbox.wait('messageReceived', { id: m.id }, WAIT);
+        assert.equal(got.seq, 1);
+      }),
+    );
+  });
+
+  test('one peer gets the first message of twenty new conversations live at once', T, async (t) => {
+    // Twenty J1s for one socket in a burst: a room confirmed while another
+    // room's sync is in flight (or after the socket's generation moved on)
+    // still gets its sync.
+    const [bob] = await makeUsers(cl, 'Bob');
+    const alices = await makeUsers(cl, ...Array.from({ length: 20 }, (_, i) => `Alice${i}`));
+    const as = await Promise.all(alices.map((u, i) => connectStored(cl.gateways[i % 2].url, u, { transports: ['websocket'] }, t)));
+    const b = await connectStored(cl.gateways[0].url, bob, { transports: ['websocket'] }, t);
+    const acks = await Promise.all(as.map((a, i) => sendStored(a, { targetUserId: bob.id, text: `burst ${i}` })));
+    for (const m of acks) await b.inbox.wait('messageReceived', { id: m.id }, WAIT);
+    await b.inbox.none('messageReceived', {}, 200); // none twice
+  });
+
   test('group of three: per-member receipts, aggregate seen only when both have seen', T, async (t) => {
     const [alice, bob, carol] = await makeUsers(cl, 'Alice', 'Bob', 'Carol');
     const [a, b, c] = await Promise.all([alice, bob, carol].map((u) => connect(u, t)));

@@ -65,6 +65,7 @@ int main(void)
     CHECK_EQ(cfg.receipt_interval_ms, 50);
     CHECK_EQ(cfg.replay_max, 1000);
     CHECK_EQ(cfg.replay_timeout_ms, 5000);
+    CHECK_EQ(cfg.join_timeout_ms, 5000);
     char *storage[] = {"x", "--app", "chat", "--auth", "insecure-dev", "--storage", "off",
                        "--ingest-shards", "3", "--recovery-window", "0", "--receipt-interval",
                        "10", "--replay-max", "7", "--replay-timeout", "250"};
@@ -75,6 +76,9 @@ int main(void)
     CHECK_EQ(cfg.receipt_interval_ms, 10);
     CHECK_EQ(cfg.replay_max, 7);
     CHECK_EQ(cfg.replay_timeout_ms, 250);
+    char *join[] = {"x", "--app", "chat", "--auth", "insecure-dev", "--join-timeout", "250"};
+    CHECK_EQ(load(&cfg, 7, join), 0);
+    CHECK_EQ(cfg.join_timeout_ms, 250);
     setenv("CHAT_STORAGE", "off", 1);
     setenv("CHAT_INGEST_SHARDS", "16", 1);
     CHECK_EQ(load(&cfg, 5, chat_dev), 0);
@@ -88,6 +92,7 @@ int main(void)
         {"--storage", "yes"},       {"--storage", "1"},         {"--ingest-shards", "0"},
         {"--ingest-shards", "257"}, {"--receipt-interval", "0"}, {"--replay-max", "0"},
         {"--replay-timeout", "5"},  {"--recovery-window", "-1"}, {"--node-id", "has space"},
+        {"--join-timeout", "5"},
     };
     for (size_t i = 0; i < sizeof bad_chat / sizeof bad_chat[0]; i++) {
         char *argv[7] = {"x", "--app", "chat", "--auth", "insecure-dev", bad_chat[i][0],

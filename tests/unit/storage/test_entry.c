@@ -198,6 +198,23 @@ static void shards_and_direct_rooms(void)
     e = parse1(item("2-4", "k", "o", "r", dm, "u", "carol", NULL)); /* no peer */
     CHECK_EQ(e->status, ST_E_INVALID);
     CHECK_EQ(e->kind, 0);
+    CHECK_EQ(e->a, -1);
+    st__entry_free(e);
+    /* a joinChat that waits for the answer: the ack's address is kept, and
+     * a malformed open keeps it too (its error must reach the client) */
+    e = parse1(item("2-5", "k", "o", "r", dm, "u", "carol", "p", "bob", "g", "gw:{n.0}", "s",
+                    "sock1", "a", "7", NULL));
+    CHECK_EQ(e->kind, 'o');
+    CHECK_EQ(e->status, ST_E_NONE);
+    CHECK_EQ(e->a, 7);
+    CHECK(!strcmp(e->g, "gw:{n.0}") && !strcmp(e->s, "sock1"));
+    CHECK(!strcmp(e->r, dm) && !strcmp(e->u, "carol") && !strcmp(e->p, "bob"));
+    st__entry_free(e);
+    e = parse1(item("2-6", "k", "o", "r", dm, "u", "carol", "g", "gw:{n.0}", "s", "sock1", "a",
+                    "8", NULL));
+    CHECK_EQ(e->status, ST_E_INVALID);
+    CHECK_EQ(e->kind, 'o');
+    CHECK_EQ(e->a, 8);
     st__entry_free(e);
 }
 
