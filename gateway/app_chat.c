@@ -1787,10 +1787,13 @@ static void on_acks(chat_worker *cw, pr_view msg)
         if (!sock)
             continue; /* gone: the client's ack callback died with it */
         json_t *arg = json_loadb(json.ptr, json.len, 0, NULL);
-        if (arg)
-            ack_json(sock, id, arg);
-        else
+        const char *error = json_string_value(json_object_get(arg, "error"));
+        if (!arg)
             GW_WARN_RATELIMITED("event=bad_ack worker=%d", cw->w->index);
+        else if (id >= 0)
+            ack_json(sock, id, arg);
+        else if (error) /* no callback: the error as a chatError event */
+            reply_error(sock, "sendMessage", -1, error);
         json_decref(arg);
     }
     if (rc < 0)
@@ -2023,12 +2026,14 @@ static void store_subscribed(gw_redis *r, int ok, void *arg)
         cmd_adds(&c, "p");
         cmd_adds(&c, x->peer);
     }
+    /* the reply address even without a callback: an error (not a member,
+     * clientMsgId reused) then comes back as a chatError, never silence */
+    cmd_adds(&c, "g");
+    cmd_adds(&c, cw->reply_channel);
+    cmd_adds(&c, "s");
+    cmd_adds(&c, x->sid);
     if (x->ack_id >= 0) {
         snprintf(ack, sizeof ack, "%lld", (long long)x->ack_id);
-        cmd_adds(&c, "g");
-        cmd_adds(&c, cw->reply_channel);
-        cmd_adds(&c, "s");
-        cmd_adds(&c, x->sid);
         cmd_adds(&c, "a");
         cmd_adds(&c, ack);
     }
@@ -2171,7 +2176,7 @@ static void join_storage_failed(chat_worker *cw, const char *key)
 /* An A1 line: 1 when it answers a waiting joinChat (then it is used up). */
 static int join_answered(chat_worker *cw, pr_view sid, int64_t ack_id, pr_view json)
 {
-    if (cw->joins.n == 0)
+    if (cw->joins.n == 0 || ack_id < 0)
         return 0; /* the usual case: message acks only */
     char key[GW_SID_LEN + 24];
     join_key(key, sizeof key, sid.ptr, sid.len, ack_id);

@@ -471,7 +471,7 @@ static int line_ok(pr_view v)
 
 int chat_aenv_add(pr_buf *out, pr_view socket, int64_t ack_id, pr_view json)
 {
-    if (!id_ok(socket) || ack_id < 0 || ack_id > CHAT_NUM_MAX || !line_ok(json))
+    if (!id_ok(socket) || ack_id < -1 || ack_id > CHAT_NUM_MAX || !line_ok(json))
         return PR_EINVAL;
     char a[24];
     pr_view tab = PR_VIEW_LIT("\t");
@@ -494,7 +494,7 @@ int chat_aenv_next(pr_view *it, pr_view *socket, int64_t *ack_id, pr_view *json)
         return 0;
     pr_view rest = *it, s, j;
     int64_t id;
-    if (take_id(&rest, '\t', &s) || take_num(&rest, '\t', 0, &id) || take(&rest, '\n', 0, &j) ||
+    if (take_id(&rest, '\t', &s) || take_num(&rest, '\t', 1, &id) || take(&rest, '\n', 0, &j) ||
         j.len == 0)
         return PR_EINVAL;
     *it = rest;

@@ -123,6 +123,8 @@ int chat_jenv_decode(pr_view in, char *kind, pr_view *room, pr_view *user);
  * compact JSON text without newlines). Decode: chat_aenv_begin_decode checks
  * the tag and returns the rest in *it; chat_aenv_next yields one ack per call:
  * 1 when it produced one, 0 at the end, PR_EINVAL on a malformed line.
+ * ack_id -1: the client passed no ack callback; only errors come so, and the
+ * gateway tells the socket by a chatError event.
  */
 int chat_aenv_begin(pr_buf *out);
 int chat_aenv_add(pr_buf *out, pr_view socket, int64_t ack_id, pr_view json);

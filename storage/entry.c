@@ -100,9 +100,11 @@ static int parse_message(const pctx *g, entry *e, const fields *f)
     const redisReply *r = field(f, 'r'), *u = field(f, 'u'), *n = field(f, 'n'), *l = field(f, 'l'),
                      *x = field(f, 'x'), *c = field(f, 'c'), *p = field(f, 'p'),
                      *gc = field(f, 'g'), *s = field(f, 's'), *a = field(f, 'a');
-    /* the reply address first, so a malformed message still gets its error */
-    int ackable = valid_id(gc) && valid_id(s) && parse_ack_id(a, &e->a) == 0;
-    if (!ackable)
+    /* the reply address first, so a malformed message still gets its error;
+     * g and s without a: the client passed no callback, so only an error is
+     * answered (a = -1), which its gateway turns into a chatError event */
+    int ackable = valid_id(gc) && valid_id(s) && (!a || parse_ack_id(a, &e->a) == 0);
+    if (!ackable || !a)
         e->a = -1;
     const redisReply *vals[] = {r, u, n, l, x, c, p, ackable ? gc : NULL, ackable ? s : NULL};
     const char **dst[] = {&e->r, &e->u, &e->n, &e->l, &e->x, &e->c, &e->p, &e->g, &e->s};

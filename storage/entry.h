@@ -29,7 +29,7 @@ typedef struct st__entry {
      * p, g, s may be NULL */
     const char *r, *u, *n, *l, *x, *c, *p, *g, *s;
     size_t x_len;
-    int64_t a; /* ack id; -1: no ack (then g and s are NULL too) */
+    int64_t a; /* ack id; -1: no ack callback (with g and s: errors only, else nothing) */
     char *buf;
     /* receipts: JSON objects "{...},{...}" for chat_receipts, in rc */
     char *rc;

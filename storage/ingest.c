@@ -599,6 +599,18 @@ static void append_ack(pr_buf *json, entry *e)
     }
 }
 
+/* Whether e gets an A1 line: it has a reply address and either an ack id,
+ * or (no callback: a = -1) an error its sender must still hear of. */
+static int answered(const entry *e)
+{
+    if ((e->kind != 'm' && e->kind != 'o') || !e->g || e->status == ST_E_RETRY)
+        return 0;
+    if (e->a >= 0)
+        return 1;
+    return e->kind == 'm' ? e->status != ST_E_NEW && e->status != ST_E_DUP
+                          : e->status != ST_E_NONE;
+}
+
 /* One A1 per reply channel, with every ack of the batch for it: messages'
  * and the answers to "open" entries of joinChats that wait for them. */
 static void publish_acks(st_ingest *g, batch *b)
@@ -610,15 +622,13 @@ static void publish_acks(st_ingest *g, batch *b)
     pr_buf_init(&json, 4096);
     for (size_t i = 0; i < n; i++) {
         entry *e = b->e[i];
-        if (done[i] || (e->kind != 'm' && e->kind != 'o') || !e->g || e->a < 0 ||
-            e->status == ST_E_RETRY)
+        if (done[i] || !answered(e))
             continue;
         pr_buf_reset(&env);
         chat_aenv_begin(&env);
         for (size_t j = i; j < n; j++) {
             entry *f = b->e[j];
-            if (done[j] || (f->kind != 'm' && f->kind != 'o') || !f->g || f->a < 0 ||
-                f->status == ST_E_RETRY || strcmp(f->g, e->g) != 0)
+            if (done[j] || !answered(f) || strcmp(f->g, e->g) != 0)
                 continue;
             done[j] = 1;
             append_ack(&json, f);

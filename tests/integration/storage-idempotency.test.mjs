@@ -82,6 +82,25 @@ describe('clientMsgId is per (sender, room, clientMsgId)', () => {
     assert.equal(b.inbox.all('messageReceived', { clientMsgId: '3' }).length, 1);
   });
 
+  test('without an ack callback a refused send still says so: chatError, never silence', T, async (t) => {
+    const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
+    const a = await connect(alice, t);
+    const errors = [];
+    a.on('chatError', (e) => errors.push(e));
+    const first = await sendStored(a, { targetUserId: bob.id, text: 'first', clientMsgId: 'n-1' });
+    // storage refuses it (another text under the same clientMsgId); the
+    // client passed no callback, so only an event can tell it
+    a.emit('sendMessage', { roomId: first.roomId, text: 'not the first', clientMsgId: 'n-1' });
+    const deadline = Date.now() + WAIT;
+    while (errors.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    assert.deepEqual(errors, [{ event: 'sendMessage', error: 'clientMsgId reused' }]);
+    // a stored send without a callback gets no event (nothing to report)
+    a.emit('sendMessage', { roomId: first.roomId, text: 'second', clientMsgId: 'n-2' });
+    const seen = await sendStored(a, { roomId: first.roomId, text: 'third', clientMsgId: 'n-3' });
+    assert.equal(seen.seq, 3, 'the callback-less second message was stored before the third');
+    assert.equal(errors.length, 1, `unexpected chatError: ${JSON.stringify(errors)}`);
+  });
+
   test('the HTTP API: the same rule, 409 for a reuse with another text', T, async () => {
     const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
     const g1 = await createGroup(cl.apiUrl, alice, 'one', [bob.id]);

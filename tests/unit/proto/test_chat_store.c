@@ -137,7 +137,8 @@ static void test_aenv(void)
     CHECK_EQ(chat_aenv_begin(&b), PR_OK);
     CHECK_EQ(chat_aenv_add(&b, V("sid1"), 7, V("{\"id\":\"1\"}")), PR_OK);
     CHECK_EQ(chat_aenv_add(&b, V("sid2"), 0, V("{\"error\":\"not a member\"}")), PR_OK);
-    CHECK_EQ(chat_aenv_add(&b, V("sid2"), -1, V("{}")), PR_EINVAL);
+    CHECK_EQ(chat_aenv_add(&b, V("sid3"), -1, V("{\"error\":\"clientMsgId reused\"}")), PR_OK);
+    CHECK_EQ(chat_aenv_add(&b, V("sid2"), -2, V("{}")), PR_EINVAL);
     CHECK_EQ(chat_aenv_add(&b, V("sid2"), 1, V("{\n}")), PR_EINVAL);
     pr_view it, s, j;
     int64_t id;
@@ -147,7 +148,12 @@ static void test_aenv(void)
     CHECK_MEM(j.ptr, j.len, "{\"id\":\"1\"}");
     CHECK_EQ(chat_aenv_next(&it, &s, &id, &j), 1);
     CHECK(pr_view_eq(s, V("sid2")) && id == 0);
+    CHECK_EQ(chat_aenv_next(&it, &s, &id, &j), 1);
+    CHECK(pr_view_eq(s, V("sid3")) && id == -1);
+    CHECK_MEM(j.ptr, j.len, "{\"error\":\"clientMsgId reused\"}");
     CHECK_EQ(chat_aenv_next(&it, &s, &id, &j), 0);
+    it = V("sid\t-2\t{}\n");
+    CHECK_EQ(chat_aenv_next(&it, &s, &id, &j), PR_EINVAL);
     it = V("sid\t1\t{}"); /* no final newline */
     CHECK_EQ(chat_aenv_next(&it, &s, &id, &j), PR_EINVAL);
     it = V("sid\tx\t{}\n");
