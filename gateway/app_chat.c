@@ -117,6 +117,7 @@ struct chat_sock {
     double tokens;      /* rate-limit bucket */
     uint64_t refill_ms;
     char *first_name;   /* from the token (jwt); NULL under insecure-dev */
+    gw_th_node exp_node; /* the token's exp (jwt): the socket ends then */
     char sid[GW_SID_LEN + 1]; /* the session: how asynchronous work finds us */
     /* storage */
     uint8_t phase;      /* CS_* */
@@ -167,6 +168,7 @@ typedef struct chat_worker {
     smap rooms, users, receipts;
     chat_sock *socks;
     struct event *presence_timer;
+    gw_th exp_th;           /* sockets by their token's exp (jwt) */
     unsigned char room_key[32];
     char member[96];        /* "NODE/WORKER": this worker in presence sets */
     uint64_t msg_counter;
@@ -2299,6 +2301,41 @@ static void read_recovery(chat_worker *cw, chat_sock *cs, const json_t *auth)
 
 static _Thread_local gw_pool sock_pool = GW_POOL(chat_sock);
 
+/* Arms the end of the socket's access at the token's exp (wall-clock
+ * seconds), translated to the worker's monotonic clock. */
+static void token_arm(chat_worker *cw, chat_sock *cs, int64_t exp)
+{
+    /* beyond ~30 years: never on this process's watch */
+    if (exp > (int64_t)(wall_ms() / 1000) + (1ll << 30))
+        return;
+    int64_t left = exp * 1000 - (int64_t)wall_ms();
+    uint64_t now = gw__now_ms(cw->w);
+    gw__th_add(&cw->exp_th, &cs->exp_node, left > 0 ? now + (uint64_t)left : now);
+}
+
+/*
+ * The token's exp passed: the app hears why (chatError {"error":"token
+ * expired"}), then a Socket.IO DISCONNECT ends the socket. socket.io-client
+ * reports it as "io server disconnect" and does not reconnect by itself: the
+ * app fetches a fresh token and calls connect() (proto/PROTOCOL.md). A socket
+ * still connecting cannot be sent anything: its transport is dropped, and the
+ * reconnect with the same token is refused ("unauthorized").
+ */
+static void token_expired(gw_th *th, gw_th_node *n)
+{
+    (void)th;
+    chat_sock *cs = GW_CONTAINER_OF(n, chat_sock, exp_node);
+    gw_socket *sock = cs->sock;
+    if (gw_socket_pending(sock)) {
+        gw_socket_drop_transport(sock);
+        return;
+    }
+    json_t *args = json_pack("[{ss}]", "error", "token expired");
+    gw_socket_emit(sock, "chatError", args, NULL, 0, NULL, NULL);
+    json_decref(args);
+    gw_socket_disconnect(sock); /* frees cs (chat_disconnect) */
+}
+
 static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
 {
     gw_worker *w = gw_socket_worker(sock);
@@ -2332,6 +2369,7 @@ static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
         const char *name = claims.name[0] ? claims.name : claims.sub;
         cs->first_name = pr_strndup(name, strlen(name));
         user_attach(cw, cs, claims.sub);
+        token_arm(cw, cs, claims.exp);
     } else {
         /* tutorials may already say who they are in the handshake */
         const char *uid = json_string_value(json_object_get(auth, "userId"));
@@ -2351,6 +2389,14 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
 {
     chat_worker *cw = CW(gw_socket_worker(sock));
     chat_sock *cs = gw_socket_data(sock);
+    if (gw__th_queued(&cs->exp_node) && gw__now_ms(cw->w) >= cs->exp_node.deadline_ms) {
+        /* exp passed but its timer has not run yet: nothing more is done for
+         * this token; the socket ends on the next turn of the loop (not
+         * inside its own callback) */
+        reply_error(sock, event, p->id, "token expired");
+        gw__th_add(&cw->exp_th, &cs->exp_node, gw__now_ms(cw->w));
+        return;
+    }
     if (!take_token(cw, cs)) {
         reply_error(sock, event, p->id, "rate limited");
         return;
@@ -2410,6 +2456,7 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
     /* the record outlives the socket by the window: the client may come back */
     if (cw->storage && cs->accepted && cs->pid)
         pexpire_record(cw, cs);
+    gw__th_del(&cw->exp_th, &cs->exp_node);
     if (cw->storage) {
         gw__tq_del(&cw->wait_tq, &cs->wait);
         free_held(cs);
@@ -2518,6 +2565,7 @@ static int chat_worker_init(gw_worker *w, void **state)
     gw_redis_subscribe(cw->redis, PR_VIEW_LIT(ALL_CHANNEL));
     if (cw->storage)
         storage_init(cw);
+    gw__th_init(&cw->exp_th, w, token_expired);
     cw->presence_timer = event_new(w->base, -1, EV_PERSIST, presence_tick, cw);
     unsigned period = cfg->presence_ttl_ms / 3;
     struct timeval tv = {period / 1000, (period % 1000) * 1000};
@@ -2530,6 +2578,7 @@ static void chat_worker_dispose(gw_worker *w, void *state)
     (void)w;
     chat_worker *cw = state;
     event_free(cw->presence_timer);
+    gw__th_dispose(&cw->exp_th);
     if (cw->storage && evtimer_pending(cw->receipt_timer, NULL))
         receipt_flush(-1, 0, cw); /* what the last sockets saw */
     gw_redis_free(cw->redis); /* pending callbacks run now, with NULL replies */
