@@ -89,6 +89,7 @@ typedef struct {
     sentry e;
     unsigned nsockets; /* local sockets of this user on this worker */
     chat_sock *socks;  /* via unext */
+    gw_rl *rl;         /* the user's rate-limit bucket, shared by the workers */
 } chat_user;
 
 /* A stored message held for a socket that is catching up. */
@@ -114,7 +115,7 @@ struct chat_sock {
     chat_member *rooms; /* via snext */
     struct chat_sock *prev, *next; /* every chat socket of the worker */
     struct chat_sock *unext;       /* the user's sockets */
-    double tokens;      /* rate-limit bucket */
+    double tokens;      /* rate-limit bucket while the socket has no user */
     uint64_t refill_ms;
     char *first_name;   /* from the token (jwt); NULL under insecure-dev */
     gw_th_node exp_node; /* the token's exp (jwt): the socket ends then */
@@ -763,6 +764,7 @@ static void user_attach(chat_worker *cw, chat_sock *cs, const char *uid)
     if (!u) {
         u = pr_calloc(1, sizeof *u);
         smap_put(&cw->users, &u->e, uid, len);
+        u->rl = gw__rl_acquire(uid, len, cw->cfg->rate_burst, gw__now_ms(cw->w));
         if (cw->storage) { /* messageStatus, membership changes */
             char channel[CHAT_ID_MAX + 16];
             user_channel(channel, sizeof channel, uid);
@@ -796,6 +798,7 @@ static void user_detach(chat_worker *cw, chat_sock *cs)
         gw_redis_unsubscribe(cw->redis, pr_view_make(channel, strlen(channel)));
     }
     smap_del(&cw->users, &u->e);
+    gw__rl_release(u->rl);
     pr_free(u);
 }
 
@@ -2263,9 +2266,13 @@ static void on_get_online(const req *q)
 
 /* ---- the app callbacks ---- */
 
+/* The limit is the user's, across its sockets on every worker of this
+ * gateway; a socket that has no user yet (insecure-dev) has its own. */
 static int take_token(chat_worker *cw, chat_sock *cs)
 {
     uint64_t now = gw__now_ms(cw->w);
+    if (cs->user)
+        return gw__rl_take(cs->user->rl, now, cw->cfg->rate_limit, cw->cfg->rate_burst);
     cs->tokens += (double)(now - cs->refill_ms) * cw->cfg->rate_limit / 1000.0;
     if (cs->tokens > cw->cfg->rate_burst)
         cs->tokens = cw->cfg->rate_burst;
@@ -2397,12 +2404,19 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
         gw__th_add(&cw->exp_th, &cs->exp_node, gw__now_ms(cw->w));
         return;
     }
+    chat_args a;
+    int rc = chat_parse_args(json_array_get(p->data, 1), cw->cfg->max_text_length, &a);
+    if (cw->insecure && rc == 0 && a.user_id && !cs->user) {
+        /* --auth insecure-dev: the socket is the first userId it names, and
+         * that user's bucket pays from this event on */
+        user_attach(cw, cs, a.user_id);
+        if (cw->storage)
+            start_session(cw, cs); /* its rooms and undelivered messages */
+    }
     if (!take_token(cw, cs)) {
         reply_error(sock, event, p->id, "rate limited");
         return;
     }
-    chat_args a;
-    int rc = chat_parse_args(json_array_get(p->data, 1), cw->cfg->max_text_length, &a);
     if (rc != 0) {
         reply_error(sock, event, p->id, rc == PR_ETOOBIG ? "text too long" : "invalid payload");
         return;
@@ -2414,11 +2428,6 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
         if (!a.user_id) {
             reply_error(sock, event, p->id, "invalid payload");
             return;
-        }
-        if (!cs->user) {
-            user_attach(cw, cs, a.user_id);
-            if (cw->storage)
-                start_session(cw, cs); /* its rooms and undelivered messages */
         }
         q.uid = a.user_id;
         snprintf(fname, sizeof fname, "%s", a.first_name ? a.first_name : a.user_id);

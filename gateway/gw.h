@@ -87,6 +87,16 @@ void gw__th_add(gw_th *th, gw_th_node *n, uint64_t deadline_ms); /* (re)arms n *
 void gw__th_del(gw_th *th, gw_th_node *n); /* no-op when n is not queued */
 static inline int gw__th_queued(const gw_th_node *n) { return n->idx != 0; }
 
+/* ---- per-user rate limits (ratelimit.c) ------------------------------------
+ * One token bucket per user id, shared by every worker of the process (any
+ * thread may call these). acquire finds or creates the user's bucket (full)
+ * and takes a reference; release drops it (NULL is fine); take spends one
+ * token if there is one: 1, else 0. */
+typedef struct gw_rl gw_rl;
+gw_rl *gw__rl_acquire(const char *uid, size_t len, double burst, uint64_t now_ms);
+void gw__rl_release(gw_rl *b);
+int gw__rl_take(gw_rl *b, uint64_t now_ms, double rate, double burst);
+
 /* ---- pools of per-connection records (pool.c) ------------------------------
  * Per-thread free lists of one record size, carved from slabs: declare one
  * per type as `static _Thread_local gw_pool p = GW_POOL(type);`. */

@@ -14,6 +14,8 @@ import { api, signToken, startCluster } from './lib/stack.mjs';
 import { connectStored, history, sendStored } from './lib/storage-chat.mjs';
 
 const T = { timeout: 45000 };
+const RATE = 20; // --rate-limit (the default)
+const BURST = 40; // --rate-burst (the default)
 
 after(() => closeAllClients());
 
@@ -25,6 +27,7 @@ describe('access ends when it should', () => {
       workers: 2,
       storage: true,
       pgFast: true,
+      args: ['--rate-limit', String(RATE), '--rate-burst', String(BURST)],
     });
   });
   after(() => cl?.stop());
@@ -114,5 +117,34 @@ describe('access ends when it should', () => {
     const valid = signToken({ sub: dave.id, name: 'Dave', iat: now, nbf: now - 1, exp: now + 3600 }, cl.secret);
     await connectStored(cl.gateways[0].url, { ...dave, token: valid }, { transports: ['websocket'] }, t);
     assert.equal((await api(cl.apiUrl, valid, 'GET', '/api/rooms')).status, 200);
+  });
+
+  test(`the rate limit is per user: 20 sockets of one user on one gateway get ${BURST} + ${RATE}/s together; another user is unaffected`, T, async (t) => {
+    const [erin, frank] = await makeUsers(cl, 'Erin', 'Frank');
+    const url = cl.gateways[0].url; // two worker threads
+    const socks = await Promise.all(
+      Array.from({ length: 20 }, () => connectStored(url, erin, { transports: ['websocket'] }, t)),
+    );
+    const f = await connectStored(url, frank, { transports: ['websocket'] }, t);
+    await new Promise((r) => setTimeout(r, (1000 * BURST) / RATE + 100)); // buckets full again
+    const started = Date.now();
+    const pending = [];
+    // as fast as possible for one second: 10 per socket every 100 ms
+    while (Date.now() - started < 1000) {
+      for (const s of socks)
+        for (let k = 0; k < 10; k++)
+          pending.push(emitAck(s, 'sendMessage', [{ targetUserId: frank.id, text: `flood ${pending.length}` }], 20000).then(([r]) => r));
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const acks = await Promise.all(pending);
+    const elapsed = (Date.now() - started) / 1000;
+    const ok = acks.filter((r) => r && r.id && !r.error);
+    const limited = acks.filter((r) => r && r.error === 'rate limited');
+    assert.equal(ok.length + limited.length, acks.length, `other answers: ${JSON.stringify(acks.filter((r) => !r || (r.error && r.error !== 'rate limited')).slice(0, 5))}`);
+    const bound = BURST + RATE * elapsed + 2;
+    assert.ok(ok.length <= bound, `${ok.length} of ${acks.length} accepted in ${elapsed} s from 20 sockets of one user (bound ${bound})`);
+    assert.ok(ok.length >= BURST - 1, `only ${ok.length} accepted`);
+    // Frank, on the same gateway and workers, is not limited by Erin
+    for (let i = 0; i < 10; i++) await sendStored(f, { targetUserId: erin.id, text: `frank ${i}` });
   });
 });
