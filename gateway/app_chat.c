@@ -39,6 +39,7 @@
  *   {pN}:exp           zset: member "USER NODE/WORKER", score = expiry (ms)
  *   {i:S}:in           ingest stream of shard S (storage)
  *   {st}:rpc, {st}:pos sync/replay requests, published shard positions
+ *   {st}:cache         storage's mark: the membership cache is whole
  *   {c:PID}:sess       a recoverable session: "USER\nVECTOR"
  * Channels: room:{ROOM} per room, user:{USER} per user, gw:{NODE.W} per
  * worker, chat:all for announcements.
@@ -1420,9 +1421,27 @@ static void positions_cb(gw_redis *r, redisReply *rep, void *arg)
     }
 }
 
+/* {st}:cache is chat-storage's mark of a complete membership cache
+ * (docs/storage.md, "Membership cache"). Absent, Redis lost the cache and
+ * storage is rebuilding it: {u:USER}:rooms may be empty or partial, and a
+ * socket started from it would miss its rooms' messages. The start waits as
+ * if Redis had failed it (CS_WAITING, the CONNECT stays pending) and tries
+ * again. Read on the same link just before the rooms, so a Redis that
+ * restarts in between fails the rooms read too. */
+static void cache_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    chat_worker *cw = ((sock_ref *)arg)->cw;
+    chat_sock *cs = ref_take(arg);
+    if (!cs || cs->phase != CS_STARTING)
+        return;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+        start_failed(cw, cs, "membership cache rebuilding"); /* rooms_cb is stale now */
+}
+
 /* Reads the session record (when the client brings a pid), the shard
- * positions (for a new record) and the user's rooms; the replies come back
- * in this order on the one command link. */
+ * positions (for a new record), the cache mark and the user's rooms; the
+ * replies come back in this order on the one command link. */
 static void start_session(chat_worker *cw, chat_sock *cs)
 {
     cs->phase = CS_STARTING;
@@ -1445,6 +1464,12 @@ static void start_session(chat_worker *cw, chat_sock *cs)
         const char *argv[] = {"HGETALL", "{st}:pos"};
         sock_ref *r = ref_new(cw, cs);
         if ((rc = redis_cmd(cw, positions_cb, r, 2, argv)) != 0)
+            pr_free(r);
+    }
+    if (rc == 0) {
+        const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
+        sock_ref *r = ref_new(cw, cs);
+        if ((rc = redis_cmd(cw, cache_cb, r, 2, argv)) != 0)
             pr_free(r);
     }
     if (rc == 0) {
@@ -2006,6 +2031,21 @@ static void on_join_chat(const req *q)
     join_and_ack(q->cw, q->cs, join_ctx_new(q, room));
 }
 
+/* joinRoom missed {r:ROOM}:members: "not a member" only if the cache is
+ * whole; while storage rebuilds it, "unavailable" (try again), never a false
+ * refusal. */
+static void member_mark_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    join_ctx *x = arg;
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    if (sock && gw_socket_data(sock) && !gw_socket_pending(sock))
+        reply_error(sock, "joinRoom", x->ack_id,
+                    rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? "not a member"
+                                                                               : "unavailable");
+    pr_free(x);
+}
+
 static void member_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
@@ -2019,6 +2059,13 @@ static void member_cb(gw_redis *r, redisReply *rep, void *arg)
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
         join_and_ack(x->cw, cs, x);
         return;
+    }
+    if (rep && rep->type == REDIS_REPLY_INTEGER && x->cw->storage) {
+        /* a miss is only an answer when the cache is whole */
+        const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
+        if (redis_cmd(x->cw, member_mark_cb, x, 2, argv) == 0)
+            return;
+        rep = NULL;
     }
     reply_error(sock, "joinRoom", x->ack_id,
                 rep && rep->type == REDIS_REPLY_INTEGER ? "not a member" : "unavailable");
