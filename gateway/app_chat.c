@@ -186,6 +186,7 @@ typedef struct chat_worker {
     gw_tq wait_tq;          /* sockets waiting for a sync or replay */
     struct event *drop_ev;  /* drops every session: the subscription link was lost */
     struct event *retry_timer; /* starts CS_WAITING sockets again */
+    uint8_t cache_seen;     /* {st}:cache was there once: now its absence means a loss */
 } chat_worker;
 
 /* ---- string maps ---- */
@@ -744,11 +745,23 @@ static void presence_tick(evutil_socket_t fd, short what, void *arg)
     gw__worker_schedule_flush(cw->w);
 }
 
+static void cache_seen_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    chat_worker *cw = arg;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)
+        cw->cache_seen = 1;
+}
+
 static void on_redis_ready(gw_redis *r, void *arg)
 {
     (void)r;
     chat_worker *cw = arg;
     lua_load(cw); /* before the first EVALSHA on this connection */
+    if (cw->storage && !cw->cache_seen) {
+        const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
+        redis_cmd(cw, cache_seen_cb, cw, 2, argv);
+    }
     presence_tick(-1, 0, cw); /* re-register our users at once */
     if (cw->storage && evtimer_pending(cw->retry_timer, NULL)) {
         struct timeval now = {0, 0}; /* sockets waiting to start */
@@ -1422,12 +1435,14 @@ static void positions_cb(gw_redis *r, redisReply *rep, void *arg)
 }
 
 /* {st}:cache is chat-storage's mark of a complete membership cache
- * (docs/storage.md, "Membership cache"). Absent, Redis lost the cache and
- * storage is rebuilding it: {u:USER}:rooms may be empty or partial, and a
- * socket started from it would miss its rooms' messages. The start waits as
- * if Redis had failed it (CS_WAITING, the CONNECT stays pending) and tries
- * again. Read on the same link just before the rooms, so a Redis that
- * restarts in between fails the rooms read too. */
+ * (docs/storage.md, "Membership cache"). Absent once this worker has seen
+ * it, Redis lost the cache and storage is rebuilding it: {u:USER}:rooms may
+ * be empty or partial, and a socket started from it would miss its rooms'
+ * messages. The start waits as if Redis had failed it (CS_WAITING, the
+ * CONNECT stays pending) and tries again. (Never seen: no chat-storage has
+ * run on this Redis yet, and nothing was lost.) Read on the same link just
+ * before the rooms, so a Redis that restarts in between fails the rooms read
+ * too. */
 static void cache_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
@@ -1435,7 +1450,9 @@ static void cache_cb(gw_redis *r, redisReply *rep, void *arg)
     chat_sock *cs = ref_take(arg);
     if (!cs || cs->phase != CS_STARTING)
         return;
-    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)
+        cw->cache_seen = 1;
+    else if (rep && rep->type == REDIS_REPLY_INTEGER && cw->cache_seen)
         start_failed(cw, cs, "membership cache rebuilding"); /* rooms_cb is stale now */
 }
 
@@ -2039,10 +2056,11 @@ static void member_mark_cb(gw_redis *r, redisReply *rep, void *arg)
     (void)r;
     join_ctx *x = arg;
     gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    int whole = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    if (whole)
+        x->cw->cache_seen = 1;
     if (sock && gw_socket_data(sock) && !gw_socket_pending(sock))
-        reply_error(sock, "joinRoom", x->ack_id,
-                    rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1 ? "not a member"
-                                                                               : "unavailable");
+        reply_error(sock, "joinRoom", x->ack_id, whole ? "not a member" : "unavailable");
     pr_free(x);
 }
 
@@ -2060,7 +2078,7 @@ static void member_cb(gw_redis *r, redisReply *rep, void *arg)
         join_and_ack(x->cw, cs, x);
         return;
     }
-    if (rep && rep->type == REDIS_REPLY_INTEGER && x->cw->storage) {
+    if (rep && rep->type == REDIS_REPLY_INTEGER && x->cw->storage && x->cw->cache_seen) {
         /* a miss is only an answer when the cache is whole */
         const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
         if (redis_cmd(x->cw, member_mark_cb, x, 2, argv) == 0)
