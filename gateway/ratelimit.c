@@ -55,8 +55,14 @@ static size_t rl_hash(const char *p, size_t n)
 }
 
 /* The low bits pick the stripe, the others the chain. */
-static rl_stripe *stripe_of(size_t hash) { return &stripes[hash & (RL_STRIPES - 1)]; }
-static size_t chain_of(const rl_stripe *st, size_t hash) { return (hash / RL_STRIPES) & (st->nb - 1); }
+static rl_stripe *stripe_of(size_t hash)
+{
+    return &stripes[hash & (RL_STRIPES - 1)];
+}
+static size_t chain_of(const rl_stripe *st, size_t hash)
+{
+    return (hash / RL_STRIPES) & (st->nb - 1);
+}
 
 static void grow(rl_stripe *st)
 {

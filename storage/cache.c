@@ -48,13 +48,13 @@ enum { STEP_ADD, STEP_REMOVE };
 struct st_cache {
     st_ctx *c;
     struct event *timer;
-    int busy;          /* a check or a rebuild in flight */
-    int step;          /* STEP_*: what the Redis replies awaited are for */
-    int failed;        /* a command of the current step failed */
-    unsigned pending;  /* Redis replies the current step waits for */
-    unsigned epoch;    /* the Redis link's epoch when the rebuild began */
-    int nrows;         /* rows of the current chunk */
-    json_t *rows;      /* the chunk written: [{"r","u"}] */
+    int busy;                    /* a check or a rebuild in flight */
+    int step;                    /* STEP_*: what the Redis replies awaited are for */
+    int failed;                  /* a command of the current step failed */
+    unsigned pending;            /* Redis replies the current step waits for */
+    unsigned epoch;              /* the Redis link's epoch when the rebuild began */
+    int nrows;                   /* rows of the current chunk */
+    json_t *rows;                /* the chunk written: [{"r","u"}] */
     char *last_room, *last_user; /* the keyset position */
     uint64_t started_ms;
     uint64_t total;
@@ -84,7 +84,10 @@ static void give_up(st_cache *k, const char *why)
     done(k);
 }
 
-static int redis_ok(const redisReply *r) { return r && r->type != REDIS_REPLY_ERROR; }
+static int redis_ok(const redisReply *r)
+{
+    return r && r->type != REDIS_REPLY_ERROR;
+}
 
 static void marker_cb(redisReply *reply, void *arg)
 {
@@ -271,7 +274,8 @@ int st_cache_start(st_ctx *c)
     k->c = c;
     c->cache = k;
     k->timer = event_new(c->base, -1, EV_PERSIST, tick, k);
-    unsigned period = c->cfg->lease_ms / 3 < CACHE_PERIOD_MS ? c->cfg->lease_ms / 3 : CACHE_PERIOD_MS;
+    unsigned period =
+        c->cfg->lease_ms / 3 < CACHE_PERIOD_MS ? c->cfg->lease_ms / 3 : CACHE_PERIOD_MS;
     struct timeval tv = {period / 1000, (period % 1000) * 1000};
     event_add(k->timer, &tv);
     tick(-1, 0, k); /* at once: a fresh Redis gets its cache before anyone asks */

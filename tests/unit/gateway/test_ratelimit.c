@@ -57,7 +57,7 @@ int main(void)
     CHECK_EQ(gw__rl_take(w1, 1000, 10, 3), 1);
     CHECK_EQ(gw__rl_take(w2, 1000, 10, 3), 1);
     CHECK_EQ(gw__rl_take(w1, 1000, 10, 3), 1);
-    CHECK_EQ(gw__rl_take(w2, 1000, 10, 3), 0); /* the burst is the user's */
+    CHECK_EQ(gw__rl_take(w2, 1000, 10, 3), 0);    /* the burst is the user's */
     CHECK_EQ(gw__rl_take(other, 1000, 10, 3), 1); /* another user's is not */
     /* 10/s: one token per 100 ms, from either worker */
     CHECK_EQ(gw__rl_take(w1, 1050, 10, 3), 0);

@@ -345,8 +345,7 @@ static void test_claims(void)
                                      SECRET, NOW, &c),
                  PR_OK);
         CHECK_EQ(c.nbf, 1699990000);
-        CHECK_EQ(pr_jwt_verify_hs256(make(HS, PAYLOAD(""), "test-secret"), SECRET, NOW, &c),
-                 PR_OK);
+        CHECK_EQ(pr_jwt_verify_hs256(make(HS, PAYLOAD(""), "test-secret"), SECRET, NOW, &c), PR_OK);
         CHECK(c.nbf == INT64_MIN);
     }
     /* Expiry is judged after everything else is valid. */
