@@ -39,6 +39,7 @@
  *   {pN}:exp           zset: member "USER NODE/WORKER", score = expiry (ms)
  *   {i:S}:in           ingest stream of shard S (storage)
  *   {st}:rpc, {st}:pos sync/replay requests, published shard positions
+ *   {st}:cache         storage's mark: the membership cache is whole
  *   {c:PID}:sess       a recoverable session: "USER\nVECTOR"
  * Channels: room:{ROOM} per room, user:{USER} per user, gw:{NODE.W} per
  * worker, chat:all for announcements.
@@ -89,6 +90,7 @@ typedef struct {
     sentry e;
     unsigned nsockets; /* local sockets of this user on this worker */
     chat_sock *socks;  /* via unext */
+    gw_rl *rl;         /* the user's rate-limit bucket, shared by the workers */
 } chat_user;
 
 /* A stored message held for a socket that is catching up. */
@@ -124,9 +126,10 @@ struct chat_sock {
     chat_member *rooms; /* via snext */
     struct chat_sock *prev, *next; /* every chat socket of the worker */
     struct chat_sock *unext;       /* the user's sockets */
-    double tokens;      /* rate-limit bucket */
+    double tokens;      /* rate-limit bucket while the socket has no user */
     uint64_t refill_ms;
     char *first_name;   /* from the token (jwt); NULL under insecure-dev */
+    gw_th_node exp_node; /* the token's exp (jwt): the socket ends then */
     char sid[GW_SID_LEN + 1]; /* the session: how asynchronous work finds us */
     /* storage */
     uint8_t phase;      /* CS_* */
@@ -180,6 +183,7 @@ typedef struct chat_worker {
     smap rooms, users, receipts;
     chat_sock *socks;
     struct event *presence_timer;
+    gw_th exp_th;           /* sockets by their token's exp (jwt) */
     unsigned char room_key[32];
     char member[96];        /* "NODE/WORKER": this worker in presence sets */
     uint64_t msg_counter;
@@ -197,6 +201,7 @@ typedef struct chat_worker {
     struct event *retry_timer; /* starts CS_WAITING sockets again */
     smap joins;             /* joinChat acks waiting for storage's answer (join_ctx) */
     gw_tq join_tq;          /* ... until --join-timeout */
+    uint8_t cache_seen;     /* {st}:cache was there once: now its absence means a loss */
 } chat_worker;
 
 /* ---- string maps ---- */
@@ -755,11 +760,23 @@ static void presence_tick(evutil_socket_t fd, short what, void *arg)
     gw__worker_schedule_flush(cw->w);
 }
 
+static void cache_seen_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    chat_worker *cw = arg;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)
+        cw->cache_seen = 1;
+}
+
 static void on_redis_ready(gw_redis *r, void *arg)
 {
     (void)r;
     chat_worker *cw = arg;
     lua_load(cw); /* before the first EVALSHA on this connection */
+    if (cw->storage && !cw->cache_seen) {
+        const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
+        redis_cmd(cw, cache_seen_cb, cw, 2, argv);
+    }
     presence_tick(-1, 0, cw); /* re-register our users at once */
     if (cw->storage && evtimer_pending(cw->retry_timer, NULL)) {
         struct timeval now = {0, 0}; /* sockets waiting to start */
@@ -776,6 +793,7 @@ static void user_attach(chat_worker *cw, chat_sock *cs, const char *uid)
     if (!u) {
         u = pr_calloc(1, sizeof *u);
         smap_put(&cw->users, &u->e, uid, len);
+        u->rl = gw__rl_acquire(uid, len, cw->cfg->rate_burst, gw__now_ms(cw->w));
         if (cw->storage) { /* messageStatus, membership changes */
             char channel[CHAT_ID_MAX + 16];
             user_channel(channel, sizeof channel, uid);
@@ -809,6 +827,7 @@ static void user_detach(chat_worker *cw, chat_sock *cs)
         gw_redis_unsubscribe(cw->redis, pr_view_make(channel, strlen(channel)));
     }
     smap_del(&cw->users, &u->e);
+    gw__rl_release(u->rl);
     pr_free(u);
 }
 
@@ -1532,9 +1551,31 @@ static void positions_cb(gw_redis *r, redisReply *rep, void *arg)
     }
 }
 
+/* {st}:cache is chat-storage's mark of a complete membership cache
+ * (docs/storage.md, "Membership cache"). Absent once this worker has seen
+ * it, Redis lost the cache and storage is rebuilding it: {u:USER}:rooms may
+ * be empty or partial, and a socket started from it would miss its rooms'
+ * messages. The start waits as if Redis had failed it (CS_WAITING, the
+ * CONNECT stays pending) and tries again. (Never seen: no chat-storage has
+ * run on this Redis yet, and nothing was lost.) Read on the same link just
+ * before the rooms, so a Redis that restarts in between fails the rooms read
+ * too. */
+static void cache_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    chat_worker *cw = ((sock_ref *)arg)->cw;
+    chat_sock *cs = ref_take(arg);
+    if (!cs || cs->phase != CS_STARTING)
+        return;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)
+        cw->cache_seen = 1;
+    else if (rep && rep->type == REDIS_REPLY_INTEGER && cw->cache_seen)
+        start_failed(cw, cs, "membership cache rebuilding"); /* rooms_cb is stale now */
+}
+
 /* Reads the session record (when the client brings a pid), the shard
- * positions (for a new record) and the user's rooms; the replies come back
- * in this order on the one command link. */
+ * positions (for a new record), the cache mark and the user's rooms; the
+ * replies come back in this order on the one command link. */
 static void start_session(chat_worker *cw, chat_sock *cs)
 {
     cs->phase = CS_STARTING;
@@ -1557,6 +1598,12 @@ static void start_session(chat_worker *cw, chat_sock *cs)
         const char *argv[] = {"HGETALL", "{st}:pos"};
         sock_ref *r = ref_new(cw, cs);
         if ((rc = redis_cmd(cw, positions_cb, r, 2, argv)) != 0)
+            pr_free(r);
+    }
+    if (rc == 0) {
+        const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
+        sock_ref *r = ref_new(cw, cs);
+        if ((rc = redis_cmd(cw, cache_cb, r, 2, argv)) != 0)
             pr_free(r);
     }
     if (rc == 0) {
@@ -2261,6 +2308,22 @@ static void on_join_chat(const req *q)
     join_and_ack(q->cw, q->cs, x);
 }
 
+/* joinRoom missed {r:ROOM}:members: "not a member" only if the cache is
+ * whole; while storage rebuilds it, "unavailable" (try again), never a false
+ * refusal. */
+static void member_mark_cb(gw_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    join_ctx *x = arg;
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    int whole = rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1;
+    if (whole)
+        x->cw->cache_seen = 1;
+    if (sock && gw_socket_data(sock) && !gw_socket_pending(sock))
+        reply_error(sock, "joinRoom", x->ack_id, whole ? "not a member" : "unavailable");
+    pr_free(x);
+}
+
 static void member_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
@@ -2274,6 +2337,13 @@ static void member_cb(gw_redis *r, redisReply *rep, void *arg)
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
         join_and_ack(x->cw, cs, x);
         return;
+    }
+    if (rep && rep->type == REDIS_REPLY_INTEGER && x->cw->storage && x->cw->cache_seen) {
+        /* a miss is only an answer when the cache is whole */
+        const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
+        if (redis_cmd(x->cw, member_mark_cb, x, 2, argv) == 0)
+            return;
+        rep = NULL;
     }
     reply_error(sock, "joinRoom", x->ack_id,
                 rep && rep->type == REDIS_REPLY_INTEGER ? "not a member" : "unavailable");
@@ -2521,9 +2591,13 @@ static void on_get_online(const req *q)
 
 /* ---- the app callbacks ---- */
 
+/* The limit is the user's, across its sockets on every worker of this
+ * gateway; a socket that has no user yet (insecure-dev) has its own. */
 static int take_token(chat_worker *cw, chat_sock *cs)
 {
     uint64_t now = gw__now_ms(cw->w);
+    if (cs->user)
+        return gw__rl_take(cs->user->rl, now, cw->cfg->rate_limit, cw->cfg->rate_burst);
     cs->tokens += (double)(now - cs->refill_ms) * cw->cfg->rate_limit / 1000.0;
     if (cs->tokens > cw->cfg->rate_burst)
         cs->tokens = cw->cfg->rate_burst;
@@ -2559,6 +2633,41 @@ static void read_recovery(chat_worker *cw, chat_sock *cs, const json_t *auth)
 
 static _Thread_local gw_pool sock_pool = GW_POOL(chat_sock);
 
+/* Arms the end of the socket's access at the token's exp (wall-clock
+ * seconds), translated to the worker's monotonic clock. */
+static void token_arm(chat_worker *cw, chat_sock *cs, int64_t exp)
+{
+    /* beyond ~30 years: never on this process's watch */
+    if (exp > (int64_t)(wall_ms() / 1000) + (1ll << 30))
+        return;
+    int64_t left = exp * 1000 - (int64_t)wall_ms();
+    uint64_t now = gw__now_ms(cw->w);
+    gw__th_add(&cw->exp_th, &cs->exp_node, left > 0 ? now + (uint64_t)left : now);
+}
+
+/*
+ * The token's exp passed: the app hears why (chatError {"error":"token
+ * expired"}), then a Socket.IO DISCONNECT ends the socket. socket.io-client
+ * reports it as "io server disconnect" and does not reconnect by itself: the
+ * app fetches a fresh token and calls connect() (proto/PROTOCOL.md). A socket
+ * still connecting cannot be sent anything: its transport is dropped, and the
+ * reconnect with the same token is refused ("unauthorized").
+ */
+static void token_expired(gw_th *th, gw_th_node *n)
+{
+    (void)th;
+    chat_sock *cs = GW_CONTAINER_OF(n, chat_sock, exp_node);
+    gw_socket *sock = cs->sock;
+    if (gw_socket_pending(sock)) {
+        gw_socket_drop_transport(sock);
+        return;
+    }
+    json_t *args = json_pack("[{ss}]", "error", "token expired");
+    gw_socket_emit(sock, "chatError", args, NULL, 0, NULL, NULL);
+    json_decref(args);
+    gw_socket_disconnect(sock); /* frees cs (chat_disconnect) */
+}
+
 static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
 {
     gw_worker *w = gw_socket_worker(sock);
@@ -2592,6 +2701,7 @@ static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
         const char *name = claims.name[0] ? claims.name : claims.sub;
         cs->first_name = pr_strndup(name, strlen(name));
         user_attach(cw, cs, claims.sub);
+        token_arm(cw, cs, claims.exp);
     } else {
         /* tutorials may already say who they are in the handshake */
         const char *uid = json_string_value(json_object_get(auth, "userId"));
@@ -2611,12 +2721,27 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
 {
     chat_worker *cw = CW(gw_socket_worker(sock));
     chat_sock *cs = gw_socket_data(sock);
-    if (!take_token(cw, cs)) {
-        reply_error(sock, event, p->id, "rate limited");
+    if (gw__th_queued(&cs->exp_node) && gw__now_ms(cw->w) >= cs->exp_node.deadline_ms) {
+        /* exp passed but its timer has not run yet: nothing more is done for
+         * this token; the socket ends on the next turn of the loop (not
+         * inside its own callback) */
+        reply_error(sock, event, p->id, "token expired");
+        gw__th_add(&cw->exp_th, &cs->exp_node, gw__now_ms(cw->w));
         return;
     }
     chat_args a;
     int rc = chat_parse_args(json_array_get(p->data, 1), cw->cfg->max_text_length, &a);
+    if (cw->insecure && rc == 0 && a.user_id && !cs->user) {
+        /* --auth insecure-dev: the socket is the first userId it names, and
+         * that user's bucket pays from this event on */
+        user_attach(cw, cs, a.user_id);
+        if (cw->storage)
+            start_session(cw, cs); /* its rooms and undelivered messages */
+    }
+    if (!take_token(cw, cs)) {
+        reply_error(sock, event, p->id, "rate limited");
+        return;
+    }
     if (rc != 0) {
         reply_error(sock, event, p->id, rc == PR_ETOOBIG ? "text too long" : "invalid payload");
         return;
@@ -2628,11 +2753,6 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
         if (!a.user_id) {
             reply_error(sock, event, p->id, "invalid payload");
             return;
-        }
-        if (!cs->user) {
-            user_attach(cw, cs, a.user_id);
-            if (cw->storage)
-                start_session(cw, cs); /* its rooms and undelivered messages */
         }
         q.uid = a.user_id;
         snprintf(fname, sizeof fname, "%s", a.first_name ? a.first_name : a.user_id);
@@ -2670,6 +2790,7 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
     /* the record outlives the socket by the window: the client may come back */
     if (cw->storage && cs->accepted && cs->pid)
         pexpire_record(cw, cs);
+    gw__th_del(&cw->exp_th, &cs->exp_node);
     if (cw->storage) {
         gw__tq_del(&cw->wait_tq, &cs->wait);
         free_held(cs);
@@ -2792,6 +2913,7 @@ static int chat_worker_init(gw_worker *w, void **state)
     gw_redis_subscribe(cw->redis, PR_VIEW_LIT(ALL_CHANNEL));
     if (cw->storage)
         storage_init(cw);
+    gw__th_init(&cw->exp_th, w, token_expired);
     cw->presence_timer = event_new(w->base, -1, EV_PERSIST, presence_tick, cw);
     unsigned period = cfg->presence_ttl_ms / 3;
     struct timeval tv = {period / 1000, (period % 1000) * 1000};
@@ -2804,6 +2926,7 @@ static void chat_worker_dispose(gw_worker *w, void *state)
     (void)w;
     chat_worker *cw = state;
     event_free(cw->presence_timer);
+    gw__th_dispose(&cw->exp_th);
     if (cw->storage && evtimer_pending(cw->receipt_timer, NULL))
         receipt_flush(-1, 0, cw); /* what the last sockets saw */
     gw_redis_free(cw->redis); /* pending callbacks run now, with NULL replies */

@@ -62,6 +62,41 @@ void gw__tq_del(gw_tq *tq, gw_tq_node *n); /* no-op when n is not queued */
 static inline int gw__tq_queued(const gw_tq_node *n) { return n->deadline_ms != 0; }
 uint64_t gw__now_ms(gw_worker *w);
 
+/* ---- timer heaps (theap.c) -------------------------------------------------
+ * For deadlines that differ per entry (e.g. a token's exp): a min-heap and
+ * one libevent timer; O(log n) add and removal. cb runs on the worker's
+ * thread with the node already removed. */
+typedef struct gw_th_node {
+    uint64_t deadline_ms; /* gw__now_ms clock */
+    size_t idx;           /* 1 + position in the heap; 0 when not queued */
+} gw_th_node;
+
+typedef struct gw_th gw_th;
+typedef void (*gw_th_cb)(gw_th *th, gw_th_node *node);
+struct gw_th {
+    gw_th_node **v;
+    size_t n, cap;
+    struct event timer;
+    gw_th_cb cb;
+    gw_worker *w;
+};
+
+void gw__th_init(gw_th *th, gw_worker *w, gw_th_cb cb);
+void gw__th_dispose(gw_th *th); /* the nodes left are unqueued, not freed */
+void gw__th_add(gw_th *th, gw_th_node *n, uint64_t deadline_ms); /* (re)arms n */
+void gw__th_del(gw_th *th, gw_th_node *n); /* no-op when n is not queued */
+static inline int gw__th_queued(const gw_th_node *n) { return n->idx != 0; }
+
+/* ---- per-user rate limits (ratelimit.c) ------------------------------------
+ * One token bucket per user id, shared by every worker of the process (any
+ * thread may call these). acquire finds or creates the user's bucket (full)
+ * and takes a reference; release drops it (NULL is fine); take spends one
+ * token if there is one: 1, else 0. */
+typedef struct gw_rl gw_rl;
+gw_rl *gw__rl_acquire(const char *uid, size_t len, double burst, uint64_t now_ms);
+void gw__rl_release(gw_rl *b);
+int gw__rl_take(gw_rl *b, uint64_t now_ms, double rate, double burst);
+
 /* ---- pools of per-connection records (pool.c) ------------------------------
  * Per-thread free lists of one record size, carved from slabs: declare one
  * per type as `static _Thread_local gw_pool p = GW_POOL(type);`. */

@@ -74,6 +74,11 @@ int chat_env_decode(pr_view in, chat_env *h, pr_view *packet);
 
 #define CHAT_SHARDS_MAX 256
 
+/* Set by chat-storage once {r:ROOM}:members and {u:USER}:rooms hold every
+ * membership of PostgreSQL; absent after Redis lost its data, until the
+ * rebuild is over. While absent, a cache miss proves nothing. */
+#define CHAT_CACHE_MARK_KEY "{st}:cache"
+
 /* The ingest shard of a room: FNV-1a 32 of the id, modulo nshards (>= 1). */
 unsigned chat_room_shard(const char *room, size_t len, unsigned nshards);
 

@@ -69,11 +69,12 @@ static int header_valid(const json_t *h)
 }
 
 /*
- * "exp" as whole seconds. A fractional exp is rounded up: for a whole
- * number `now`, now >= exp exactly when now >= ceil(exp). Reals outside the
- * int64_t range are refused.
+ * "exp" or "nbf" as whole seconds. A fractional time is rounded up: for a
+ * whole number `now`, now >= t exactly when now >= ceil(t), which is the
+ * comparison both claims need (expired: now >= exp; valid: now >= nbf).
+ * Reals outside the int64_t range are refused.
  */
-static int exp_claim(const json_t *v, int64_t *exp)
+static int time_claim(const json_t *v, int64_t *exp)
 {
     if (json_is_integer(v)) {
         *exp = json_integer_value(v);
@@ -101,7 +102,12 @@ static int claims_parse(const json_t *p, pr_jwt_claims *out)
     if (name != NULL && (!json_is_string(name) ||
                          !chat_name_valid(json_string_value(name), json_string_length(name))))
         return PR_EINVAL;
-    if (exp_claim(json_object_get(p, "exp"), &out->exp) != PR_OK)
+    if (time_claim(json_object_get(p, "exp"), &out->exp) != PR_OK)
+        return PR_EINVAL;
+    /* RFC 7519 4.1.5: optional, but once present it is honoured. */
+    const json_t *nbf = json_object_get(p, "nbf");
+    out->nbf = INT64_MIN;
+    if (nbf != NULL && time_claim(nbf, &out->nbf) != PR_OK)
         return PR_EINVAL;
     memcpy(out->sub, json_string_value(sub), json_string_length(sub));
     if (name != NULL)
@@ -147,7 +153,9 @@ int pr_jwt_verify_hs256(pr_view token, pr_view secret, int64_t now, pr_jwt_claim
     payload = load_part(pr_view_make(after1, (size_t)(dot2 - after1)));
     if (payload == NULL || claims_parse(payload, out) != PR_OK)
         goto done;
-    rc = now >= out->exp ? PR_ESTATE : PR_OK;
+    /* No leeway: a token minted with nbf = iat by a server whose clock runs
+     * ahead is refused until ours catches up, as RFC 7519 says. */
+    rc = now >= out->exp || now < out->nbf ? PR_ESTATE : PR_OK;
 
 done:
     if (rc != PR_OK)

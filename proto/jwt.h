@@ -6,7 +6,8 @@
  * "none" and every other algorithm are refused; the signature is compared in
  * constant time; "sub" must be a non-empty string of at most PR_JWT_ID_MAX
  * bytes, "name" (optional) a string of at most PR_JWT_NAME_MAX bytes, "exp"
- * a number of seconds that is still in the future at `now`.
+ * a number of seconds that is still in the future at `now`, "nbf"
+ * (optional) a number of seconds not after `now`.
  */
 #ifndef PR_JWT_H
 #define PR_JWT_H
@@ -23,10 +24,12 @@ typedef struct {
     char sub[PR_JWT_ID_MAX + 1];   /* NUL-terminated */
     char name[PR_JWT_NAME_MAX + 1]; /* NUL-terminated; "" when absent */
     int64_t exp;                    /* seconds since the epoch */
+    int64_t nbf;                    /* seconds since the epoch; INT64_MIN when absent */
 } pr_jwt_claims;
 
 /* Returns 0 and fills out; PR_EINVAL for anything malformed or wrongly
- * signed, PR_ETOOBIG for an oversized token, PR_ESTATE when expired. */
+ * signed, PR_ETOOBIG for an oversized token, PR_ESTATE when expired or not valid
+ * yet (nbf after now). */
 int pr_jwt_verify_hs256(pr_view token, pr_view secret, int64_t now, pr_jwt_claims *out);
 
 /* Appends a token for {"sub":sub,"name":name,"iat":now,"exp":exp}. */

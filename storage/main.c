@@ -133,6 +133,7 @@ static void migrated_cb(int status, void *arg)
     }
     st_ingest_start(c);
     st_replay_start(c);
+    st_cache_start(c);
 }
 
 static int exit_code;
@@ -249,6 +250,7 @@ int main(int argc, char **argv)
     c->blocking = c->rpc_blocking = c->redis = NULL;
     st_replay_free(c);
     st_ingest_free(c);
+    st_cache_free(c);
     event_base_free(c->base);
     return exit_code;
 }

@@ -89,6 +89,8 @@ void st_metrics_write(st_ctx *c, struct evbuffer *out)
     counter(out, "chat_storage_leases_acquired_total", "Shard leases acquired.", s->lease_acquired);
     counter(out, "chat_storage_leases_lost_total", "Shard leases lost before release.",
             s->lease_lost);
+    counter(out, "chat_storage_cache_rebuilds_total",
+            "Membership cache rebuilt from PostgreSQL after Redis lost it.", s->cache_rebuilds);
     gauge(out, "chat_storage_owned_shards", "Ingest shards this replica owns.", st_ingest_owned(c));
     gauge(out, "chat_storage_db_queued", "Queries queued or running (API and replay pool).",
           c->db ? st_pg_queued(c->db) : 0);

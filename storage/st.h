@@ -110,6 +110,7 @@ typedef struct {
     uint64_t post_timeouts;
     uint64_t lease_acquired;
     uint64_t lease_lost;
+    uint64_t cache_rebuilds;     /* membership cache rebuilt from PostgreSQL (cache.c) */
 } st_stats;
 
 /* ---- the process (main.c) ---- */
@@ -135,6 +136,7 @@ typedef struct st_ctx {
     st_ingest *ingest;
     st_replay *replay;
     st_posts *posts;
+    struct st_cache *cache; /* cache.c */
     st_stats stats;
 } st_ctx;
 
@@ -169,6 +171,15 @@ int st_ingest_start(st_ctx *c);
 void st_ingest_stop(st_ctx *c, void (*done)(void *arg), void *arg);
 void st_ingest_free(st_ctx *c);
 unsigned st_ingest_owned(const st_ctx *c); /* shards held now */
+
+/* ---- the membership cache (cache.c) ----
+ * Checks the marker {st}:cache every second (at most lease/3) and, when
+ * Redis lost it, rebuilds {r:ROOM}:members and {u:USER}:rooms from
+ * room_members, then sets it. Start after migrations; free after the Redis
+ * and database links (their callbacks may still reach it). */
+typedef struct st_cache st_cache;
+int st_cache_start(st_ctx *c);
+void st_cache_free(st_ctx *c);
 
 /* ---- replay and sync requests (replay.c) ---- */
 int st_replay_start(st_ctx *c);

@@ -618,6 +618,7 @@ export function badTokens(user = 'mallory', name = 'Mallory', secret = TEST_SECR
     'alg HS512': signToken(claims, secret, { alg: 'HS512', typ: 'JWT' }),
     'payload swapped (sub changed, old signature)': `${gh}.${b64url(JSON.stringify({ ...claims, sub: 'alice' }))}.${gs}`,
     'no exp': signToken({ sub: user, name, iat: now }, secret),
+    'not valid before an hour from now (nbf)': signToken({ ...claims, nbf: now + 3600 }, secret),
     'no sub': signToken({ name, iat: now, exp: now + 3600 }, secret),
     'empty sub': signToken({ ...claims, sub: '' }, secret),
     'signature stripped': `${gh}.${good.split('.')[1]}.`,

@@ -329,6 +329,25 @@ static void test_claims(void)
     CHECK_EQ(verify_hp(HS, "{\"sub\":\"bob\",\"exp\":-5}"), PR_ESTATE);
     CHECK_EQ(verify_hp(HS, "{\"sub\":\"bob\",\"exp\":9223372036854775807}"), PR_OK);
     CHECK_EQ(verify_hp(HS, "{\"sub\":\"bob\",\"exp\":9.2e18}"), PR_OK);
+    /* nbf (optional): refused while still in the future, same rules as exp */
+    CHECK_EQ(verify_hp(HS, PAYLOAD(",\"nbf\":1700000001")), PR_ESTATE);
+    CHECK_EQ(verify_hp(HS, PAYLOAD(",\"nbf\":1700000000.25")), PR_ESTATE);
+    CHECK_EQ(verify_hp(HS, PAYLOAD(",\"nbf\":1700000000")), PR_OK);
+    CHECK_EQ(verify_hp(HS, PAYLOAD(",\"nbf\":1699999999.5")), PR_OK);
+    CHECK_EQ(verify_hp(HS, PAYLOAD(",\"nbf\":-5")), PR_OK);
+    CHECK_EQ(verify_hp(HS, PAYLOAD(",\"nbf\":9223372036854775807")), PR_ESTATE);
+    CHECK_EQ(verify_hp(HS, PAYLOAD(",\"nbf\":\"1\"")), PR_EINVAL);
+    CHECK_EQ(verify_hp(HS, PAYLOAD(",\"nbf\":null")), PR_EINVAL);
+    CHECK_EQ(verify_hp(HS, PAYLOAD(",\"nbf\":1e300")), PR_EINVAL);
+    {
+        pr_jwt_claims c;
+        CHECK_EQ(pr_jwt_verify_hs256(make(HS, PAYLOAD(",\"nbf\":1699990000"), "test-secret"),
+                                     SECRET, NOW, &c),
+                 PR_OK);
+        CHECK_EQ(c.nbf, 1699990000);
+        CHECK_EQ(pr_jwt_verify_hs256(make(HS, PAYLOAD(""), "test-secret"), SECRET, NOW, &c), PR_OK);
+        CHECK(c.nbf == INT64_MIN);
+    }
     /* Expiry is judged after everything else is valid. */
     CHECK_EQ(verify_hp(HS, "{\"sub\":\"\",\"exp\":1}"), PR_EINVAL);
 
