@@ -896,12 +896,47 @@ static void room_leave(chat_worker *cw, chat_sock *cs, const char *room_id)
         }
 }
 
-/* Opening a room: what the socket receives there from now on is seen, and
- * so is everything before (-1). */
+/*
+ * Opening a room: what the socket receives there from now on is seen, and
+ * so is everything sent before the open (-1, "opened it later"). "Before"
+ * is the room's ingest stream order, so this receipt is XADDed at once
+ * rather than coalesced: storage applies it ahead of any message that
+ * follows it in the stream, and a message sent after the open becomes seen
+ * only once it is written to an open socket. (Coalesced, it reached storage
+ * up to --receipt-interval later and could mark seen a message sent after
+ * the open that the client never got.) Redis down: coalesced, as before.
+ */
 static void room_open(chat_worker *cw, chat_sock *cs, chat_member *m)
 {
     m->open = 1;
-    receipt_add(cw, m->room->e.key, cs->user, 'v', -1);
+    if (!cw->storage || !cs->user)
+        return;
+    const char *room = m->room->e.key;
+    size_t rl = strlen(room);
+    pr_buf line;
+    pr_buf_init(&line, 2 * CHAT_ID_MAX + 8);
+    int rc = chat_receipt_add(&line, pr_view_make(room, rl),
+                              pr_view_make(cs->user->e.key, cs->user->e.len), -1);
+    if (rc == 0 && gw_redis_ready(cw->redis)) {
+        char key[32];
+        snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(room, rl, cw->nshards));
+        cmdv c = {.n = 0};
+        cmd_adds(&c, "XADD");
+        cmd_adds(&c, key);
+        cmd_adds(&c, "*");
+        cmd_adds(&c, "k");
+        cmd_adds(&c, "R");
+        cmd_adds(&c, "d");
+        cmd_adds(&c, "");
+        cmd_adds(&c, "v");
+        cmd_add(&c, line.ptr, line.len);
+        rc = cmd_send(cw, &c, receipt_xadd_cb, cw);
+    } else {
+        rc = -1;
+    }
+    pr_buf_dispose(&line);
+    if (rc != 0)
+        receipt_add(cw, room, cs->user, 'v', -1);
 }
 
 typedef struct {

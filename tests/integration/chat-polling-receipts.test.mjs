@@ -181,6 +181,31 @@ describe('a closed polling page is never delivered', () => {
     });
   });
 
+  // Opening a room marks seen what was sent before the open, never what
+  // comes after: the open's receipt reaches storage in stream order (at
+  // once), not coalesced up to --receipt-interval later, when it used to
+  // cover a message the client had not got yet.
+  test('a message sent right after the room was opened is seen only once the client read it (4 pairs)', T, async (t) => {
+    const gw = cl.gateways[0].url;
+    await Promise.all([0, 1, 2, 3].map(async (i) => {
+      const [alice, bob] = await makeUsers(cl, `Alice${i}`, `Bob${i}`);
+      const a = await connectStored(cl.url, alice, { transports: ['websocket'] }, t);
+      const room = (await request(a, 'joinChat', { targetUserId: bob.id }))?.roomId;
+      const b = new RawPolling(gw, bob.token);
+      await b.open();
+      const opened = await b.emit('joinChat', { targetUserId: alice.id }); // no GET left parked
+      assert.equal(opened?.roomId, room);
+      const m = await sendStored(a, { roomId: room, text: `right after you opened ${i}`, clientMsgId: `o-${i}` });
+      await a.inbox.none('messageStatus', { seq: m.seq }, QUIET);
+      assert.equal(await statusFor(alice, bob, room, m.seq), 'sent', 'seen before Bob\'s client had it');
+      await b.until((p) => p.includes(m.id), 'm');
+      b.get(); // proves the answer carrying m was read
+      const st = await a.inbox.wait('messageStatus', { seq: m.seq }, WAIT);
+      assert.equal(st.status, 'delivered', JSON.stringify(st));
+      await a.inbox.wait('messageStatus', { seq: m.seq, status: 'seen' }, WAIT);
+    }));
+  });
+
   test('the upgrade to WebSocket counts what went out on polling', T, async (t) => {
     const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
     const a = await connectStored(cl.url, alice, { transports: ['websocket'] }, t);
