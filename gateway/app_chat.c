@@ -136,6 +136,7 @@ struct chat_sock {
     uint8_t accepted;   /* the CONNECT reply went out */
     uint8_t recovering; /* the CONNECT waits for a replay */
     uint8_t have_record; /* rec holds a valid session record of this user */
+    uint8_t record_gone; /* the client brought a pid whose record is not there */
     uint8_t resync;     /* a room's subscription was confirmed while not live: the
                          * sync in flight may predate it, so sync again once live */
     uint32_t gen;       /* callbacks of an older generation are stale */
@@ -202,6 +203,7 @@ typedef struct chat_worker {
     smap joins;             /* joinChat acks waiting for storage's answer (join_ctx) */
     gw_tq join_tq;          /* ... until --join-timeout */
     uint8_t cache_seen;     /* {st}:cache was there once: now its absence means a loss */
+    uint64_t cache_built_ms; /* when storage last rebuilt the cache (wall clock), 0: unknown */
 } chat_worker;
 
 /* ---- string maps ---- */
@@ -1411,6 +1413,24 @@ static void new_pid(char out[PID_LEN + 1])
     out[PID_LEN] = '\0';
 }
 
+/* {c:PID}:sess = "USER\nVECTOR" for the recovery window; without it the pid
+ * simply cannot be recovered. */
+static void write_record(chat_worker *cw, const chat_sock *cs, const uint64_t *vec)
+{
+    pr_buf rec;
+    pr_buf_init(&rec, CHAT_ID_MAX + 2 + (size_t)cw->nshards * 17);
+    pr_buf_append(&rec, cs->user->e.key, cs->user->e.len);
+    pr_buf_append_byte(&rec, '\n');
+    chat_vec_encode(&rec, vec, cw->nshards);
+    char key[PID_MAX + 16], px[24];
+    snprintf(key, sizeof key, "{c:%s}:sess", cs->pid);
+    snprintf(px, sizeof px, "%u", cw->cfg->recovery_window_s * 1000u);
+    const char *argv[] = {"SET", key, rec.ptr, "PX", px};
+    size_t lens[] = {3, strlen(key), rec.len, 2, strlen(px)};
+    gw_redis_command(cw->redis, NULL, NULL, 5, argv, lens);
+    pr_buf_dispose(&rec);
+}
+
 /* A new session: a new pid whose record holds the positions read at the
  * start, the CONNECT reply, then (with_sync) the messages the user has not
  * been delivered yet, before anything live. */
@@ -1423,19 +1443,7 @@ static void go_fresh(chat_worker *cw, chat_sock *cs, int with_sync)
         if (cw->cfg->recovery_window_s && cs->fresh) {
             cs->pid = pr_malloc(PID_LEN + 1);
             new_pid(cs->pid);
-            pr_buf rec;
-            pr_buf_init(&rec, CHAT_ID_MAX + 2 + (size_t)cw->nshards * 17);
-            pr_buf_append(&rec, cs->user->e.key, cs->user->e.len);
-            pr_buf_append_byte(&rec, '\n');
-            chat_vec_encode(&rec, cs->fresh, cw->nshards);
-            char key[PID_MAX + 16], px[24];
-            snprintf(key, sizeof key, "{c:%s}:sess", cs->pid);
-            snprintf(px, sizeof px, "%u", cw->cfg->recovery_window_s * 1000u);
-            const char *argv[] = {"SET", key, rec.ptr, "PX", px};
-            size_t lens[] = {3, strlen(key), rec.len, 2, strlen(px)};
-            /* without it the pid simply cannot be recovered */
-            gw_redis_command(cw->redis, NULL, NULL, 5, argv, lens);
-            pr_buf_dispose(&rec);
+            write_record(cw, cs, cs->fresh);
         }
         accept_socket(cs);
     }
@@ -1456,6 +1464,17 @@ static void pexpire_record(chat_worker *cw, const chat_sock *cs)
 /* Every room is subscribed: ask storage for what the socket missed. */
 static void started(chat_worker *cw, chat_sock *cs)
 {
+    if (!cs->have_record && cs->record_gone && cs->offset && cw->cache_built_ms &&
+        wall_ms() - cw->cache_built_ms < cw->cfg->recovery_window_s * 1000ull) {
+        /* Redis lost its data (storage rebuilt the cache) within the
+         * window, and the session records with it: the client's offset still
+         * says what it has, so it recovers from that alone rather than
+         * starting fresh, whose sync skips what the user's other sockets got */
+        cs->rec = pr_calloc(cw->nshards, sizeof *cs->rec);
+        memcpy(cs->rec, cs->offset, cw->nshards * sizeof *cs->rec);
+        cs->have_record = 1;
+        write_record(cw, cs, cs->rec);
+    }
     if (cs->have_record) {
         /* the client has everything at or below its offset, and everything
          * before its session started */
@@ -1538,8 +1557,10 @@ static void record_cb(gw_redis *r, redisReply *rep, void *arg)
         start_failed(cw, cs, "session record");
         return;
     }
-    if (rep->type != REDIS_REPLY_STRING)
-        return; /* expired or never ours: a fresh session */
+    if (rep->type != REDIS_REPLY_STRING) {
+        cs->record_gone = 1; /* expired, never ours, or lost with Redis's data: started() */
+        return;
+    }
     const char *nl = memchr(rep->str, '\n', rep->len);
     if (!nl || !view_is(pr_view_make(rep->str, (size_t)(nl - rep->str)), cs->user->e.key,
                         cs->user->e.len))
@@ -1602,10 +1623,15 @@ static void cache_cb(gw_redis *r, redisReply *rep, void *arg)
     chat_sock *cs = ref_take(arg);
     if (!cs || cs->phase != CS_STARTING)
         return;
-    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1)
+    if (rep && rep->type == REDIS_REPLY_STRING) {
         cw->cache_seen = 1;
-    else if (rep && rep->type == REDIS_REPLY_INTEGER && cw->cache_seen)
+        uint64_t at; /* "WALL_MS REPLICA" */
+        const char *sp = memchr(rep->str, ' ', rep->len);
+        if (sp && parse_u64(rep->str, (size_t)(sp - rep->str), &at) == 0)
+            cw->cache_built_ms = at;
+    } else if (rep && rep->type == REDIS_REPLY_NIL && cw->cache_seen) {
         start_failed(cw, cs, "membership cache rebuilding"); /* rooms_cb is stale now */
+    }
 }
 
 /* Reads the session record (when the client brings a pid), the shard
@@ -1616,6 +1642,7 @@ static void start_session(chat_worker *cw, chat_sock *cs)
     cs->phase = CS_STARTING;
     cs->gen = ++cw->gen;
     cs->have_record = 0;
+    cs->record_gone = 0;
     pr_free(cs->rec); /* from an attempt Redis failed */
     pr_free(cs->fresh);
     cs->rec = cs->fresh = NULL;
@@ -1636,7 +1663,7 @@ static void start_session(chat_worker *cw, chat_sock *cs)
             pr_free(r);
     }
     if (rc == 0) {
-        const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
+        const char *argv[] = {"GET", CHAT_CACHE_MARK_KEY};
         sock_ref *r = ref_new(cw, cs);
         if ((rc = redis_cmd(cw, cache_cb, r, 2, argv)) != 0)
             pr_free(r);

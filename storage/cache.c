@@ -23,6 +23,7 @@
  * the next check.
  */
 #include <string.h>
+#include <time.h>
 
 #include "chat.h"
 #include "config.h"
@@ -111,8 +112,16 @@ static void finish(st_cache *k)
         give_up(k, "redis reconnected");
         return;
     }
-    const char *argv[] = {"SET", CACHE_KEY, c->replica_id};
-    size_t lens[] = {3, strlen(CACHE_KEY), strlen(c->replica_id)};
+    /* "WALL_MS REPLICA": when Redis lost its data, so gateways know the
+     * recovery records went with it (docs/storage.md, Membership cache) */
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    char value[CHAT_ID_MAX + 32];
+    snprintf(value, sizeof value, "%llu %s",
+             (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)(ts.tv_nsec / 1000000),
+             c->replica_id);
+    const char *argv[] = {"SET", CACHE_KEY, value};
+    size_t lens[] = {3, strlen(CACHE_KEY), strlen(value)};
     if (st_redis_command(c->redis, marker_cb, k, 3, argv, lens) != 0)
         give_up(k, "redis down");
 }
