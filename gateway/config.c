@@ -66,6 +66,15 @@ static const setting settings[] = {
      "debug|info|warn|error", "log verbosity"},
     {"node-id", "CHAT_NODE_ID", T_STR, OFF(node_id), 0, 0, "", NULL,
      "name of this node in logs, metrics and presence (default: HOSTNAME-PID)"},
+    {"serve-client", "CHAT_SERVE_CLIENT", T_ONOFF, OFF(serve_client), 0, 1, "on", NULL,
+     "serve the Socket.IO browser client at PATH/socket.io.js (.min.js, .esm.min.js, source "
+     "maps), as the Node server does (Socket.IO apps only)"},
+    {"client-dir", "CHAT_CLIENT_DIR", T_STR, OFF(client_dir), 0, 0, "", NULL,
+     "directory of socket.io-client's dist files (default: ../share/chat/socket.io-client "
+     "beside the program's directory; missing there: a warning, not served)"},
+    {"web-root", "CHAT_WEB_ROOT", T_STR, OFF(web_root), 0, 0, "", NULL,
+     "directory of static files served at / (index.html for /), read into memory at start-up; "
+     "empty: none"},
     {"auth", "CHAT_AUTH", T_ENUM, OFF(auth), 0, 0, "jwt", "jwt|insecure-dev|auto",
      "chat: jwt, or insecure-dev to trust userId/firstName from payloads (tutorials only), or "
      "auto: jwt when --jwt-secret is set, else insecure-dev (laptop stacks)"},

@@ -30,6 +30,10 @@ typedef struct gw_config {
     unsigned output_soft_seconds;
     char log_level[16];
     char node_id[64];
+    /* static files (static.c) */
+    int serve_client;       /* 1: PATH/socket.io.js and friends are served */
+    char client_dir[1024];  /* socket.io-client's dist/; "": next to the binary */
+    char web_root[1024];    /* served at /; "": nothing */
     /* chat */
     char auth[16];          /* "jwt" or "insecure-dev" ("auto" is resolved at load) */
     char jwt_secret[512];

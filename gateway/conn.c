@@ -29,7 +29,7 @@ gw_blob *gw__blob_new(size_t len)
 
 void gw__blob_unref(gw_blob *b)
 {
-    if (b && --b->refs == 0)
+    if (b && b->refs != GW_BLOB_IMMORTAL && --b->refs == 0)
         pr_free(b);
 }
 

@@ -23,13 +23,14 @@ enum {
     H_AUTHORIZATION,
     H_COOKIE,
     H_HOST,
+    H_IF_NONE_MATCH,
     H_COUNT,
     H_OTHER = H_COUNT,
 };
 
 static const char *const header_names[H_COUNT] = {
     "origin", "upgrade", "sec-websocket-key", "sec-websocket-version",
-    "access-control-request-headers", "authorization", "cookie", "host",
+    "access-control-request-headers", "authorization", "cookie", "host", "if-none-match",
 };
 
 typedef struct {
@@ -207,6 +208,7 @@ static const char *status_text(int status)
     case 101: return "Switching Protocols";
     case 200: return "OK";
     case 204: return "No Content";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
@@ -303,6 +305,35 @@ static void respond_raw(gw_conn *c, int status, const char *ctype, pr_view body,
         gw__conn_close(c, 1);
 }
 
+/* A file from memory: 200 with its bytes (none for HEAD: the length
+ * only), or 304 when the client's copy is current. The header block is
+ * built per request; the body is the file's shared blob itself. */
+static void respond_file(gw_conn *c, int status, const gw_static_file *f, int head)
+{
+    gw_http *h = c->u.http;
+    pr_buf *out = &c->w->enc;
+    pr_buf_reset(out);
+    int keep = h->keep_alive;
+    pr_buf_appendf(out, "HTTP/1.1 %d %s\r\n", status, status_text(status));
+    if (status == 200)
+        pr_buf_appendf(out, "Content-Type: %s\r\nContent-Length: %zu\r\n", f->ctype,
+                       f->body->len);
+    pr_buf_appendf(out, "ETag: %s\r\nCache-Control: %s\r\nX-Content-Type-Options: nosniff\r\n%s",
+                   f->etag, f->cache, keep ? "" : "Connection: close\r\n");
+    append_cors(c->w->cfg, out, h);
+    pr_buf_append(out, "\r\n", 2);
+    gw_blob *b = gw__blob_new(out->len);
+    memcpy(b->data, out->ptr, out->len);
+    h->responded = 1;
+    /* may close c over the output limits; the body then is refused too */
+    int rc = gw__conn_send_blob(c, b);
+    gw__blob_unref(b);
+    if (rc == 0 && status == 200 && !head && f->body->len)
+        gw__conn_send_blob(c, f->body);
+    if (!keep)
+        gw__conn_close(c, 1);
+}
+
 static void http_process(gw_conn *c);
 
 static void request_done(gw_conn *c)
@@ -333,6 +364,27 @@ static void respond_error(gw_conn *c, int status, const char *msg)
 }
 
 /* ---- routing ---- */
+
+/* GET and HEAD read a file; OPTIONS (a CORS preflight) is answered like
+ * the Engine.IO path's; anything else is 405. */
+static void serve_file(gw_conn *c, const gw_static_file *f)
+{
+    gw_http *h = c->u.http;
+    if (h->method == HTTP_OPTIONS) {
+        respond_raw(c, 204, "", pr_view_make("", 0), 0, "Allow: GET, HEAD, OPTIONS\r\n");
+        return;
+    }
+    if (h->method != HTTP_GET && h->method != HTTP_HEAD) {
+        respond_raw(c, 405, "text/plain; charset=UTF-8", PR_VIEW_LIT("method not allowed"), 0,
+                    "Allow: GET, HEAD, OPTIONS\r\n");
+        return;
+    }
+    pr_view inm = span_view(h, h->hdr[H_IF_NONE_MATCH]);
+    if (inm.len && gw__static_etag_match(inm, f->etag))
+        respond_file(c, 304, f, 1);
+    else
+        respond_file(c, 200, f, h->method == HTTP_HEAD);
+}
 
 static int path_is(pr_view path, const char *want)
 {
@@ -408,6 +460,18 @@ static void dispatch(gw_conn *c)
         query = pr_view_make(q + 1, url.len - path.len - 1);
     }
     const char *eio_path = cfg->path[0] ? cfg->path : c->w->app->default_path;
+    size_t eio_len = strlen(eio_path);
+
+    /* PATH/socket.io.js and the other client files (gw__static_client
+     * knows only what was loaded: nothing with --serve-client off) */
+    if (path.len > eio_len && !memcmp(path.ptr, eio_path, eio_len)) {
+        const gw_static_file *f =
+            gw__static_client(pr_view_make(path.ptr + eio_len, path.len - eio_len));
+        if (f) {
+            serve_file(c, f);
+            return;
+        }
+    }
 
     if (path_is(path, eio_path)) {
         if (h->method == HTTP_OPTIONS) { /* CORS preflight */
@@ -450,6 +514,17 @@ static void dispatch(gw_conn *c)
         gw__metrics_render(&m);
         gw__http_respond(c, 200, "text/plain; version=0.0.4", pr_buf_view(&m), 0);
         pr_buf_dispose(&m);
+        return;
+    }
+    /* the web root last: it never shadows the endpoints above */
+    const gw_static_file *f = NULL;
+    int rc = gw__static_web(path, &f);
+    if (rc == 0) {
+        serve_file(c, f);
+        return;
+    }
+    if (rc == PR_EINVAL) {
+        respond_error(c, 400, "bad path");
         return;
     }
     respond_error(c, 404, "not found");

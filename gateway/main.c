@@ -255,6 +255,8 @@ int main(int argc, char **argv)
         GW_ERROR("event=evthread_init_failed");
         return 1;
     }
+    if (gw__static_load(&config, app) != 0)
+        return 2;
     gw__http_init(config.max_header_bytes);
     signal(SIGPIPE, SIG_IGN);
 
@@ -314,6 +316,7 @@ int main(int argc, char **argv)
         gw__worker_free(workers[i]);
     }
     pr_free(workers);
+    gw__static_free();
     GW_INFO("event=stopped");
     return 0;
 }
