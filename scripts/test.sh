@@ -16,9 +16,14 @@ fi
 [ "${CI:-}" = "true" ] && cmake_args+=(-DCHAT_WERROR=ON)
 
 scripts/install-deps.sh
-if [ ! -d tests/node_modules ] || [ tests/package-lock.json -nt tests/node_modules ]; then
-  (cd tests && npm ci --no-audit --no-fund --loglevel=error)
-fi
+# npm packages, each from its committed lock file: the test clients, and the
+# socket.io-client bundle the gateway serves (the build copies its dist files
+# beside the binary)
+for dir in tests web/client; do
+  if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+  fi
+done
 
 cmake -S . -B "$builddir" "${cmake_args[@]}" >/dev/null
 cmake --build "$builddir" -j"$(nproc)"

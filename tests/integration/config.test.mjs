@@ -24,6 +24,9 @@ const SETTINGS = {
   '--workers': 'CHAT_WORKERS',
   '--log-level': 'CHAT_LOG_LEVEL',
   '--path': 'CHAT_PATH',
+  '--serve-client': 'CHAT_SERVE_CLIENT',
+  '--client-dir': 'CHAT_CLIENT_DIR',
+  '--web-root': 'CHAT_WEB_ROOT',
 };
 
 describe('--help', () => {
