@@ -7,6 +7,8 @@
 #   N chat gateways (--app chat) on 127.0.0.1:3001..300N (N = CHAT_DEV_GATEWAYS, default 2)
 #   HAProxy                     on 127.0.0.1:3000   (CHAT_DEV_PORT): what io(BASE_URL) points at;
 #                               /api/ goes to chat-storage, everything else to the gateways
+#                               (/socket.io/socket.io.js: the Socket.IO client for <script> tags,
+#                               from web/client's npm package; / : web/dist once it is built)
 # Redis and PostgreSQL take the next free port when theirs is in use (a
 # system one) and no port was asked for. Everything is lost at exit.
 # Authentication: --auth jwt when CHAT_JWT_SECRET is set (mint tokens with
@@ -35,6 +37,14 @@ done
 [ "$n" -le 50 ] || { echo "dev.sh: CHAT_DEV_GATEWAYS at most 50" >&2; exit 2; }
 
 scripts/install-deps.sh
+# the socket.io-client bundle served at /socket.io/socket.io.js, from its lock file
+if [ ! -d web/client/node_modules ] || [ web/client/package-lock.json -nt web/client/node_modules ]; then
+  (cd web/client && npm ci --no-audit --no-fund --loglevel=error)
+fi
+client_dir="$root/web/client/node_modules/socket.io-client/dist"
+# the web app, once built into web/dist, is served at /
+web_args=()
+[ -f web/dist/index.html ] && web_args=(--web-root "$root/web/dist")
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j"$(nproc)" --target chat-gateway chat-storage
 
@@ -198,7 +208,7 @@ for p in "${gw_ports[@]}"; do
   # Ctrl-C so the gateway's last lines (draining, stopped) still come through
   "$gateway_bin" --listen "127.0.0.1:$p" --app chat --auth "$auth" \
     --redis "redis://127.0.0.1:$redis_port" --node-id "gw$i" \
-    --cors-origin "${CHAT_CORS_ORIGIN:-*}" "$@" \
+    --cors-origin "${CHAT_CORS_ORIGIN:-*}" --client-dir "$client_dir" "${web_args[@]}" "$@" \
     > >(trap '' INT TERM; exec sed -u "s/^/[gw$i] /") 2>&1 &
   started "chat-gateway gw$i" $!
 done
@@ -215,6 +225,11 @@ echo "chat dev stack is up (auth: $auth)"
 [ "$auth" = insecure-dev ] && echo "  WARNING: --auth insecure-dev trusts userId/firstName from clients; set CHAT_JWT_SECRET for JWT"
 [ "$auth" = jwt ] && echo "  tokens: CHAT_JWT_SECRET=... $gateway_bin token --user alice --name Alice"
 printf '  %-28s %s\n' "http://127.0.0.1:$lb_port" "HAProxy (pid ${pids[-1]}) -> gateways, /api/ -> chat-storage; io(BASE_URL) points here; log $run_dir/haproxy.log"
+if [ ${#web_args[@]} -gt 0 ]; then
+  printf '  %-28s %s\n' "http://127.0.0.1:$lb_port/" "the web app (web/dist), served by the gateways"
+fi
+printf '  %s\n      %s\n' "http://127.0.0.1:$lb_port/socket.io/socket.io.js" \
+  "the Socket.IO client for <script src=\"/socket.io/socket.io.js\"></script> (also .min.js, .esm.min.js)"
 i=0
 for p in "${gw_ports[@]}"; do
   i=$((i + 1))

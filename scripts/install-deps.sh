@@ -8,7 +8,9 @@ set -euo pipefail
 
 runtime=(libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7 libevent-pthreads-2.1-7 libwslay1 libhiredis0.14
          libjansson4 libhttp-parser2.9 libssl3 libpq5 ca-certificates)
-build=(build-essential cmake pkg-config clang libclang-rt-14-dev
+# nodejs (and npm, below): the socket.io-client bundle the gateway serves is
+# installed from npm at build time
+build=(build-essential cmake pkg-config clang libclang-rt-14-dev nodejs
        libevent-dev libwslay-dev libhiredis-dev libjansson-dev libhttp-parser-dev libssl-dev libpq-dev)
 # haproxy and postgresql: the local stack (scripts/dev.sh) and the integration
 # tests, which start their own throwaway clusters
@@ -54,7 +56,7 @@ apt_get() {
 
 missing=()
 # nodejs from other sources ships its own npm; Debian's npm package conflicts with it.
-command -v npm >/dev/null 2>&1 || [ -n "${1:-}" ] || pkgs+=(npm)
+command -v npm >/dev/null 2>&1 || [ "${1:-}" = "--runtime" ] || pkgs+=(npm)
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
