@@ -388,15 +388,15 @@ static int walk(const gw_config *cfg, const char *root, const char *dir, const c
                 rc = walk(cfg, root, real, name, depth + 1);
         } else if (S_ISREG(st.st_mode)) {
             const char *why = NULL;
-            /* a file must fit one connection's output queue */
-            size_t max = cfg->output_hard_limit - 65536;
+            /* a file must fit one connection's output queue, with room */
+            size_t max = cfg->output_hard_limit / 2;
             gw_blob *b = NULL;
             if (web_files.n >= GW_STATIC_MAX_FILES)
                 why = "more than 10000 files";
             else if (web_files.bytes + (size_t)st.st_size > GW_STATIC_MAX_BYTES)
                 why = "more than 256 MiB in all";
             else if ((size_t)st.st_size > max)
-                why = "larger than --output-hard-limit allows";
+                why = "larger than half of --output-hard-limit";
             else
                 b = read_whole(real, max, &why);
             if (b)
@@ -422,10 +422,8 @@ static int load_web_root(const gw_config *cfg)
     }
     int rc = walk(cfg, root, root, "", 0);
     free(root);
-    if (rc != 0) {
-        table_dispose(&web_files);
+    if (rc != 0)
         return rc;
-    }
     qsort(web_files.v, web_files.n, sizeof *web_files.v, cmp_file);
     web_root_on = 1;
     GW_INFO("event=web_root dir=%s files=%zu bytes=%zu", cfg->web_root, web_files.n,
@@ -437,10 +435,9 @@ static int load_web_root(const gw_config *cfg)
 
 int gw__static_load(const gw_config *cfg, const gw_app *app)
 {
-    if (cfg->serve_client && app->socketio && load_client(cfg) != 0)
-        return -1;
-    if (cfg->web_root[0] && load_web_root(cfg) != 0) {
-        table_dispose(&client_files);
+    if ((cfg->serve_client && app->socketio && load_client(cfg) != 0) ||
+        (cfg->web_root[0] && load_web_root(cfg) != 0)) {
+        gw__static_free();
         return -1;
     }
     return 0;

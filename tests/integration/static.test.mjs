@@ -326,6 +326,15 @@ describe('--web-root', () => {
       assert.equal(run.code, 2, `--web-root ${bad}: exit ${run.code} ${run.stderr}`);
       assert.match(run.stderr, /--web-root \(CHAT_WEB_ROOT\)/);
     }
+    // a file that could never fit one connection's output queue
+    const big = path.join(tmp, 'big');
+    mkdirSync(big, { recursive: true });
+    writeFileSync(path.join(big, 'index.html'), 'ok');
+    writeFileSync(path.join(big, 'huge.bin'), Buffer.alloc(600000));
+    const args = ['--app', 'socketio-echo', '--listen', '127.0.0.1:0', '--output-soft-limit', '100000', '--output-hard-limit', '1100000', '--web-root', big];
+    const run = await runGateway(args);
+    assert.equal(run.code, 2, `exit ${run.code} ${run.stderr}`);
+    assert.match(run.stderr, /--web-root \(CHAT_WEB_ROOT\).*huge\.bin.*--output-hard-limit/);
   });
 });
 
