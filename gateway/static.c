@@ -97,17 +97,6 @@ const char *gw__static_mime(const char *name)
     return "application/octet-stream";
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 int gw__static_clean_path(pr_view path, char *out, size_t cap)
 {
     if (cap == 0)
@@ -119,8 +108,8 @@ int gw__static_clean_path(pr_view path, char *out, size_t cap)
     for (size_t i = 1; i < path.len; i++) {
         int ch = (unsigned char)path.ptr[i];
         if (ch == '%') {
-            int hi = i + 2 < path.len ? hexval(path.ptr[i + 1]) : -1;
-            int lo = i + 2 < path.len ? hexval(path.ptr[i + 2]) : -1;
+            int hi = i + 2 < path.len ? pr_hex_digit(path.ptr[i + 1]) : -1;
+            int lo = i + 2 < path.len ? pr_hex_digit(path.ptr[i + 2]) : -1;
             if (hi < 0 || lo < 0)
                 return PR_EINVAL;
             ch = hi << 4 | lo;

@@ -182,3 +182,14 @@ char *pr_buf_steal(pr_buf *b, size_t *len)
     b->cap = 0;
     return p;
 }
+
+int pr_hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}

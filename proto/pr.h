@@ -72,6 +72,9 @@ void pr_free(void *p);
 /* Installs pr_malloc/pr_free into jansson. Call once at start-up. */
 void pr_alloc_install_jansson(void);
 
+/* The value of a hexadecimal digit (either case), or -1. */
+int pr_hex_digit(char c);
+
 /* Base64 (RFC 4648, with padding). */
 size_t pr_base64_encoded_len(size_t n);
 int pr_base64_encode(pr_buf *out, pr_view in);

@@ -137,17 +137,10 @@ static int hex4(const char *p, unsigned *v)
 {
     unsigned x = 0;
     for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        unsigned d;
-        if (c >= '0' && c <= '9')
-            d = (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f')
-            d = (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F')
-            d = (unsigned)(c - 'A' + 10);
-        else
+        int d = pr_hex_digit(p[i]);
+        if (d < 0)
             return 0;
-        x = x << 4 | d;
+        x = x << 4 | (unsigned)d;
     }
     *v = x;
     return 1;

@@ -215,17 +215,6 @@ static uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Percent-decodes one path segment into an id; 0 when it is not one (a bad
  * escape, or the result fails chat_id_valid). */
 static int decode_id(const char *s, size_t n, char out[CHAT_ID_MAX + 1])
@@ -236,8 +225,8 @@ static int decode_id(const char *s, size_t n, char out[CHAT_ID_MAX + 1])
         if (ch == '%') {
             if (i + 2 >= n)
                 return 0;
-            int hi = hexval(s[i + 1]);
-            int lo = hexval(s[i + 2]);
+            int hi = pr_hex_digit(s[i + 1]);
+            int lo = pr_hex_digit(s[i + 2]);
             if (hi < 0 || lo < 0)
                 return 0;
             ch = (char)(hi * 16 + lo);
