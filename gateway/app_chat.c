@@ -137,6 +137,7 @@ struct chat_sock {
     uint8_t recovering; /* the CONNECT waits for a replay */
     uint8_t have_record; /* rec holds a valid session record of this user */
     uint8_t record_gone; /* the client brought a pid whose record is not there */
+    struct join_ctx *acks_due; /* join acks held until the catch-up is over (go_live) */
     uint8_t resync;     /* a room's subscription was confirmed while not live: the
                          * sync in flight may predate it, so sync again once live */
     uint32_t gen;       /* callbacks of an older generation are stale */
@@ -157,6 +158,7 @@ struct chat_member {
     chat_member *rprev, *rnext; /* in room->members */
     chat_member *snext;         /* in cs->rooms */
     uint8_t open;               /* opened (joinChat/joinRoom): deliveries are seen */
+    uint8_t open_due;           /* opened while a sync was in flight: receipt at go_live */
     int64_t last_seq;           /* highest seq written to this socket: never twice */
 };
 
@@ -908,11 +910,8 @@ static void room_leave(chat_worker *cw, chat_sock *cs, const char *room_id)
  * up to --receipt-interval later and could mark seen a message sent after
  * the open that the client never got.) Redis down: coalesced, as before.
  */
-static void room_open(chat_worker *cw, chat_sock *cs, chat_member *m)
+static void open_receipt(chat_worker *cw, chat_sock *cs, chat_member *m)
 {
-    m->open = 1;
-    if (!cw->storage || !cs->user)
-        return;
     const char *room = m->room->e.key;
     size_t rl = strlen(room);
     pr_buf line;
@@ -939,6 +938,22 @@ static void room_open(chat_worker *cw, chat_sock *cs, chat_member *m)
     pr_buf_dispose(&line);
     if (rc != 0)
         receipt_add(cw, room, cs->user, 'v', -1);
+}
+
+/* While the socket's sync (or replay) is in flight the open's receipt waits
+ * for go_live(): storage answers a sync with what the user was not delivered
+ * yet, and a "seen everything" processed first would take the room's
+ * messages out of it, so the socket would never be written them. */
+static void room_open(chat_worker *cw, chat_sock *cs, chat_member *m)
+{
+    m->open = 1;
+    if (!cw->storage || !cs->user)
+        return;
+    if (cs->phase != CS_LIVE) {
+        m->open_due = 1;
+        return;
+    }
+    open_receipt(cw, cs, m);
 }
 
 typedef struct {
@@ -1163,6 +1178,8 @@ static void start_failed(chat_worker *cw, chat_sock *cs, const char *why)
 static void hold(chat_worker *cw, chat_sock *cs, gw_blob *b, const char *room, int64_t seq,
                  int own);
 static void go_live(chat_worker *cw, chat_sock *cs);
+static void finish_due_joins(chat_sock *cs);
+static void free_due_joins(chat_sock *cs);
 static int send_request(chat_worker *cw, chat_sock *cs, const char *kind, const uint64_t *vec);
 static void when_room_subscribed(chat_worker *cw, const char *room, gw_redis_subscribed_cb done,
                                  void *arg);
@@ -1351,9 +1368,18 @@ static void go_live(chat_worker *cw, chat_sock *cs)
         /* a room joined during the catch-up: what it published before its
          * subscription was confirmed is in no reply yet */
         cs->resync = 0;
-        if (send_request(cw, cs, "sync", NULL) != 0)
-            GW_WARN_RATELIMITED("event=sync_failed worker=%d sid=%s", cw->w->index, cs->sid);
+        if (send_request(cw, cs, "sync", NULL) == 0)
+            return; /* rooms opened meanwhile wait for that sync too */
+        GW_WARN_RATELIMITED("event=sync_failed worker=%d sid=%s", cw->w->index, cs->sid);
     }
+    /* the sync was answered and written: the opens may say seen now, and
+     * then their acks go out */
+    for (chat_member *m = cs->rooms; m; m = m->snext)
+        if (m->open_due) {
+            m->open_due = 0;
+            open_receipt(cw, cs, m);
+        }
+    finish_due_joins(cs);
 }
 
 static void accept_socket(chat_sock *cs)
@@ -2201,6 +2227,7 @@ struct join_ctx {
     uint8_t waiting;    /* for storage's answer */
     uint8_t subscribed; /* join_subscribed ran */
     json_t *answer;     /* storage's error (or ours), NULL: the room exists */
+    join_ctx *next_due; /* in the socket's acks_due */
     char sid[GW_SID_LEN + 1];
     char room[CHAT_ID_MAX + 1];
 };
@@ -2221,12 +2248,48 @@ static join_ctx *join_ctx_new(const req *q, const char *room)
 static void join_finish(join_ctx *x)
 {
     gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    chat_sock *cs = sock ? gw_socket_data(sock) : NULL;
+    if (cs && x->cw->storage && cs->phase != CS_LIVE) {
+        /* The open takes effect when the ack goes out: its receipt waits for
+         * the socket's sync (room_open), so the ack does too, or a message
+         * sent in reply to the ack could come before the open in the stream
+         * and be taken for seen. go_live() finishes it, in order. */
+        join_ctx **tail = &cs->acks_due;
+        while (*tail)
+            tail = &(*tail)->next_due;
+        x->next_due = NULL;
+        *tail = x;
+        return;
+    }
     if (sock && x->answer)
         ack_json(sock, x->ack_id, x->answer);
     else if (sock)
         reply_ok(sock, x->ack_id, json_pack("{ss}", "roomId", x->room));
     json_decref(x->answer);
     pr_free(x);
+}
+
+/* The join acks a catch-up held, in order (the socket is live now). */
+static void finish_due_joins(chat_sock *cs)
+{
+    join_ctx *x = cs->acks_due;
+    cs->acks_due = NULL;
+    while (x) {
+        join_ctx *next = x->next_due;
+        join_finish(x);
+        x = next;
+    }
+}
+
+/* The socket goes: its held acks have nobody to reach. */
+static void free_due_joins(chat_sock *cs)
+{
+    while (cs->acks_due) {
+        join_ctx *x = cs->acks_due;
+        cs->acks_due = x->next_due;
+        json_decref(x->answer);
+        pr_free(x);
+    }
 }
 
 static void join_subscribed(gw_redis *r, int ok, void *arg)
@@ -2857,6 +2920,7 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
         gw__tq_del(&cw->wait_tq, &cs->wait);
         free_held(cs);
         free_vectors(cs);
+        free_due_joins(cs);
     }
     while (cs->rooms) {
         chat_member *m = cs->rooms;
