@@ -19,7 +19,8 @@ typedef struct chan {
     unsigned refs;
     int confirmed;       /* Redis acknowledged the SUBSCRIBE on this link */
     uint64_t idle_since; /* refs dropped to 0 then (ms) */
-    waiter *waiters;     /* subscribers waiting for the confirmation */
+    waiter *waiters;     /* subscribers waiting for the confirmation, in order */
+    waiter *waiters_last;
     size_t len;
     char name[];
 } chan;
@@ -71,7 +72,7 @@ static chan **chan_slot(gw_redis *r, pr_view name)
 static void chan_fire(gw_redis *r, chan *c, int ok)
 {
     waiter *list = c->waiters;
-    c->waiters = NULL;
+    c->waiters = c->waiters_last = NULL;
     while (list) {
         waiter *wt = list;
         list = wt->next;
@@ -423,8 +424,14 @@ void gw_redis_when_subscribed(gw_redis *r, pr_view channel, gw_redis_subscribed_
     waiter *wt = pr_malloc(sizeof *wt);
     wt->cb = done;
     wt->arg = arg;
-    wt->next = c->waiters;
-    c->waiters = wt;
+    wt->next = NULL;
+    /* in the order they came: a socket's sends that wait for a new room's
+     * subscription must reach the ingest stream in the order it sent them */
+    if (c->waiters_last)
+        c->waiters_last->next = wt;
+    else
+        c->waiters = wt;
+    c->waiters_last = wt;
 }
 
 void gw_redis_unsubscribe(gw_redis *r, pr_view channel)

@@ -10,7 +10,8 @@ import { after, before, describe, test } from 'node:test';
 import { closeAllClients } from './lib/client.mjs';
 import { makeUsers } from './lib/chat.mjs';
 import { api, startCluster } from './lib/stack.mjs';
-import { connectStored, request } from './lib/storage-chat.mjs';
+import { connectStored, history, request } from './lib/storage-chat.mjs';
+import { pollData, pollingHandshake, push, SEP } from './lib/eio.mjs';
 
 const T = { timeout: 60000 };
 const JOIN_TIMEOUT = 1000; // --join-timeout of the gateways
@@ -89,5 +90,31 @@ describe('joinChat with storage', () => {
     assert.equal(r.status, 200, `${JSON.stringify(r.ack)} ${r.text}`);
     const again = await joinThenHistory(a, alice, bob.id);
     assert.equal(again.status, 200, `${JSON.stringify(again.ack)} ${again.text}`);
+  });
+  // Sends that wait for a brand-new room's subscription go on in the order
+  // the client sent them (they used to be released last-first). Ten events
+  // in one polling POST are handled in one go, before Redis confirms the
+  // room's SUBSCRIBE.
+  test('ten sends in one payload to a brand-new direct room are stored in the order sent', T, async () => {
+    const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
+    const gw = { url: cl.gateways[0].url };
+    const { sid } = await pollingHandshake(gw, '/socket.io/');
+    assert.equal((await push(gw, '/socket.io/', sid, `40${JSON.stringify({ token: alice.token })}`)).status, 200);
+    let got = [];
+    const until = async (pred) => {
+      const deadline = Date.now() + 15000;
+      while (!pred() && Date.now() < deadline) got = got.concat((await pollData(gw, '/socket.io/', sid, 5000)).split(SEP));
+      assert.ok(pred(), `raw polling: got ${JSON.stringify(got).slice(0, 400)}`);
+    };
+    await until(() => got.some((p) => p.startsWith('40{')));
+    const texts = Array.from({ length: 10 }, (_, i) => `first #${i}`);
+    const body = texts.map((text, i) => `42${i + 1}${JSON.stringify(['sendMessage', { targetUserId: bob.id, text }])}`).join(SEP);
+    assert.equal((await push(gw, '/socket.io/', sid, body)).status, 200);
+    const ack = (i) => got.find((p) => p.startsWith(`43${i + 1}[`));
+    await until(() => texts.every((_, i) => ack(i)));
+    const acks = texts.map((_, i) => JSON.parse(ack(i).slice(`43${i + 1}`.length))[0]);
+    assert.ok(acks.every((x) => x?.seq), `not all stored: ${JSON.stringify(acks)}`);
+    assert.deepEqual(acks.map((x) => x.seq), [1, 2, 3, 4, 5, 6, 7, 8, 9, 10], 'stored out of the order sent');
+    assert.deepEqual((await history(cl.apiUrl, alice, acks[0].roomId)).map((m) => m.text), texts);
   });
 });
