@@ -172,3 +172,81 @@ export function attr(page, selector, name) {
 
 /** `[data-testid="id"]` plus extra attribute selectors. */
 export const tid = (id, extra = '') => `[data-testid="${id}"]${extra}`;
+
+// ---- the web app (web/, UI contract in its data-testid attributes) -------
+
+/**
+ * The app's address for `user` ({id, name, token}): signed in by token when
+ * the user has one (JWT), else by id and name (insecure-dev); `hash` the
+ * route ('/', '/chat/PEER', '/room/ROOM'); `query` more parameters
+ * (transports).
+ */
+export function appUrl(base, user, hash = '/', query = {}) {
+  const q = new URLSearchParams(user.token ? { token: user.token } : { user: user.id, name: user.name });
+  for (const [k, v] of Object.entries(query)) q.set(k, v);
+  return `${base}/?${q}#${hash}`;
+}
+
+/**
+ * Open the app as `user` at `hash` in `ctx` (a new context when omitted)
+ * and wait until it says connected; resolves to the page.
+ */
+export async function openApp(s, base, user, hash = '/', { ctx, query, viewport } = {}) {
+  ctx ??= await s.context(viewport ? { viewport } : {});
+  const page = await s.page(ctx, appUrl(base, user, hash, query));
+  await page.waitForSelector(tid('conn-status', '[data-state="connected"]'));
+  return page;
+}
+
+const reEscape = (s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+
+/** The `msg` elements whose text is exactly `text`. */
+export function msgLoc(page, text) {
+  return page.locator(tid('msg')).filter({ has: page.locator(tid('msg-text'), { hasText: new RegExp(`^${reEscape(text)}$`) }) });
+}
+
+/** Type `text` into the composer and press Enter, as a user does. */
+export async function sendText(page, text) {
+  const input = page.locator(tid('composer-input'));
+  await input.fill(text);
+  await input.press('Enter');
+}
+
+/** Wait until my message `text` shows ticks `status`. */
+export function waitTicks(page, text, status, timeout = WAIT) {
+  return msgLoc(page, text).locator(tid('msg-ticks', `[data-status="${status}"]`)).waitFor({ timeout });
+}
+
+/** Current ticks status of my message `text`. */
+export function ticksOf(page, text) {
+  return msgLoc(page, text).locator(tid('msg-ticks')).getAttribute('data-status');
+}
+
+/** Every `msg` of the open chat, in DOM order: {id, seq, text, mine, clientMsgId}. */
+export function shownMessages(page) {
+  return page.$$eval('[data-testid="msg-list"] [data-testid="msg"]', (els) =>
+    els.map((e) => ({
+      id: e.dataset.id,
+      seq: e.dataset.seq === '' ? null : Number(e.dataset.seq),
+      text: e.querySelector('[data-testid="msg-text"]')?.textContent ?? '',
+      mine: e.dataset.mine === 'true',
+      clientMsgId: e.dataset.clientMsgId,
+    })),
+  );
+}
+
+/**
+ * The contract's order: stored messages (with an id) each once, in
+ * ascending seq, and pending ones (no id) after them. Returns the texts.
+ */
+export function assertOnceInOrder(list, what = 'messages') {
+  const stored = list.filter((m) => m.id);
+  const ids = stored.map((m) => m.id);
+  assert.equal(new Set(ids).size, ids.length, `${what}: an id shown twice: ${JSON.stringify(list)}`);
+  for (let i = 1; i < stored.length; i++) {
+    assert.ok(stored[i - 1].seq < stored[i].seq, `${what}: seq ${stored[i - 1].seq} before ${stored[i].seq}`);
+  }
+  const firstPending = list.findIndex((m) => !m.id);
+  if (firstPending >= 0) assert.ok(list.slice(firstPending).every((m) => !m.id), `${what}: a pending one before a stored one`);
+  return list.map((m) => m.text);
+}
