@@ -125,7 +125,26 @@ export function useChat(ident, options = {}) {
     [me],
   );
 
-  const refreshRooms = useCallback(async () => {
+  // one GET /api/rooms at a time: a burst of events (sync, several new
+  // rooms) asks again once, after the one in flight
+  const roomsLoad = useRef({ busy: null, again: false });
+  const refreshRooms = useCallback(() => {
+    const st = roomsLoad.current;
+    if (st.busy) {
+      st.again = true;
+      return st.busy;
+    }
+    st.busy = (async () => {
+      do {
+        st.again = false;
+        await fetchRooms();
+      } while (st.again);
+      st.busy = null;
+    })();
+    return st.busy;
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, []);
+  const fetchRooms = async () => {
     try {
       const list = await apiRef.current("GET", "/api/rooms?limit=200");
       s.rooms = list;
@@ -156,19 +175,31 @@ export function useChat(ident, options = {}) {
       s.roomsError = e.message;
       bump();
     }
-  }, [me, idFields, s]);
+  };
 
   const loadHistory = useCallback(
     async (roomId, older) => {
       const r = roomOf(roomId);
       if (older && r.nextBefore == null) return;
-      const q = older ? `&before=${r.nextBefore}` : "";
       try {
-        const page = await apiRef.current("GET", `/api/rooms/${encodeURIComponent(roomId)}/messages?limit=${PAGE}${q}`);
-        for (const m of page.messages) addMessage(m);
-        if (older || !r.loaded) r.nextBefore = page.nextBefore;
+        let page;
+        // an older page the sync already brought whole adds nothing: go on
+        // to the next, so "load older" always shows something older
+        for (;;) {
+          const q = older ? `&before=${r.nextBefore}` : "";
+          page = await apiRef.current("GET", `/api/rooms/${encodeURIComponent(roomId)}/messages?limit=${PAGE}${q}`);
+          const before = Object.keys(r.byId).length;
+          for (const m of page.messages) addMessage(m);
+          if (older || !r.loaded) r.nextBefore = page.nextBefore;
+          if (!older || Object.keys(r.byId).length > before || r.nextBefore == null) break;
+        }
         r.loaded = true;
         bump();
+        // the members' watermarks (for "seen by N of M", and statuses that
+        // moved while this client was away) from my newest message's receipts:
+        // a member who saw it saw every earlier one
+        const mine = !older && page.messages.find((m) => m.userId === me);
+        if (mine) await receipts(roomId, mine.seq).catch(() => {});
       } catch (e) {
         s.error = `history: ${e.message}`;
         bump();
@@ -233,6 +264,15 @@ export function useChat(ident, options = {}) {
         loadHistory(ack.roomId, false);
         if (!s.rooms.some((x) => x.roomId === ack.roomId)) refreshRooms();
         flush();
+        if (!o.targetUserId) {
+          // who of the room is online (the socket is in it now)
+          sock.emit("getOnline", { ...idFields(), roomId: ack.roomId }, (on) => {
+            if (!on || !Array.isArray(on.online)) return;
+            const summary = s.rooms.find((x) => x.roomId === ack.roomId);
+            for (const u of summary ? summary.members : on.online) s.presence[u] = on.online.includes(u);
+            bump();
+          });
+        }
       } else if (ack && ack.error) {
         s.error = `open: ${ack.error}`;
       }
@@ -267,12 +307,14 @@ export function useChat(ident, options = {}) {
     sock.on("connect", () => {
       const recovered = everConnected && sock.recovered;
       everConnected = true;
+      s.presence[me] = true;
+      if (s.error.startsWith("connect:")) s.error = "";
       setConn("connected", recovered);
       for (const p of s.pending) p.inFlight = false;
-      if (!recovered) {
-        refreshRooms();
-        for (const id of Object.keys(s.room)) if (s.room[id].loaded) loadHistory(id, false);
-      }
+      if (!recovered) refreshRooms();
+      // statuses are not replayed by recovery: read the newest page again
+      // (its statuses, and the receipts of my newest message)
+      for (const id of Object.keys(s.room)) if (s.room[id].loaded) loadHistory(id, false);
       emitOpen();
       flush();
     });
@@ -427,7 +469,7 @@ export function useChat(ident, options = {}) {
     [idFields],
   );
 
-  const receipts = useCallback(async (roomId, seq) => {
+  async function receipts(roomId, seq) {
     const res = await apiRef.current("GET", `/api/rooms/${encodeURIComponent(roomId)}/messages/${seq}/receipts`);
     // receipts raise the members' watermarks too
     const r = roomOf(roomId);
@@ -438,8 +480,7 @@ export function useChat(ident, options = {}) {
     }
     bump();
     return res.receipts;
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, []);
+  }
 
   // the other members of a room, as far as this client knows
   const othersOf = (roomId) => {
@@ -483,7 +524,8 @@ export function useChat(ident, options = {}) {
     return {
       messages,
       pending,
-      hasOlder: r.loaded && r.nextBefore != null,
+      // seqs run 1, 2, 3...: older pages exist while one below nextBefore is missing
+      hasOlder: r.loaded && r.nextBefore != null && messages.filter((m) => m.seq < r.nextBefore).length < r.nextBefore - 1,
       loaded: r.loaded,
       typing: t && t.until > Date.now() ? t : null,
     };
