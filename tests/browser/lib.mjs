@@ -21,7 +21,9 @@ import { test } from 'node:test';
 import { chromium } from 'playwright-core';
 import { ROOT, startCluster } from '../integration/lib/stack.mjs';
 
-export const WEB_DIST = path.join(ROOT, 'web/dist');
+// CHAT_WEB_DIST: another build of the app (e.g. a deliberately broken one,
+// to see a test fail)
+export const WEB_DIST = process.env.CHAT_WEB_DIST || path.join(ROOT, 'web/dist');
 export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
 export const ARTIFACTS = process.env.CHAT_ARTIFACTS || path.resolve('browser-artifacts');
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
@@ -51,7 +53,8 @@ export async function closeBrowser() {
  */
 export function appMissing() {
   if (existsSync(path.join(WEB_DIST, 'index.html'))) return null;
-  const why = `${path.relative(ROOT, WEB_DIST)}/index.html is missing: build the web app (scripts/install-deps.sh, then npm ci && npm run build in web/)`;
+  const where = WEB_DIST.startsWith(ROOT + path.sep) ? path.relative(ROOT, WEB_DIST) : WEB_DIST;
+  const why = `${where}/index.html is missing: build the web app first (scripts/build-web.sh)`;
   if (process.env.CI === 'true') throw new Error(`CI: ${why}`);
   return why;
 }
