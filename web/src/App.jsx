@@ -126,6 +126,16 @@ function Chat({ signIn, onSignOut }) {
   }, [routeKey]);
 
   const { conn } = chat;
+  if (!chat.me) {
+    return (
+      <main className="signin">
+        <form onSubmit={(e) => { e.preventDefault(); onSignOut(); }}>
+          <p className="error">This token is not a JWT that names a user (no readable sub claim).</p>
+          <button type="submit">Sign in again</button>
+        </form>
+      </main>
+    );
+  }
   return (
     <div className={`app ${route ? "has-chat" : ""}`}>
       <header className="topbar">
@@ -270,7 +280,8 @@ function ConvList({ chat, route }) {
           </li>
         );
       })}
-      {chat.rooms.length === 0 && <li className="empty">No conversations yet.</li>}
+      {chat.roomsError && <li className="error">Conversations: {chat.roomsError}</li>}
+      {chat.rooms.length === 0 && !chat.roomsError && <li className="empty">No conversations yet.</li>}
     </ul>
   );
 }

@@ -299,6 +299,9 @@ export function useChat(ident, options = {}) {
     const sock = io(options.url || "", opts);
     socketRef.current = sock;
     let everConnected = false;
+    // the list at once, not after the connect (which may never come: then
+    // the list says why, e.g. unauthorized); again on connect, for presence
+    refreshRooms();
 
     const setConn = (state, recovered) => {
       s.conn = { state, recovered: recovered ?? s.conn.recovered };
