@@ -295,7 +295,9 @@ function fmtTime(iso) {
 const TICK = { pending: "🕓", sent: "✓", delivered: "✓✓", seen: "✓✓" };
 
 function ChatView({ chat, route }) {
-  const roomId = route.roomId || (chat.open && chat.open.roomId) || "";
+  // the direct room's id once joinChat answered (or the list knew it)
+  const opened = chat.open && chat.open.targetUserId === route.targetUserId ? chat.open.roomId : "";
+  const roomId = route.roomId || opened || "";
   const summary = chat.rooms.find((r) => r.roomId === roomId);
   const peer = route.targetUserId || (summary && summary.type === "dm" ? peerOf(summary, chat.me) : "");
   const isGroup = !peer && (!summary || summary.type === "group");
