@@ -126,6 +126,16 @@ function Chat({ signIn, onSignOut }) {
   }, [routeKey]);
 
   const { conn } = chat;
+  if (!chat.me) {
+    return (
+      <main className="signin">
+        <form onSubmit={(e) => { e.preventDefault(); onSignOut(); }}>
+          <p className="error">This token is not a JWT that names a user (no readable sub claim).</p>
+          <button type="submit">Sign in again</button>
+        </form>
+      </main>
+    );
+  }
   return (
     <div className={`app ${route ? "has-chat" : ""}`}>
       <header className="topbar">
@@ -270,7 +280,8 @@ function ConvList({ chat, route }) {
           </li>
         );
       })}
-      {chat.rooms.length === 0 && <li className="empty">No conversations yet.</li>}
+      {chat.roomsError && <li className="error">Conversations: {chat.roomsError}</li>}
+      {chat.rooms.length === 0 && !chat.roomsError && <li className="empty">No conversations yet.</li>}
     </ul>
   );
 }
@@ -284,7 +295,9 @@ function fmtTime(iso) {
 const TICK = { pending: "🕓", sent: "✓", delivered: "✓✓", seen: "✓✓" };
 
 function ChatView({ chat, route }) {
-  const roomId = route.roomId || (chat.open && chat.open.roomId) || "";
+  // the direct room's id once joinChat answered (or the list knew it)
+  const opened = chat.open && chat.open.targetUserId === route.targetUserId ? chat.open.roomId : "";
+  const roomId = route.roomId || opened || "";
   const summary = chat.rooms.find((r) => r.roomId === roomId);
   const peer = route.targetUserId || (summary && summary.type === "dm" ? peerOf(summary, chat.me) : "");
   const isGroup = !peer && (!summary || summary.type === "group");

@@ -147,7 +147,21 @@ export function useChat(ident, options = {}) {
   const fetchRooms = async () => {
     try {
       const list = await apiRef.current("GET", "/api/rooms?limit=200");
-      s.rooms = list;
+      // a message that arrived while the list was computed is not in it:
+      // what this client already holds beyond the list's lastMessage counts
+      s.rooms = list.map((r) => {
+        // the open room is seen (the list may predate the join)
+        if (s.open && s.open.roomId === r.roomId) r = { ...r, unreadCount: 0 };
+        const held = s.room[r.roomId];
+        if (!held) return r;
+        const last = r.lastMessage ? r.lastMessage.seq : 0;
+        const later = Object.values(held.byId).filter((m) => m.seq > last);
+        if (later.length === 0) return r;
+        const newest = later.reduce((x, y) => (y.seq > x.seq ? y : x));
+        const isOpen = s.open && s.open.roomId === r.roomId;
+        const unread = isOpen ? 0 : r.unreadCount + later.filter((m) => m.userId !== me).length;
+        return { ...r, lastMessage: newest, unreadCount: unread };
+      });
       s.roomsError = "";
       for (const r of list) {
         if (r.type === "dm") {
@@ -299,6 +313,9 @@ export function useChat(ident, options = {}) {
     const sock = io(options.url || "", opts);
     socketRef.current = sock;
     let everConnected = false;
+    // the list at once, not after the connect (which may never come: then
+    // the list says why, e.g. unauthorized); again on connect, for presence
+    refreshRooms();
 
     const setConn = (state, recovered) => {
       s.conn = { state, recovered: recovered ?? s.conn.recovered };
@@ -342,7 +359,6 @@ export function useChat(ident, options = {}) {
 
     sock.on("messageReceived", (m) => {
       if (!m || !m.roomId) return;
-      const isNew = !(s.room[m.roomId] && s.room[m.roomId].byId[m.id]);
       addMessage(m);
       const t = s.typing[m.roomId];
       if (t && t.userId === m.userId) delete s.typing[m.roomId];
@@ -351,8 +367,11 @@ export function useChat(ident, options = {}) {
       s.rooms = s.rooms.map((r) => {
         if (r.roomId !== m.roomId) return r;
         known = true;
-        const newer = !r.lastMessage || r.lastMessage.seq <= m.seq;
-        const unread = isNew && m.userId !== me && openId !== m.roomId ? r.unreadCount + 1 : r.unreadCount;
+        // the list's unreadCount already counts everything up to its
+        // lastMessage: only a later message adds one (sync and recovery
+        // replay what the list may have counted)
+        const newer = !r.lastMessage || r.lastMessage.seq < m.seq;
+        const unread = newer && m.userId !== me && openId !== m.roomId ? r.unreadCount + 1 : r.unreadCount;
         return { ...r, lastMessage: newer ? m : r.lastMessage, unreadCount: unread };
       });
       if (known) {
