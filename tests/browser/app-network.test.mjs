@@ -1,8 +1,8 @@
 // The web app (web/dist) in chromium when the network is not the happy
 // default: a polling-only page (&transports=polling) chats with a default
 // one; a context taken offline (context.setOffline) while the other side
-// sends sees every message once and in order when it is back, and a message
-// typed while offline is queued and delivered once.
+// sends sees every message once and in order when it is back, and messages
+// typed while offline are queued and delivered once, in the order typed.
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
@@ -66,7 +66,7 @@ describe('web app: polling only, offline and back', { skip: missing ?? false }, 
   });
 
   browserTest(
-    'offline while the other side sends, then back: every message once, in order; one typed offline is sent once',
+    'offline while the other side sends, then back: every message once, in order; ones typed offline are sent once, in order',
     { allowConsole: OFFLINE_NOISE },
     async (t, s) => {
       const [alice, bob] = await makeUsers(cluster, 'Alice', 'Bob');
@@ -96,11 +96,13 @@ describe('web app: polling only, offline and back', { skip: missing ?? false }, 
       for (const text of missed) await waitTicks(b, text, 'seen');
 
       // typed while offline: shown pending, sent with its clientMsgId when
-      // the connection is back, stored once
+      // the connection is back, stored once; the next two keep their order
       await actx.setOffline(true);
       await a.locator(tid('conn-status', ':not([data-state="connected"])')).waitFor();
       await sendText(a, 'written offline');
       const queued = msgLoc(a, 'written offline');
+      await sendText(a, 'offline too');
+      await sendText(a, 'offline three');
       await queued.locator(tid('msg-ticks', '[data-status="pending"]')).waitFor();
       assert.equal(await queued.getAttribute('data-id'), '');
       const clientMsgId = await queued.getAttribute('data-client-msg-id');
@@ -117,7 +119,7 @@ describe('web app: polling only, offline and back', { skip: missing ?? false }, 
       await msgLoc(a, 'after').waitFor();
       await sendText(a, 'after too');
       await msgLoc(b, 'after too').waitFor();
-      const want = ['before', ...missed, 'written offline', 'after', 'after too'];
+      const want = ['before', ...missed, 'written offline', 'offline too', 'offline three', 'after', 'after too'];
       assert.deepEqual(assertOnceInOrder(await shownMessages(a), 'alice'), want);
       assert.deepEqual(assertOnceInOrder(await shownMessages(b), 'bob'), want);
     },
