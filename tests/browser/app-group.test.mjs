@@ -80,6 +80,46 @@ describe('web app: groups and history under JWT', { skip: missing ?? false }, ()
     await row(bob, 'seen').waitFor();
   });
 
+  browserTest('sign-in by pasting a token in the form; a reload stays signed in', async (t, s) => {
+    const [alice] = await makeUsers(cluster, 'Alice');
+    const page = await s.page(undefined, `${cluster.url}/`);
+    await page.locator(tid('signin-token')).fill(alice.token);
+    await page.locator(tid('signin-submit')).click();
+    await page.locator(tid('conn-status', '[data-state="connected"]')).waitFor();
+    assert.equal(await page.locator(tid('me')).textContent(), alice.id);
+    await page.reload();
+    await page.locator(tid('conn-status', '[data-state="connected"]')).waitFor();
+    assert.equal(await page.locator(tid('me')).textContent(), alice.id);
+    assert.equal(await page.locator(tid('signin-submit')).count(), 0);
+  });
+
+  browserTest('group members: added and removed from the open group, live on their side', async (t, s) => {
+    const [alice, bob, dave] = await makeUsers(cluster, 'Alice', 'Bob', 'Dave');
+    const a = await openApp(s, cluster.url, alice, '/');
+    const d = await openApp(s, cluster.url, dave, '/');
+    await a.locator(tid('new-group-name')).fill('pair');
+    await a.locator(tid('new-group-members')).fill(bob.id);
+    await a.locator(tid('new-group-create')).click();
+    const view = a.locator(tid('chat-view', '[data-room-id^="g_"]'));
+    await view.waitFor();
+    const roomId = await view.getAttribute('data-room-id');
+    const daveConv = d.locator(tid('conv-item', `[data-room-id="${roomId}"]`));
+    assert.equal(await daveConv.count(), 0, 'dave is not in the group yet');
+
+    await a.locator(tid('group-add-user')).fill(dave.id);
+    await a.locator(tid('group-add')).click();
+    await a.locator(tid('group-member', `[data-user-id="${dave.id}"]`)).waitFor();
+    await daveConv.waitFor();
+    await sendText(a, 'welcome dave');
+    await daveConv.locator(tid('conv-last')).filter({ hasText: 'welcome dave' }).waitFor();
+
+    await a.locator(tid('group-member', `[data-user-id="${dave.id}"]`)).locator(tid('group-remove')).click();
+    await a.locator(tid('group-member', `[data-user-id="${dave.id}"]`)).waitFor({ state: 'detached' });
+    await daveConv.waitFor({ state: 'detached' });
+    const left = await a.locator(tid('group-member')).evaluateAll((els) => els.map((e) => e.dataset.userId).sort());
+    assert.deepEqual(left, [alice.id, bob.id].sort());
+  });
+
   browserTest('scroll-back: older pages load on demand, each message once and in order', async (t, s) => {
     const [alice, bob] = await makeUsers(cluster, 'Alice', 'Bob');
     // bob's socket receives them as they are sent, so when his page opens
