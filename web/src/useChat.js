@@ -100,12 +100,28 @@ export function useChat(ident, options = {}) {
   const me = ident.token ? tokenUser(ident.token).userId : ident.userId;
   const myName = ident.token ? tokenUser(ident.token).name : ident.name || ident.userId;
   const storeRef = useRef(null);
-  if (storeRef.current === null) storeRef.current = initialStore();
+  const pendingKey = `chat.pending.${me}`;
+  if (storeRef.current === null) {
+    storeRef.current = initialStore();
+    // messages queued before a reload are still to be sent (same clientMsgId)
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(pendingKey) || "[]");
+      if (Array.isArray(saved)) storeRef.current.pending = saved.map((p) => ({ ...p, inFlight: false }));
+    } catch {
+      /* nothing saved */
+    }
+  }
   const socketRef = useRef(null);
   const apiRef = useRef(null);
   const [, bump] = useReducer((x) => x + 1, 0);
   const s = storeRef.current;
   const transports = options.transports;
+  // the queue outlives a reload of the tab (sessionStorage)
+  useEffect(() => {
+    const keep = s.pending.map((p) => ({ clientMsgId: p.clientMsgId, roomId: p.roomId, targetUserId: p.targetUserId, text: p.text }));
+    if (keep.length) sessionStorage.setItem(pendingKey, JSON.stringify(keep));
+    else sessionStorage.removeItem(pendingKey);
+  });
 
   // identity fields for insecure-dev; ignored by the server under JWT
   const idFields = useCallback(() => (ident.token ? {} : { userId: me, firstName: myName }), [ident.token, me, myName]);
@@ -346,7 +362,8 @@ export function useChat(ident, options = {}) {
     });
     sock.on("connect_error", (err) => {
       s.error = `connect: ${err.message}`;
-      setConn(navigator.onLine === false ? "offline" : sock.active ? "reconnecting" : "offline", false);
+      const retrying = everConnected ? "reconnecting" : "connecting";
+      setConn(navigator.onLine === false ? "offline" : sock.active ? retrying : "offline", false);
     });
     const onOffline = () => {
       if (!sock.connected) setConn("offline");
