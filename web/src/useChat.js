@@ -266,8 +266,11 @@ export function useChat(ident, options = {}) {
             status: ack.status || "sent",
           });
         } else if (ack && ack.error) {
-          // refused for good (not a member, too long...): drop it, say why
-          if (ack.error !== "unavailable" && ack.error !== "rate limited") {
+          if (ack.error === "unavailable" || ack.error === "rate limited") {
+            // nothing was stored: the same clientMsgId again, a little later
+            setTimeout(() => flushRef.current(), 1000);
+          } else if (ack.error !== "token expired") {
+            // refused for good (not a member, too long...): drop it, say why
             s.pending = s.pending.filter((x) => x !== p);
           }
           s.error = `send: ${ack.error}`;
@@ -276,6 +279,8 @@ export function useChat(ident, options = {}) {
       });
     }
   }, [idFields, addMessage, me, myName, s]);
+  const flushRef = useRef(flush);
+  flushRef.current = flush;
 
   // (re)open the room on this socket: the server marks it seen and keeps it
   // open (later messages arrive seen) until leaveRoom or disconnect
@@ -288,8 +293,6 @@ export function useChat(ident, options = {}) {
       if (ack && ack.roomId) {
         o.roomId = ack.roomId;
         if (o.targetUserId) s.dmRoom[o.targetUserId] = ack.roomId;
-        const r = roomOf(ack.roomId);
-        r.unreadSeen = true;
         s.rooms = s.rooms.map((x) => (x.roomId === ack.roomId ? { ...x, unreadCount: 0 } : x));
         loadHistory(ack.roomId, false);
         if (!s.rooms.some((x) => x.roomId === ack.roomId)) refreshRooms();
