@@ -14,7 +14,7 @@ fi
 stale=0
 if [ ! -f dist/index.html ]; then
   stale=1
-elif [ -n "$(find index.html vite.config.js package.json package-lock.json src -newer dist/index.html -print -quit)" ]; then
+elif [ -n "$(find index.html vite.config.js package.json package-lock.json src public -newer dist/index.html -print -quit)" ]; then
   stale=1
 fi
 if [ "$stale" = 1 ]; then

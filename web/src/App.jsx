@@ -464,8 +464,10 @@ function GroupMembers({ chat, room }) {
     try {
       await chat.api(method, path, body);
       await chat.refreshRooms();
+      return true;
     } catch (e) {
       setErr(e.message);
+      return false;
     }
   };
   const base = `/api/rooms/${encodeURIComponent(room.roomId)}/members`;
@@ -481,7 +483,11 @@ function GroupMembers({ chat, room }) {
             <button
               className="link"
               data-testid="group-remove"
-              onClick={() => call("DELETE", `${base}/${encodeURIComponent(u)}`)}
+              onClick={async () => {
+                const ok = await call("DELETE", `${base}/${encodeURIComponent(u)}`);
+                // who left the group has nothing more to see in it
+                if (ok && u === chat.me) window.location.hash = "#/";
+              }}
               title={u === chat.me ? "leave the group" : `remove ${u}`}
             >
               {u === chat.me ? "leave" : "remove"}

@@ -100,12 +100,28 @@ export function useChat(ident, options = {}) {
   const me = ident.token ? tokenUser(ident.token).userId : ident.userId;
   const myName = ident.token ? tokenUser(ident.token).name : ident.name || ident.userId;
   const storeRef = useRef(null);
-  if (storeRef.current === null) storeRef.current = initialStore();
+  const pendingKey = `chat.pending.${me}`;
+  if (storeRef.current === null) {
+    storeRef.current = initialStore();
+    // messages queued before a reload are still to be sent (same clientMsgId)
+    try {
+      const saved = JSON.parse(sessionStorage.getItem(pendingKey) || "[]");
+      if (Array.isArray(saved)) storeRef.current.pending = saved.map((p) => ({ ...p, inFlight: false }));
+    } catch {
+      /* nothing saved */
+    }
+  }
   const socketRef = useRef(null);
   const apiRef = useRef(null);
   const [, bump] = useReducer((x) => x + 1, 0);
   const s = storeRef.current;
   const transports = options.transports;
+  // the queue outlives a reload of the tab (sessionStorage)
+  useEffect(() => {
+    const keep = s.pending.map((p) => ({ clientMsgId: p.clientMsgId, roomId: p.roomId, targetUserId: p.targetUserId, text: p.text }));
+    if (keep.length) sessionStorage.setItem(pendingKey, JSON.stringify(keep));
+    else sessionStorage.removeItem(pendingKey);
+  });
 
   // identity fields for insecure-dev; ignored by the server under JWT
   const idFields = useCallback(() => (ident.token ? {} : { userId: me, firstName: myName }), [ident.token, me, myName]);
@@ -250,8 +266,11 @@ export function useChat(ident, options = {}) {
             status: ack.status || "sent",
           });
         } else if (ack && ack.error) {
-          // refused for good (not a member, too long...): drop it, say why
-          if (ack.error !== "unavailable" && ack.error !== "rate limited") {
+          if (ack.error === "unavailable" || ack.error === "rate limited") {
+            // nothing was stored: the same clientMsgId again, a little later
+            setTimeout(() => flushRef.current(), 1000);
+          } else if (ack.error !== "token expired") {
+            // refused for good (not a member, too long...): drop it, say why
             s.pending = s.pending.filter((x) => x !== p);
           }
           s.error = `send: ${ack.error}`;
@@ -260,6 +279,8 @@ export function useChat(ident, options = {}) {
       });
     }
   }, [idFields, addMessage, me, myName, s]);
+  const flushRef = useRef(flush);
+  flushRef.current = flush;
 
   // (re)open the room on this socket: the server marks it seen and keeps it
   // open (later messages arrive seen) until leaveRoom or disconnect
@@ -272,8 +293,6 @@ export function useChat(ident, options = {}) {
       if (ack && ack.roomId) {
         o.roomId = ack.roomId;
         if (o.targetUserId) s.dmRoom[o.targetUserId] = ack.roomId;
-        const r = roomOf(ack.roomId);
-        r.unreadSeen = true;
         s.rooms = s.rooms.map((x) => (x.roomId === ack.roomId ? { ...x, unreadCount: 0 } : x));
         loadHistory(ack.roomId, false);
         if (!s.rooms.some((x) => x.roomId === ack.roomId)) refreshRooms();
@@ -346,7 +365,8 @@ export function useChat(ident, options = {}) {
     });
     sock.on("connect_error", (err) => {
       s.error = `connect: ${err.message}`;
-      setConn(navigator.onLine === false ? "offline" : sock.active ? "reconnecting" : "offline", false);
+      const retrying = everConnected ? "reconnecting" : "connecting";
+      setConn(navigator.onLine === false ? "offline" : sock.active ? retrying : "offline", false);
     });
     const onOffline = () => {
       if (!sock.connected) setConn("offline");
