@@ -2,7 +2,7 @@
 // contexts (two users), under --auth insecure-dev (signed in by
 // ?user=ID&name=NAME): ticks that move sent -> delivered -> seen as the
 // other side connects and opens the chat, a reload that shows the history
-// once, typing, presence.
+// once, typing, presence; the classic script-tag page chats with the app.
 
 import assert from 'node:assert/strict';
 import { after, before, describe } from 'node:test';
@@ -130,6 +130,30 @@ describe('web app: a direct chat in two browser contexts', { skip: missing ?? fa
     await a.locator(tid('composer-input')).press('Enter');
     await msgLoc(b, 'hello').waitFor();
     await indicator.waitFor({ state: 'detached' });
+  });
+
+  browserTest('the classic page (web/dist/classic.html: script tag, io()) chats with the app', async (t, s) => {
+    const [alice, carol] = await makeUsers(cluster, 'Alice', 'Carol');
+    const a = await openApp(s, cluster.url, alice, `/chat/${carol.id}`);
+    const c = await s.page(undefined, `${cluster.url}/classic.html?${new URLSearchParams({ user: carol.id, name: 'Carol', peer: alice.id })}`);
+    await c.locator('[data-testid="classic-status"][data-state="connected"]').waitFor();
+
+    await c.locator('[data-testid="classic-input"]').fill('hi from the classic page');
+    await c.locator('[data-testid="classic-input"]').press('Enter');
+    const got = msgLoc(a, 'hi from the classic page');
+    await got.waitFor();
+    assert.equal(await got.getAttribute('data-mine'), 'false');
+
+    await sendText(a, 'hi from the app');
+    const classic = c.locator('[data-testid="classic-msg"]').filter({ hasText: 'hi from the app' });
+    await classic.waitFor();
+    assert.equal(await classic.getAttribute('data-id'), await msgLoc(a, 'hi from the app').getAttribute('data-id'));
+    // the classic page joined the chat (opened it): seen
+    await waitTicks(a, 'hi from the app', 'seen');
+    assert.deepEqual(await c.locator('[data-testid="classic-msg"]').allTextContents(), [
+      'Carol: hi from the classic page',
+      'Alice: hi from the app',
+    ]);
   });
 
   browserTest('presence: the peer shows online while a page of theirs is open', async (t, s) => {
