@@ -8,7 +8,7 @@
 // uncaught page error fails the test (allowConsole lists the patterns a test
 // expects, e.g. network errors while a context is offline). When the test
 // fails, a PNG of every open page is saved into CHAT_ARTIFACTS (set by
-// ctest to <build>/browser-artifacts), else ./browser-artifacts.
+// ctest to <build>/browser-artifacts), else build/browser-artifacts.
 //
 // The web app is web/dist (built by web/'s npm scripts). Where it is missing
 // the app's tests are skipped with the reason, except under CI=true where a
@@ -25,7 +25,7 @@ import { ROOT, startCluster } from '../integration/lib/stack.mjs';
 // to see a test fail)
 export const WEB_DIST = process.env.CHAT_WEB_DIST || path.join(ROOT, 'web/dist');
 export const CHROMIUM = process.env.CHROMIUM_BIN || '/usr/bin/chromium';
-export const ARTIFACTS = process.env.CHAT_ARTIFACTS || path.resolve('browser-artifacts');
+export const ARTIFACTS = process.env.CHAT_ARTIFACTS || path.join(ROOT, 'build/browser-artifacts');
 export const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking'];
 
 /** How long one DOM state may take to appear (a cluster under CI load is slow). */
