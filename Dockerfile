@@ -16,19 +16,28 @@ RUN scripts/install-deps.sh --build
 # itself); the build copies its dist files to build/share/chat.
 COPY web/client/package.json web/client/package-lock.json web/client/
 RUN cd web/client && npm ci --no-audit --no-fund --loglevel=error
+# The web app served at / (React + Vite): its packages from the committed
+# lock file, its build (web/dist) from the sources below; neither is
+# committed.
+COPY web/package.json web/package-lock.json web/
+RUN cd web && npm ci --no-audit --no-fund --loglevel=error
 COPY . .
 RUN cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCHAT_WERROR=ON \
  && cmake --build build -j"$(nproc)" --target chat-gateway chat-storage \
- && test -f build/share/chat/socket.io-client/socket.io.js
+ && test -f build/share/chat/socket.io-client/socket.io.js \
+ && cd web && npm run build && test -f dist/index.html
 
 FROM debian:12
 COPY scripts/install-deps.sh /tmp/install-deps.sh
 RUN /tmp/install-deps.sh --runtime && rm -rf /tmp/install-deps.sh /var/lib/apt/lists/*
 COPY --from=build /src/build/bin/chat-gateway /src/build/bin/chat-storage /usr/local/bin/
 COPY --from=build /src/build/share/chat/ /usr/local/share/chat/
+COPY --from=build /src/web/dist/ /usr/local/share/chat/web/
 # where the gateway would look anyway (../share/chat beside its bin/); set
 # explicitly so an image without the files fails at start-up, naming it
 ENV CHAT_CLIENT_DIR=/usr/local/share/chat/socket.io-client
+# the web app at / (chat-storage ignores it)
+ENV CHAT_WEB_ROOT=/usr/local/share/chat/web
 USER nobody
 # chat-gateway listens on 0.0.0.0:3000, chat-storage on 0.0.0.0:3001 (defaults)
 EXPOSE 3000 3001

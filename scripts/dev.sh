@@ -42,7 +42,9 @@ if [ ! -d web/client/node_modules ] || [ web/client/package-lock.json -nt web/cl
   (cd web/client && npm ci --no-audit --no-fund --loglevel=error)
 fi
 client_dir="$root/web/client/node_modules/socket.io-client/dist"
-# the web app, once built into web/dist, is served at /
+# the web app (React + Vite, web/): installed from its lock file and built
+# into web/dist when a source is newer than the build; served at /
+scripts/build-web.sh
 web_args=()
 [ -f web/dist/index.html ] && web_args=(--web-root "$root/web/dist")
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
@@ -226,7 +228,13 @@ echo "chat dev stack is up (auth: $auth)"
 [ "$auth" = jwt ] && echo "  tokens: CHAT_JWT_SECRET=... $gateway_bin token --user alice --name Alice"
 printf '  %-28s %s\n' "http://127.0.0.1:$lb_port" "HAProxy (pid ${pids[-1]}) -> gateways, /api/ -> chat-storage; io(BASE_URL) points here; log $run_dir/haproxy.log"
 if [ ${#web_args[@]} -gt 0 ]; then
-  printf '  %-28s %s\n' "http://127.0.0.1:$lb_port/" "the web app (web/dist), served by the gateways"
+  printf '  %-28s %s\n' "http://127.0.0.1:$lb_port/" "the web app (web/dist), served by the gateways: open it in a browser"
+  if [ "$auth" = insecure-dev ]; then
+    printf '      %s\n' "signed in as alice, chat with bob: http://127.0.0.1:$lb_port/?user=alice&name=Alice#/chat/bob" \
+      "and as bob, in another window:   http://127.0.0.1:$lb_port/?user=bob&name=Bob#/chat/alice"
+  else
+    printf '      %s\n' "signed in with a token:          http://127.0.0.1:$lb_port/?token=JWT#/chat/bob"
+  fi
 fi
 printf '  %s\n      %s\n' "http://127.0.0.1:$lb_port/socket.io/socket.io.js" \
   "the Socket.IO client for <script src=\"/socket.io/socket.io.js\"></script> (also .min.js, .esm.min.js)"

@@ -13,9 +13,10 @@ runtime=(libevent-2.1-7 libevent-core-2.1-7 libevent-extra-2.1-7 libevent-pthrea
 build=(build-essential cmake pkg-config clang libclang-rt-14-dev nodejs
        libevent-dev libwslay-dev libhiredis-dev libjansson-dev libhttp-parser-dev libssl-dev libpq-dev)
 # haproxy and postgresql: the local stack (scripts/dev.sh) and the integration
-# tests, which start their own throwaway clusters
+# tests, which start their own throwaway clusters; chromium: the browser tests
+# (tests/browser/, driven by playwright-core from npm, which downloads no browser)
 test=(redis-server postgresql haproxy docker-compose nodejs python3 python3-yaml python3-socketio python3-websocket
-      python3-requests curl procps)
+      python3-requests curl procps chromium)
 
 if [ "${1:-}" = "--runtime" ]; then
   pkgs=("${runtime[@]}")

@@ -25,6 +25,8 @@ for dir in tests web/client; do
   fi
 done
 
+# the web app the gateways serve at / (web/dist), built when its sources changed
+scripts/build-web.sh
 cmake -S . -B "$builddir" "${cmake_args[@]}" >/dev/null
 cmake --build "$builddir" -j"$(nproc)"
 cd "$builddir"

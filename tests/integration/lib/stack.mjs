@@ -762,6 +762,8 @@ export async function waitReady(url, ms = 10000, want = 200) {
  *   shards: --ingest-shards of gateways and storage (with storage)
  *   storageArgs: extra chat-storage arguments; storageEnv its environment
  *   pgFast: PostgreSQL without fsync (only for tests that never kill it)
+ *   webRoot: a directory every gateway serves at / (--web-root), e.g. the
+ *      built web app (web/dist) for the browser tests
  *   t: a test context; the cluster is stopped in t.after (otherwise call
  *      stop(), e.g. in an after() hook). Gateways and storage must exit
  *      cleanly.
@@ -785,6 +787,7 @@ export async function startCluster({
   storageArgs = [],
   storageEnv = {},
   pgFast = false,
+  webRoot = null,
   t,
 } = {}) {
   const started = [];
@@ -845,6 +848,8 @@ export async function startCluster({
             '--node-id', `gw${i + 1}`,
             '--workers', String(workers),
             ...storageMode,
+            // the web app (or a test page) at / of every gateway, so at / of HAProxy
+            ...(webRoot ? ['--web-root', webRoot] : []),
             ...args,
             ...gatewayArgs(i),
           ],
