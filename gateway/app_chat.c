@@ -797,7 +797,8 @@ static void user_attach(chat_worker *cw, chat_sock *cs, const char *uid)
     if (!u) {
         u = pr_calloc(1, sizeof *u);
         smap_put(&cw->users, &u->e, uid, len);
-        u->rl = gw__rl_acquire(uid, len, cw->cfg->rate_burst, gw__now_ms(cw->w));
+        /* u->rl: taken with the user's first event (take_token), so an idle
+         * user costs no bucket */
         if (cw->storage) { /* messageStatus, membership changes */
             char channel[CHAT_ID_MAX + 16];
             user_channel(channel, sizeof channel, uid);
@@ -2721,8 +2722,12 @@ static void on_get_online(const req *q)
 static int take_token(chat_worker *cw, chat_sock *cs)
 {
     uint64_t now = gw__now_ms(cw->w);
-    if (cs->user)
-        return gw__rl_take(cs->user->rl, now, cw->cfg->rate_limit, cw->cfg->rate_burst);
+    if (cs->user) {
+        chat_user *u = cs->user;
+        if (!u->rl)
+            u->rl = gw__rl_acquire(u->e.key, u->e.len, cw->cfg->rate_burst, now);
+        return gw__rl_take(u->rl, now, cw->cfg->rate_limit, cw->cfg->rate_burst);
+    }
     cs->tokens += (double)(now - cs->refill_ms) * cw->cfg->rate_limit / 1000.0;
     if (cs->tokens > cw->cfg->rate_burst)
         cs->tokens = cw->cfg->rate_burst;
