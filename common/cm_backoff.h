@@ -9,6 +9,10 @@
 /* The wait before attempt failures + 1 (failures = 0: the first retry).
  * seed is the caller's rand_r state (cm_backoff_seed). */
 unsigned cm_backoff_ms(unsigned failures, unsigned *seed);
+/* Arms timer (a libevent timer) for the next attempt after *failures
+ * failures in a row, and counts one more. */
+struct event;
+void cm_backoff_arm(struct event *timer, unsigned *failures, unsigned *seed);
 /* A seed that differs between processes and objects (p: the object). */
 unsigned cm_backoff_seed(const void *p);
 

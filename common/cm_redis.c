@@ -145,13 +145,6 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     conn_connect(arg);
 }
 
-static void conn_schedule_retry(conn *l)
-{
-    unsigned ms = cm_backoff_ms(l->failures++, &l->r->seed);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(l->retry, &tv);
-}
-
 static void sub_message_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)privdata;
@@ -223,7 +216,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
             CM_WARN("event=redis_connect_failed link=%s conn=%s err=\"%s\"", l->r->name,
                     conn_names[l->kind], ac->errstr);
         l->ac = NULL;
-        conn_schedule_retry(l);
+        cm_backoff_arm(l->retry, &l->failures, &l->r->seed);
         return;
     }
     l->up = 1;
@@ -286,7 +279,7 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
             r->on_lost(r, r->arg);
     }
     update_ready(r);
-    conn_schedule_retry(l);
+    cm_backoff_arm(l->retry, &l->failures, &l->r->seed);
     after(r);
 }
 
@@ -297,7 +290,7 @@ static void conn_connect(conn *l)
     if (!ac || ac->err) {
         if (ac)
             redisAsyncFree(ac);
-        conn_schedule_retry(l);
+        cm_backoff_arm(l->retry, &l->failures, &l->r->seed);
         return;
     }
     ac->data = l;

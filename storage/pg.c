@@ -102,13 +102,6 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     conn_start(arg);
 }
 
-static void conn_schedule_retry(pgconn *k)
-{
-    unsigned ms = cm_backoff_ms(k->failures++, &k->pg->seed);
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(k->retry, &tv);
-}
-
 static void conn_disarm(pgconn *k)
 {
     if (k->ev) {
@@ -140,7 +133,7 @@ static void conn_lost(pgconn *k, const char *why)
     }
     pr_free(k->error);
     k->error = NULL;
-    conn_schedule_retry(k);
+    cm_backoff_arm(k->retry, &k->failures, &k->pg->seed);
     note_ready(pg);
     if (q)
         q_finish(q, NULL, "connection lost");
@@ -306,7 +299,7 @@ static void connect_poll(pgconn *k)
         PQfinish(k->conn);
         k->conn = NULL;
         k->state = C_DOWN;
-        conn_schedule_retry(k);
+        cm_backoff_arm(k->retry, &k->failures, &k->pg->seed);
         return;
     }
     }
@@ -347,7 +340,7 @@ static void conn_start(pgconn *k)
         if (k->conn)
             PQfinish(k->conn);
         k->conn = NULL;
-        conn_schedule_retry(k);
+        cm_backoff_arm(k->retry, &k->failures, &k->pg->seed);
         return;
     }
     k->state = C_CONNECTING;

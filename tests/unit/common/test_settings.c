@@ -1,9 +1,9 @@
 /* Unit tests of common/cm_settings.c: the engine on a table of its own. */
 #include <stdlib.h>
-#include <unistd.h>
 
 #include "cm_settings.h"
 #include "t.h"
+#include "t_capture.h"
 
 typedef struct {
     char name[8];
@@ -31,24 +31,14 @@ static const cm_setting rows[] = {
 };
 static const cm_settings table = {"t-prog", "usage: t-prog\n", rows, sizeof rows / sizeof rows[0]};
 
-static char errbuf[4096];
+static const char *err; /* what the last load printed on stderr */
 
-/* Loads with stderr captured in errbuf. */
 static int load(cfg_t *c, int argc, char **argv)
 {
-    fflush(stderr);
-    FILE *f = tmpfile();
-    int saved = dup(2);
-    dup2(fileno(f), 2);
     memset(c, 0, sizeof *c);
+    t_capture_begin(2);
     int rc = cm_settings_load(&table, c, argc, argv);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    rewind(f);
-    size_t n = fread(errbuf, 1, sizeof errbuf - 1, f);
-    errbuf[n] = '\0';
-    fclose(f);
+    err = t_capture_end();
     return rc;
 }
 
@@ -88,7 +78,7 @@ int main(void)
     /* a bad environment value names the setting and the variable */
     setenv("T_COUNT", "lots", 1);
     CHECK_EQ(load(&c, 1, none), -1);
-    CHECK(strstr(errbuf, "t-prog: invalid value for --count (T_COUNT): 'lots'") != NULL);
+    CHECK(strstr(err, "t-prog: invalid value for --count (T_COUNT): 'lots'") != NULL);
     unsetenv("T_COUNT");
 
     /* each bad argument alone stops it, with an error naming the setting */
@@ -119,36 +109,26 @@ int main(void)
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *argv[3] = {"x", bad[i].a, bad[i].b};
         CHECK_EQ(load(&c, bad[i].b ? 3 : 2, argv), -1);
-        if (!strstr(errbuf, bad[i].says))
-            fprintf(stderr, "case %zu: '%s' lacks '%s'\n", i, errbuf, bad[i].says);
-        CHECK(strstr(errbuf, bad[i].says) != NULL);
-        CHECK(!strncmp(errbuf, "t-prog: ", 8));
+        if (!strstr(err, bad[i].says))
+            fprintf(stderr, "case %zu: '%s' lacks '%s'\n", i, err, bad[i].says);
+        CHECK(strstr(err, bad[i].says) != NULL);
+        CHECK(!strncmp(err, "t-prog: ", 8));
     }
     /* secrets are named, never shown; nor what follows '=' of an unknown flag */
     char *secret[] = {"x", "--secret", "hunter2hunter2hunter2"};
     CHECK_EQ(load(&c, 3, secret), -1);
-    CHECK(strstr(errbuf, "--secret") != NULL);
-    CHECK(strstr(errbuf, "hunter2") == NULL);
+    CHECK(strstr(err, "--secret") != NULL);
+    CHECK(strstr(err, "hunter2") == NULL);
     char *unknown[] = {"x", "--passwd=hunter2"};
     CHECK_EQ(load(&c, 2, unknown), -1);
-    CHECK(strstr(errbuf, "hunter2") == NULL);
+    CHECK(strstr(err, "hunter2") == NULL);
 
     /* --help: the usage on stdout, every row with its variable and bounds */
     char *help[] = {"x", "--count", "5", "-h"};
-    fflush(stdout);
-    FILE *f = tmpfile();
-    int saved = dup(1);
-    dup2(fileno(f), 1);
     memset(&c, 0, sizeof c);
+    t_capture_begin(1);
     int rc = cm_settings_load(&table, &c, 4, help);
-    fflush(stdout);
-    dup2(saved, 1);
-    close(saved);
-    rewind(f);
-    char out[4096];
-    size_t n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
+    const char *out = t_capture_end();
     CHECK_EQ(rc, 1);
     CHECK(!strncmp(out, "usage: t-prog\n", 14));
     for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -169,18 +149,9 @@ int main(void)
     CHECK_EQ(cm_parse_ull("\t1", &v), -1);
 
     /* cm_settings_fail */
-    fflush(stderr);
-    f = tmpfile();
-    saved = dup(2);
-    dup2(fileno(f), 2);
+    t_capture_begin(2);
     CHECK_EQ(cm_settings_fail(&table, "bad --%s: %d", "x", 3), -1);
-    fflush(stderr);
-    dup2(saved, 2);
-    close(saved);
-    rewind(f);
-    n = fread(out, 1, sizeof out - 1, f);
-    out[n] = '\0';
-    fclose(f);
+    out = t_capture_end();
     CHECK(!strcmp(out, "t-prog: bad --x: 3\n"));
     T_DONE();
 }
