@@ -12,6 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cm_cors.h"
 #include "gw.h"
 
 enum {
@@ -221,29 +222,6 @@ static const char *status_text(int status)
     }
 }
 
-/* 1 when origin is one of the comma-separated list (spaces around items
- * ignored). "*" is not expanded here. */
-static int origin_listed(const char *list, pr_view origin)
-{
-    const char *p = list;
-    while (*p) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        while (n && p[0] == ' ') {
-            p++;
-            n--;
-        }
-        while (n && p[n - 1] == ' ')
-            n--;
-        if (n == origin.len && !memcmp(p, origin.ptr, n))
-            return 1;
-        if (!e)
-            break;
-        p = e + 1;
-    }
-    return 0;
-}
-
 /* Appends the CORS headers this request earns under --cors-origin; a
  * preflight (OPTIONS) also gets the methods and headers it asked for. */
 static void append_cors(const gw_config *cfg, pr_buf *out, const gw_http *h)
@@ -251,7 +229,7 @@ static void append_cors(const gw_config *cfg, pr_buf *out, const gw_http *h)
     pr_view origin = span_view(h, h->hdr[H_ORIGIN]);
     if (!cfg->cors_origin[0] || origin.len == 0)
         return;
-    int allowed = !strcmp(cfg->cors_origin, "*") || origin_listed(cfg->cors_origin, origin);
+    int allowed = !strcmp(cfg->cors_origin, "*") || cm_cors_listed(cfg->cors_origin, origin);
     if (!allowed)
         return;
     if (!strcmp(cfg->cors_origin, "*") && !cfg->cors_credentials) {
@@ -409,7 +387,7 @@ static int origin_trusted(const gw_config *cfg, const gw_http *h)
     pr_view origin = span_view(h, h->hdr[H_ORIGIN]);
     if (h->hdr[H_ORIGIN].len == 0)
         return 1;
-    if (cfg->cors_origin[0] && origin_listed(cfg->cors_origin, origin))
+    if (cfg->cors_origin[0] && cm_cors_listed(cfg->cors_origin, origin))
         return 1;
     pr_view host = span_view(h, h->hdr[H_HOST]);
     const char *sep = origin.len > 3 ? memchr(origin.ptr, ':', origin.len) : NULL;

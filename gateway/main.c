@@ -234,17 +234,7 @@ int main(int argc, char **argv)
     }
     gw_log_set_node(config.node_id);
     if (app == &gw_app_chat) {
-        gw_redis_addr addr;
-        if (pr_redis_url_parse(config.redis_url, &addr) != 0) {
-            fprintf(stderr, "chat-gateway: invalid value for --redis (CHAT_REDIS_URL): '%s': "
-                            "expected redis://[:password@]host[:port][/db]\n", config.redis_url);
-            return 2;
-        }
-        if (!chat_id_valid(config.node_id, strlen(config.node_id))) {
-            fprintf(stderr, "chat-gateway: invalid value for --node-id: '%s': printable ASCII "
-                            "without spaces\n", config.node_id);
-            return 2;
-        }
+        /* --redis and --node-id were checked by gw_config_load */
         if (!strcmp(config.auth, "insecure-dev"))
             GW_WARN("event=INSECURE_AUTH msg=\"--auth insecure-dev: identities come from event "
                     "payloads and anyone can act as anyone. For tutorials only: never expose this "

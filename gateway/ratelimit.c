@@ -14,6 +14,7 @@
  */
 #include <string.h>
 
+#include "cm_tbucket.h"
 #include "gw.h"
 
 #define RL_STRIPES 64 /* a power of two */
@@ -21,8 +22,7 @@
 struct gw_rl {
     struct gw_rl *next;
     unsigned refs; /* workers holding the user */
-    double tokens;
-    uint64_t refill_ms;
+    cm_tbucket bucket;
     size_t hash;
     size_t len;
     char key[];
@@ -44,14 +44,6 @@ static void stripes_init(void)
         stripes[i].nb = 16;
         stripes[i].b = pr_calloc(stripes[i].nb, sizeof *stripes[i].b);
     }
-}
-
-static size_t rl_hash(const char *p, size_t n)
-{
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return (size_t)h;
 }
 
 /* The low bits pick the stripe, the others the chain. */
@@ -84,7 +76,7 @@ static void grow(rl_stripe *st)
 gw_rl *gw__rl_acquire(const char *uid, size_t len, double burst, uint64_t now_ms)
 {
     pthread_once(&stripes_once, stripes_init);
-    size_t h = rl_hash(uid, len);
+    size_t h = (size_t)pr_fnv1a64(uid, len);
     rl_stripe *st = stripe_of(h);
     pthread_mutex_lock(&st->mu);
     gw_rl *e = st->b[chain_of(st, h)];
@@ -95,8 +87,7 @@ gw_rl *gw__rl_acquire(const char *uid, size_t len, double burst, uint64_t now_ms
             grow(st);
         e = pr_malloc(sizeof *e + len + 1);
         e->refs = 0;
-        e->tokens = burst; /* a user arriving anew has the full burst */
-        e->refill_ms = now_ms;
+        cm_tbucket_init(&e->bucket, burst, now_ms); /* a user arriving anew has the full burst */
         e->hash = h;
         e->len = len;
         memcpy(e->key, uid, len);
@@ -131,20 +122,9 @@ void gw__rl_release(gw_rl *e)
 
 int gw__rl_take(gw_rl *e, uint64_t now_ms, double rate, double burst)
 {
-    int ok = 0;
     rl_stripe *st = stripe_of(e->hash);
     pthread_mutex_lock(&st->mu);
-    /* workers read the monotonic clock separately: never refill backwards */
-    if (now_ms > e->refill_ms) {
-        e->tokens += (double)(now_ms - e->refill_ms) * rate / 1000.0;
-        e->refill_ms = now_ms;
-    }
-    if (e->tokens > burst)
-        e->tokens = burst;
-    if (e->tokens >= 1.0) {
-        e->tokens -= 1.0;
-        ok = 1;
-    }
+    int ok = cm_tbucket_take(&e->bucket, now_ms, rate, burst);
     pthread_mutex_unlock(&st->mu);
     return ok;
 }

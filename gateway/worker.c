@@ -18,6 +18,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cm_clock.h"
+#include "cm_metrics.h"
 #include "gw.h"
 
 static gw_worker **workers;
@@ -49,9 +51,7 @@ int gw__worker_count(void)
 uint64_t gw__now_ms(gw_worker *w)
 {
     (void)w;
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return cm_now_ms();
 }
 
 /* ---- timer queues ---- */
@@ -371,8 +371,8 @@ void gw__metrics_render(pr_buf *out)
 #undef SUM
     }
 #define METRIC(name, type, help, v)                                                                \
-    pr_buf_appendf(out, "# HELP chat_gateway_" name " " help "\n# TYPE chat_gateway_" name " " type \
-                        "\nchat_gateway_" name " %llu\n", (unsigned long long)(v))
+    (type[0] == 'g' ? cm_metric_gauge(out, "chat_gateway_" name, help, (double)(v))                \
+                    : cm_metric_counter(out, "chat_gateway_" name, help, (v)))
     METRIC("connections", "gauge", "Open TCP connections.", t.conns_open);
     METRIC("connections_total", "counter", "Accepted TCP connections.", t.conns_total);
     METRIC("sessions", "gauge", "Open Engine.IO sessions.", t.sessions_open);

@@ -207,12 +207,7 @@ int chat_env_decode(pr_view in, chat_env *h, pr_view *packet)
 
 unsigned chat_room_shard(const char *room, size_t len, unsigned nshards)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)room[i];
-        h *= 16777619u;
-    }
-    return nshards ? h % nshards : 0;
+    return nshards ? pr_fnv1a32(room, len) % nshards : 0;
 }
 
 void chat_dm_key(const char *room_secret, const char *jwt_secret, unsigned char key[32])

@@ -89,6 +89,11 @@ int pr_base64url_decode(pr_buf *out, pr_view in);
 /* 1 if the bytes are well-formed UTF-8 (no overlongs, no surrogates, <= U+10FFFF). */
 int pr_utf8_valid(const char *p, size_t n);
 
+/* FNV-1a of n bytes, 32 and 64 bits (pr_hash.c). Not for untrusted keys of
+ * tables an attacker could flood: it is not keyed. */
+uint32_t pr_fnv1a32(const void *p, size_t n);
+uint64_t pr_fnv1a64(const void *p, size_t n);
+
 /* ---- Redis URL: redis://[[user]:password@]host[:port][/db] ---- */
 typedef struct {
     char host[256];

@@ -37,6 +37,7 @@
 #include <sys/socket.h>
 #include <time.h>
 
+#include "cm_clock.h"
 #include "log.h"
 #include "pr.h"
 
@@ -81,13 +82,6 @@ struct st_http {
 /* Every server of the process, for the listener's error callback, which
  * gets evhttp's argument, not ours. */
 static st_http *servers;
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* ---- bookkeeping ---- */
 
@@ -150,7 +144,7 @@ static void arm_deadline(st_http *h)
     http_conn *c = h->waiting.head;
     if (!c || evtimer_pending(h->deadline_ev, NULL))
         return;
-    uint64_t now = mono_ms(), due = c->since_ms + h->o.request_timeout_ms;
+    uint64_t now = cm_now_ms(), due = c->since_ms + h->o.request_timeout_ms;
     uint64_t ms = due > now ? due - now : 0;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     evtimer_add(h->deadline_ev, &tv);
@@ -160,7 +154,7 @@ static void start_waiting(st_http *h, http_conn *c)
 {
     list_remove(list_of(h, c), c);
     c->state = CONN_WAITING;
-    c->since_ms = mono_ms();
+    c->since_ms = cm_now_ms();
     list_append(&h->waiting, c);
     arm_deadline(h);
     if (h->full) { /* a connection that can be displaced again */
@@ -279,7 +273,7 @@ static struct bufferevent *new_bev_cb(struct event_base *base, void *arg)
     h->unadopted = c;
     event_active(h->adopt_ev, EV_TIMEOUT, 0);
     c->state = CONN_WAITING;
-    c->since_ms = mono_ms();
+    c->since_ms = cm_now_ms();
     list_append(&h->waiting, c);
     arm_deadline(h);
     if (h->nconns > h->o.max_connections && !shed_oldest(h)) {
@@ -298,7 +292,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     st_http *h = arg;
-    uint64_t now = mono_ms();
+    uint64_t now = cm_now_ms();
     http_conn *c;
     while ((c = h->waiting.head) != NULL && c->evcon &&
            now - c->since_ms >= h->o.request_timeout_ms) {

@@ -20,6 +20,7 @@
 #include <sys/time.h>
 
 #include "chat.h"
+#include "cm_clock.h"
 #include "config.h"
 #include "http.h"
 #include "log.h"
@@ -181,7 +182,7 @@ int main(int argc, char **argv)
     st_ctx *c = &ctx;
     c->base = event_base_new();
     c->cfg = &config;
-    c->started_ms = st_now_ms();
+    c->started_ms = cm_now_ms();
     snprintf(c->replica_id, sizeof c->replica_id, "%s", config.replica_id);
     snprintf(c->reply_channel, sizeof c->reply_channel, "st:{%s}", config.replica_id);
     chat_dm_key(config.room_secret, config.jwt_secret, c->room_key);

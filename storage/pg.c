@@ -12,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cm_backoff.h"
 #include "log.h"
 #include "st.h"
 
@@ -101,19 +102,6 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
     conn_start(arg);
 }
 
-static void conn_schedule_retry(pgconn *k)
-{
-    unsigned shift = k->failures < 6 ? k->failures : 6;
-    unsigned base = 100u << shift;
-    if (base > 5000)
-        base = 5000;
-    /* jitter: 50..100% of the backoff, so replicas do not reconnect in step */
-    unsigned ms = base / 2 + (unsigned)(rand_r(&k->pg->seed) % (base / 2 + 1));
-    k->failures++;
-    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-    evtimer_add(k->retry, &tv);
-}
-
 static void conn_disarm(pgconn *k)
 {
     if (k->ev) {
@@ -145,7 +133,7 @@ static void conn_lost(pgconn *k, const char *why)
     }
     pr_free(k->error);
     k->error = NULL;
-    conn_schedule_retry(k);
+    cm_backoff_arm(k->retry, &k->failures, &k->pg->seed);
     note_ready(pg);
     if (q)
         q_finish(q, NULL, "connection lost");
@@ -311,7 +299,7 @@ static void connect_poll(pgconn *k)
         PQfinish(k->conn);
         k->conn = NULL;
         k->state = C_DOWN;
-        conn_schedule_retry(k);
+        cm_backoff_arm(k->retry, &k->failures, &k->pg->seed);
         return;
     }
     }
@@ -352,7 +340,7 @@ static void conn_start(pgconn *k)
         if (k->conn)
             PQfinish(k->conn);
         k->conn = NULL;
-        conn_schedule_retry(k);
+        cm_backoff_arm(k->retry, &k->failures, &k->pg->seed);
         return;
     }
     k->state = C_CONNECTING;
@@ -416,9 +404,7 @@ st_pg *st_pg_new(struct event_base *base, const char *conninfo, unsigned nconns,
     snprintf(pg->name, sizeof pg->name, "%s", name);
     pg->nconns = nconns ? nconns : 1;
     pg->conns = pr_calloc(pg->nconns, sizeof *pg->conns);
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    pg->seed = (unsigned)(ts.tv_nsec ^ ts.tv_sec);
+    pg->seed = cm_backoff_seed(pg);
     pg->dispatch = event_new(base, -1, 0, dispatch_cb, pg);
     for (unsigned i = 0; i < pg->nconns; i++) {
         pgconn *k = &pg->conns[i];
