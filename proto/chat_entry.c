@@ -197,21 +197,11 @@ static int name_ok(pr_view v)
     return !v.ptr || chat_name_valid(v.ptr, v.len);
 }
 
-/* An ack id: decimal 0..2^53-1. */
+/* An ack id: decimal 0..2^53-1 (leading zeros allowed, as storage always
+ * took them). */
 static int ack_id(pr_view v, int64_t *out)
 {
-    if (!v.ptr || v.len == 0 || v.len > 16)
-        return PR_EINVAL;
-    int64_t x = 0;
-    for (size_t i = 0; i < v.len; i++) {
-        if (v.ptr[i] < '0' || v.ptr[i] > '9')
-            return PR_EINVAL;
-        x = x * 10 + (v.ptr[i] - '0');
-    }
-    if (x > (((int64_t)1) << 53) - 1)
-        return PR_EINVAL;
-    *out = x;
-    return PR_OK;
+    return chat__parse_digits(v, out);
 }
 
 static int text_ok(pr_view x)

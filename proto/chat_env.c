@@ -92,18 +92,9 @@ int chat_menv_encode(pr_buf *out, const chat_menv *h, pr_view packet)
         return PR_EINVAL;
     char a[24], b[24], c[24];
     pr_view nl = PR_VIEW_LIT("\n");
-    pr_view parts[] = {PR_VIEW_LIT("M1\n"),
-                       h->room,
-                       nl,
-                       chat__num_view(a, h->seq),
-                       nl,
-                       chat__num_view(b, h->shard),
-                       nl,
-                       chat__num_view(c, h->pos),
-                       nl,
-                       h->sender,
-                       nl,
-                       packet};
+    pr_view parts[] = {PR_VIEW_LIT("M1\n"), h->room, nl, chat__num_view(a, h->seq), nl,
+                       chat__num_view(b, h->shard), nl, chat__num_view(c, h->pos), nl, h->sender,
+                       nl, packet};
     return chat__append_all(out, parts, sizeof parts / sizeof parts[0]);
 }
 
@@ -232,15 +223,8 @@ int chat_renv_add(pr_buf *out, const chat_replay_item *item)
         return PR_EINVAL;
     char a[24], b[24], c[24];
     pr_view tab = PR_VIEW_LIT("\t");
-    pr_view parts[] = {chat__num_view(a, item->shard),
-                       tab,
-                       chat__num_view(b, item->pos),
-                       tab,
-                       chat__num_view(c, item->seq),
-                       tab,
-                       item->room,
-                       tab,
-                       item->packet,
+    pr_view parts[] = {chat__num_view(a, item->shard), tab, chat__num_view(b, item->pos), tab,
+                       chat__num_view(c, item->seq), tab, item->room, tab, item->packet,
                        PR_VIEW_LIT("\n")};
     return chat__append_all(out, parts, sizeof parts / sizeof parts[0]);
 }

@@ -12,6 +12,8 @@
 
 #define CHAT_NUM_MAX 9007199254740991LL /* 2^53 - 1: exact in JSON numbers */
 
+/* 1..16 decimal digits (leading zeros allowed), at most CHAT_NUM_MAX. */
+int chat__parse_digits(pr_view v, int64_t *out);
 /* Strict decimal: "0" or [1-9][0-9]*, or "-1" when allow_minus_one; at most
  * CHAT_NUM_MAX. */
 int chat__parse_num(pr_view v, int allow_minus_one, int64_t *out);

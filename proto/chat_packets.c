@@ -41,16 +41,19 @@ int chat_json_str(pr_buf *b, const char *s, size_t n)
     return rc;
 }
 
-/* A writer that stops at the first failure; end() undoes everything then. */
+/* A writer that stops at the first failure; end() undoes everything then.
+ * Objects are written key by key: obj() opens one, each key after the first
+ * gets its comma, obj_end() ends it. */
 typedef struct {
     pr_buf *b;
     size_t mark;
     int rc;
+    int first; /* no key in the open object yet */
 } w;
 
 static w begin(pr_buf *b)
 {
-    return (w){b, b->len, 0};
+    return (w){b, b->len, 0, 1};
 }
 
 static void lit(w *x, const char *s)
@@ -59,27 +62,46 @@ static void lit(w *x, const char *s)
         x->rc = pr_buf_append(x->b, s, strlen(s));
 }
 
-static void str(w *x, const char *s, size_t n)
+static void obj(w *x)
 {
-    if (x->rc == 0)
+    lit(x, "{");
+    x->first = 1;
+}
+
+static void obj_end(w *x)
+{
+    lit(x, "}");
+}
+
+/* ,"name": */
+static void key(w *x, const char *name)
+{
+    if (!x->first)
+        lit(x, ",");
+    x->first = 0;
+    lit(x, "\"");
+    lit(x, name);
+    lit(x, "\":");
+}
+
+/* "name": the string (n bytes), or null when s is NULL */
+static void kstrn(w *x, const char *name, const char *s, size_t n)
+{
+    key(x, name);
+    if (!s)
+        lit(x, "null");
+    else if (x->rc == 0)
         x->rc = chat_json_str(x->b, s, n);
 }
 
-static void cstr(w *x, const char *s)
+static void kstr(w *x, const char *name, const char *s)
 {
-    str(x, s, strlen(s));
+    kstrn(x, name, s, s ? strlen(s) : 0);
 }
 
-static void cstr_or_null(w *x, const char *s)
+static void kint(w *x, const char *name, int64_t n)
 {
-    if (s)
-        cstr(x, s);
-    else
-        lit(x, "null");
-}
-
-static void int64(w *x, int64_t n)
-{
+    key(x, name);
     if (x->rc == 0)
         x->rc = pr_buf_appendf(x->b, "%" PRId64, n);
 }
@@ -94,33 +116,21 @@ static int end(w *x)
 static void message(w *x, const chat_message *m)
 {
     int stored = m->seq >= 0;
-    lit(x, "{\"id\":");
-    cstr_or_null(x, m->id);
-    if (stored) {
-        lit(x, ",\"seq\":");
-        int64(x, m->seq);
-    }
-    lit(x, ",\"roomId\":");
-    cstr_or_null(x, m->room);
-    lit(x, ",\"userId\":");
-    cstr_or_null(x, m->user);
-    lit(x, ",\"firstName\":");
-    cstr(x, m->first_name ? m->first_name : "");
-    if (stored || m->last_name) {
-        lit(x, ",\"lastName\":");
-        cstr_or_null(x, m->last_name);
-    }
-    lit(x, ",\"text\":");
-    str(x, m->text, m->text_len);
-    lit(x, ",\"createdAt\":");
-    cstr_or_null(x, m->created_at);
-    lit(x, ",\"clientMsgId\":");
-    cstr_or_null(x, m->client_msg_id);
-    if (m->status) {
-        lit(x, ",\"status\":");
-        cstr(x, m->status);
-    }
-    lit(x, "}");
+    obj(x);
+    kstr(x, "id", m->id);
+    if (stored)
+        kint(x, "seq", m->seq);
+    kstr(x, "roomId", m->room);
+    kstr(x, "userId", m->user);
+    kstr(x, "firstName", m->first_name ? m->first_name : "");
+    if (stored || m->last_name)
+        kstr(x, "lastName", m->last_name);
+    kstrn(x, "text", m->text, m->text_len);
+    kstr(x, "createdAt", m->created_at);
+    kstr(x, "clientMsgId", m->client_msg_id);
+    if (m->status)
+        kstr(x, "status", m->status);
+    obj_end(x);
 }
 
 int chat_message_json(pr_buf *out, const chat_message *m)
@@ -142,17 +152,15 @@ int chat_message_packet(pr_buf *out, const chat_message *m)
 int chat_status_packet(pr_buf *out, const chat_status *s)
 {
     w x = begin(out);
-    lit(&x, "2[\"messageStatus\",{\"roomId\":");
-    cstr(&x, s->room);
-    lit(&x, ",\"seq\":");
-    int64(&x, s->seq);
-    lit(&x, ",\"userId\":");
-    cstr(&x, s->user);
-    lit(&x, ",\"status\":");
-    cstr(&x, s->status);
-    lit(&x, ",\"aggregate\":");
-    cstr(&x, s->aggregate);
-    lit(&x, "}]");
+    lit(&x, "2[\"messageStatus\",");
+    obj(&x);
+    kstr(&x, "roomId", s->room);
+    kint(&x, "seq", s->seq);
+    kstr(&x, "userId", s->user);
+    kstr(&x, "status", s->status);
+    kstr(&x, "aggregate", s->aggregate);
+    obj_end(&x);
+    lit(&x, "]");
     return end(&x);
 }
 
@@ -160,47 +168,42 @@ int chat_ack_message(pr_buf *out, const chat_message *m)
 {
     int stored = m->seq >= 0;
     w x = begin(out);
-    lit(&x, "{\"id\":");
-    cstr_or_null(&x, m->id);
-    if (stored) {
-        lit(&x, ",\"seq\":");
-        int64(&x, m->seq);
-    }
-    lit(&x, ",\"roomId\":");
-    cstr_or_null(&x, m->room);
-    lit(&x, ",\"createdAt\":");
-    cstr_or_null(&x, m->created_at);
+    obj(&x);
+    kstr(&x, "id", m->id);
     if (stored)
-        lit(&x, ",\"status\":\"sent\"");
-    lit(&x, "}");
+        kint(&x, "seq", m->seq);
+    kstr(&x, "roomId", m->room);
+    kstr(&x, "createdAt", m->created_at);
+    if (stored)
+        kstr(&x, "status", "sent");
+    obj_end(&x);
+    return end(&x);
+}
+
+/* {name: value, [name2: value2]} */
+static int object(pr_buf *out, const char *name, const char *value, const char *name2,
+                  const char *value2)
+{
+    w x = begin(out);
+    obj(&x);
+    kstr(&x, name, value);
+    if (name2)
+        kstr(&x, name2, value2);
+    obj_end(&x);
     return end(&x);
 }
 
 int chat_ack_room(pr_buf *out, const char *room)
 {
-    w x = begin(out);
-    lit(&x, "{\"roomId\":");
-    cstr(&x, room);
-    lit(&x, "}");
-    return end(&x);
+    return object(out, "roomId", room, NULL, NULL);
 }
 
 int chat_ack_error(pr_buf *out, const char *error)
 {
-    w x = begin(out);
-    lit(&x, "{\"error\":");
-    cstr(&x, error);
-    lit(&x, "}");
-    return end(&x);
+    return object(out, "error", error, NULL, NULL);
 }
 
 int chat_error_event(pr_buf *out, const char *error, const char *event)
 {
-    w x = begin(out);
-    lit(&x, "{\"error\":");
-    cstr(&x, error);
-    lit(&x, ",\"event\":");
-    cstr(&x, event);
-    lit(&x, "}");
-    return end(&x);
+    return object(out, "error", error, "event", event);
 }

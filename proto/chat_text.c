@@ -8,13 +8,9 @@
 
 #include "chat.h"
 
-int chat__parse_num(pr_view v, int allow_minus_one, int64_t *out)
+int chat__parse_digits(pr_view v, int64_t *out)
 {
-    if (allow_minus_one && v.len == 2 && v.ptr[0] == '-' && v.ptr[1] == '1') {
-        *out = -1;
-        return PR_OK;
-    }
-    if (v.len == 0 || v.len > 16 || (v.ptr[0] == '0' && v.len > 1))
+    if (!v.ptr || v.len == 0 || v.len > 16)
         return PR_EINVAL;
     int64_t n = 0;
     for (size_t i = 0; i < v.len; i++) {
@@ -26,6 +22,17 @@ int chat__parse_num(pr_view v, int allow_minus_one, int64_t *out)
         return PR_EINVAL;
     *out = n;
     return PR_OK;
+}
+
+int chat__parse_num(pr_view v, int allow_minus_one, int64_t *out)
+{
+    if (allow_minus_one && v.len == 2 && v.ptr[0] == '-' && v.ptr[1] == '1') {
+        *out = -1;
+        return PR_OK;
+    }
+    if (v.len > 1 && v.ptr[0] == '0')
+        return PR_EINVAL;
+    return chat__parse_digits(v, out);
 }
 
 int chat__take(pr_view *it, char delim, size_t max, pr_view *field)

@@ -305,6 +305,11 @@ static void test_bad_messages(void)
     CHECK_EQ(parse(f, &e), CHAT_ENTRY_OK);
     CHECK_EQ(e.ack_id, -1);
     CHECK(e.reply_to.ptr == NULL && e.socket.ptr == NULL);
+    /* leading zeros were always taken */
+    f = fields("k", "m", "r", "g1", "u", "bob", "x", "hi", "g", "gw:{a}", "s", "s1", "a", "007",
+               NULL);
+    CHECK_EQ(parse(f, &e), CHAT_ENTRY_OK);
+    CHECK_EQ(e.ack_id, 7);
     /* an ack id over 2^53 - 1 */
     f = fields("k", "m", "r", "g1", "u", "bob", "x", "hi", "g", "gw:{a}", "s", "s1", "a",
                "9007199254740992", NULL);
