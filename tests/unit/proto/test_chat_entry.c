@@ -71,6 +71,32 @@ static const char *joined(const chat_xadd *x)
     return buf;
 }
 
+/* ---- receipt lines ---- */
+
+static void test_receipts(void)
+{
+    pr_buf b;
+    pr_buf_init(&b, 4096);
+    CHECK_EQ(chat_receipt_add(&b, V("r1"), V("bob"), 12), PR_OK);
+    CHECK_EQ(chat_receipt_add(&b, V("r2"), V("bob"), -1), PR_OK);
+    CHECK_EQ(chat_receipt_add(&b, V("r2"), V("bob"), -2), PR_EINVAL);
+    CHECK_MEM(b.ptr, b.len, "r1\tbob\t12\nr2\tbob\t-1\n");
+    pr_view it = pr_buf_view(&b), r, u;
+    int64_t s;
+    CHECK_EQ(chat_receipt_next(&it, &r, &u, &s), 1);
+    CHECK(pr_view_eq(r, V("r1")) && pr_view_eq(u, V("bob")) && s == 12);
+    CHECK_EQ(chat_receipt_next(&it, &r, &u, &s), 1);
+    CHECK(s == -1);
+    CHECK_EQ(chat_receipt_next(&it, &r, &u, &s), 0);
+    const char *bad[] = {"r\tu\t-2\n",  "r\tu\t1",    "r\tu\n",
+                         "r u\tu\t1\n", "r\tu\t01\n", "r\t\t1\n"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        it = pr_view_make(bad[i], strlen(bad[i]));
+        CHECK_EQ(chat_receipt_next(&it, &r, &u, &s), PR_EINVAL);
+    }
+    pr_buf_dispose(&b);
+}
+
 /* ---- builders and round trips ---- */
 
 static void test_message_round_trip(void)
@@ -450,6 +476,7 @@ static void test_bad_receipts_and_kinds(void)
 int main(void)
 {
     chat_dm_key("test room secret", NULL, key);
+    test_receipts();
     test_message_round_trip();
     test_open_round_trip();
     test_receipts_round_trip();
