@@ -113,6 +113,22 @@ static int end(w *x)
     return x->rc;
 }
 
+/* 2["event",{...}]: the object between begin_event() and end_event(). */
+static void begin_event(w *x, const char *event)
+{
+    lit(x, "2[\"");
+    lit(x, event);
+    lit(x, "\",");
+    obj(x);
+}
+
+static int end_event(w *x)
+{
+    obj_end(x);
+    lit(x, "]");
+    return end(x);
+}
+
 static void message(w *x, const chat_message *m)
 {
     int stored = m->seq >= 0;
@@ -152,16 +168,51 @@ int chat_message_packet(pr_buf *out, const chat_message *m)
 int chat_status_packet(pr_buf *out, const chat_status *s)
 {
     w x = begin(out);
-    lit(&x, "2[\"messageStatus\",");
-    obj(&x);
+    begin_event(&x, "messageStatus");
     kstr(&x, "roomId", s->room);
     kint(&x, "seq", s->seq);
     kstr(&x, "userId", s->user);
     kstr(&x, "status", s->status);
     kstr(&x, "aggregate", s->aggregate);
-    obj_end(&x);
-    lit(&x, "]");
-    return end(&x);
+    return end_event(&x);
+}
+
+int chat_typing_packet(pr_buf *out, const char *room, const char *user, const char *first_name)
+{
+    w x = begin(out);
+    begin_event(&x, "showTyping");
+    kstr(&x, "roomId", room);
+    kstr(&x, "userId", user);
+    kstr(&x, "firstName", first_name);
+    return end_event(&x);
+}
+
+int chat_presence_packet(pr_buf *out, const char *user, int online)
+{
+    w x = begin(out);
+    begin_event(&x, "presence");
+    kstr(&x, "userId", user);
+    key(&x, "online");
+    lit(&x, online ? "true" : "false");
+    return end_event(&x);
+}
+
+int chat_room_added_packet(pr_buf *out, const char *room, const char *name, const char *type)
+{
+    w x = begin(out);
+    begin_event(&x, "roomAdded");
+    kstr(&x, "roomId", room);
+    kstr(&x, "name", name);
+    kstr(&x, "type", type);
+    return end_event(&x);
+}
+
+int chat_room_removed_packet(pr_buf *out, const char *room)
+{
+    w x = begin(out);
+    begin_event(&x, "roomRemoved");
+    kstr(&x, "roomId", room);
+    return end_event(&x);
 }
 
 int chat_ack_message(pr_buf *out, const chat_message *m)

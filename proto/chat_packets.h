@@ -58,6 +58,17 @@ typedef struct {
 } chat_status;
 int chat_status_packet(pr_buf *out, const chat_status *s);
 
+/* ---- the other events a room or a user receives ---- */
+
+/* 2["showTyping",{roomId, userId, firstName}] (the room but the typist) */
+int chat_typing_packet(pr_buf *out, const char *room, const char *user, const char *first_name);
+/* 2["presence",{userId, online}] (the user's rooms) */
+int chat_presence_packet(pr_buf *out, const char *user, int online);
+/* 2["roomAdded",{roomId, name, type}] (name null for a direct room; type
+ * "group" or "dm") and 2["roomRemoved",{roomId}] (the user's sockets) */
+int chat_room_added_packet(pr_buf *out, const char *room, const char *name, const char *type);
+int chat_room_removed_packet(pr_buf *out, const char *room);
+
 /* ---- ack objects (the ack's one argument) ---- */
 
 /* sendMessage: stored {id, seq, roomId, createdAt, status: "sent"};

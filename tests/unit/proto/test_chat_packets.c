@@ -103,6 +103,30 @@ static void test_status(void)
          "\"status\":\"delivered\",\"aggregate\":\"sent\"}]");
 }
 
+static void test_events(void)
+{
+    TEXT(chat_typing_packet(&b, "g1", "bob", "B\"ob"),
+         "2[\"showTyping\",{\"roomId\":\"g1\",\"userId\":\"bob\",\"firstName\":\"B\\\"ob\"}]");
+    CHECK(same_as_jansson("showTyping", json_pack("{ssssss}", "roomId", "g1", "userId", "bob",
+                                                  "firstName", "B\"ob")));
+    TEXT(chat_presence_packet(&b, "bob", 1),
+         "2[\"presence\",{\"userId\":\"bob\",\"online\":true}]");
+    CHECK(same_as_jansson("presence", json_pack("{sssb}", "userId", "bob", "online", 1)));
+    TEXT(chat_presence_packet(&b, "bob", 0),
+         "2[\"presence\",{\"userId\":\"bob\",\"online\":false}]");
+    CHECK(same_as_jansson("presence", json_pack("{sssb}", "userId", "bob", "online", 0)));
+    TEXT(chat_room_added_packet(&b, "g_1", "Team", "group"),
+         "2[\"roomAdded\",{\"roomId\":\"g_1\",\"name\":\"Team\",\"type\":\"group\"}]");
+    CHECK(same_as_jansson(
+        "roomAdded", json_pack("{ss ss? ss}", "roomId", "g_1", "name", "Team", "type", "group")));
+    TEXT(chat_room_added_packet(&b, "dm_1", NULL, "dm"),
+         "2[\"roomAdded\",{\"roomId\":\"dm_1\",\"name\":null,\"type\":\"dm\"}]");
+    CHECK(same_as_jansson("roomAdded",
+                          json_pack("{ss ss? ss}", "roomId", "dm_1", "name", NULL, "type", "dm")));
+    TEXT(chat_room_removed_packet(&b, "g_1"), "2[\"roomRemoved\",{\"roomId\":\"g_1\"}]");
+    CHECK(same_as_jansson("roomRemoved", json_pack("{ss}", "roomId", "g_1")));
+}
+
 static void test_acks(void)
 {
     chat_message m = {"42", 7,   "g1", "alice", "A", NULL, "x", 1, "2024-01-02T03:04:05.678Z",
@@ -137,6 +161,7 @@ int main(void)
     test_json_str();
     test_message();
     test_status();
+    test_events();
     test_acks();
     pr_buf_dispose(&b);
     T_DONE();
