@@ -129,6 +129,23 @@ static int end_event(w *x)
     return end(x);
 }
 
+/* An object of string keys kv = {name, value, ..., NULL} (a NULL value is
+ * null), as the packet of event, or bare when event is NULL. */
+static int strings(pr_buf *out, const char *event, const char *const *kv)
+{
+    w x = begin(out);
+    if (event)
+        begin_event(&x, event);
+    else
+        obj(&x);
+    for (; kv[0]; kv += 2)
+        kstr(&x, kv[0], kv[1]);
+    if (event)
+        return end_event(&x);
+    obj_end(&x);
+    return end(&x);
+}
+
 static void message(w *x, const chat_message *m)
 {
     int stored = m->seq >= 0;
@@ -179,12 +196,8 @@ int chat_status_packet(pr_buf *out, const chat_status *s)
 
 int chat_typing_packet(pr_buf *out, const char *room, const char *user, const char *first_name)
 {
-    w x = begin(out);
-    begin_event(&x, "showTyping");
-    kstr(&x, "roomId", room);
-    kstr(&x, "userId", user);
-    kstr(&x, "firstName", first_name);
-    return end_event(&x);
+    const char *kv[] = {"roomId", room, "userId", user, "firstName", first_name, NULL};
+    return strings(out, "showTyping", kv);
 }
 
 int chat_presence_packet(pr_buf *out, const char *user, int online)
@@ -199,20 +212,14 @@ int chat_presence_packet(pr_buf *out, const char *user, int online)
 
 int chat_room_added_packet(pr_buf *out, const char *room, const char *name, const char *type)
 {
-    w x = begin(out);
-    begin_event(&x, "roomAdded");
-    kstr(&x, "roomId", room);
-    kstr(&x, "name", name);
-    kstr(&x, "type", type);
-    return end_event(&x);
+    const char *kv[] = {"roomId", room, "name", name, "type", type, NULL};
+    return strings(out, "roomAdded", kv);
 }
 
 int chat_room_removed_packet(pr_buf *out, const char *room)
 {
-    w x = begin(out);
-    begin_event(&x, "roomRemoved");
-    kstr(&x, "roomId", room);
-    return end_event(&x);
+    const char *kv[] = {"roomId", room, NULL};
+    return strings(out, "roomRemoved", kv);
 }
 
 int chat_ack_message(pr_buf *out, const chat_message *m)
@@ -231,30 +238,20 @@ int chat_ack_message(pr_buf *out, const chat_message *m)
     return end(&x);
 }
 
-/* {name: value, [name2: value2]} */
-static int object(pr_buf *out, const char *name, const char *value, const char *name2,
-                  const char *value2)
-{
-    w x = begin(out);
-    obj(&x);
-    kstr(&x, name, value);
-    if (name2)
-        kstr(&x, name2, value2);
-    obj_end(&x);
-    return end(&x);
-}
-
 int chat_ack_room(pr_buf *out, const char *room)
 {
-    return object(out, "roomId", room, NULL, NULL);
+    const char *kv[] = {"roomId", room, NULL};
+    return strings(out, NULL, kv);
 }
 
 int chat_ack_error(pr_buf *out, const char *error)
 {
-    return object(out, "error", error, NULL, NULL);
+    const char *kv[] = {"error", error, NULL};
+    return strings(out, NULL, kv);
 }
 
 int chat_error_event(pr_buf *out, const char *error, const char *event)
 {
-    return object(out, "error", error, "event", event);
+    const char *kv[] = {"error", error, "event", event, NULL};
+    return strings(out, NULL, kv);
 }
