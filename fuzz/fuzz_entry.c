@@ -1,6 +1,6 @@
 /*
  * fuzz_entry.c - chat-storage's parser of ingest stream entries
- * (storage/entry.c, docs/storage.md "Stream entries"). A gateway or anything
+ * (storage/entry.c over proto/chat_entry.c's chat_entry_parse). A gateway or anything
  * else with access to Redis writes them, so nothing in one may crash storage
  * or leak into its SQL.
  *

@@ -1,8 +1,20 @@
 /*
- * chat.h - the chat application's schemas: event payloads as clients send
- * them, identifiers, and the envelope that carries a room event between
- * gateways through Redis pub/sub.
+ * chat.h - the chat contract between clients, chat-gateway and chat-storage
+ * (docs/storage.md tells the story). One home per concept:
  *
+ *   chat.h          identifiers and event payloads as clients send them
+ *                   (chat_args.c); the ingest shard and direct room ids of a
+ *                   room (chat_room.c); shard position vectors (chat_vec.c);
+ *                   the envelopes on Redis channels (chat_env.c)
+ *   chat_keys.h     every Redis key and channel name, and the values both
+ *                   programs read (chat_keys.c)
+ *   chat_entry.h    the stream entries: ingest ('m', 'o', 'R') and replay
+ *                   requests; their field table, XADD argv and parser
+ *                   (chat_entry.c)
+ *   chat_packets.h  what clients receive: messageReceived, messageStatus,
+ *                   the ack objects (chat_packets.c)
+ *
+ * chat.h includes the other three, so one include gives the whole contract.
  * No I/O. Payload parsing borrows strings from the jansson object it is
  * given: they live as long as that object.
  */
@@ -51,8 +63,8 @@ typedef struct {
 
 int chat_parse_args(const json_t *payload, size_t max_text, chat_args *out);
 
-/*
- * The envelope of a room event on a Redis channel:
+/* ---- envelopes on Redis channels (chat_env.c) ----
+ * C1: the envelope of a room event on a Redis channel:
  *
  *   "C1\n" <room> "\n" <except socket id or empty> "\n" <except user id or empty> "\n"
  *   <the Socket.IO packet text, exactly as written to clients>
@@ -70,14 +82,15 @@ int chat_env_encode(pr_buf *out, const chat_env *h, pr_view packet);
 /* Views in h and packet point into in. */
 int chat_env_decode(pr_view in, chat_env *h, pr_view *packet);
 
-/* ---- storage contract (docs/storage.md) ---- */
+/* ---- rooms: shards and direct room ids (chat_room.c) ---- */
 
 #define CHAT_SHARDS_MAX 256
 
 /* Set by chat-storage once {r:ROOM}:members and {u:USER}:rooms hold every
  * membership of PostgreSQL; absent after Redis lost its data, until the
- * rebuild is over. While absent, a cache miss proves nothing. */
-#define CHAT_CACHE_MARK_KEY "{st}:cache"
+ * rebuild is over. While absent, a cache miss proves nothing. The name is
+ * chat_keys.h's; this alias goes once gateway/ uses CHAT_KEY_CACHE. */
+#define CHAT_CACHE_MARK_KEY CHAT_KEY_CACHE
 
 /* The ingest shard of a room: FNV-1a 32 of the id, modulo nshards (>= 1). */
 unsigned chat_room_shard(const char *room, size_t len, unsigned nshards);
@@ -93,13 +106,15 @@ void chat_dm_room_id(const unsigned char key[32], const char *a, const char *b,
  * set, else a fixed key (insecure-dev: guessable ids). */
 void chat_dm_key(const char *room_secret, const char *jwt_secret, unsigned char key[32]);
 
-/*
+/* ---- shard position vectors (chat_vec.c) ----
  * Shard position vector: n unsigned decimal numbers separated by '.'
  * ("0.17.3"). Decode demands exactly n entries, each at most 2^53-1, and no
  * leading '+', sign or empty entry.
  */
 int chat_vec_encode(pr_buf *out, const uint64_t *v, unsigned n);
 int chat_vec_decode(pr_view in, uint64_t *v, unsigned n);
+
+/* ---- the storage envelopes (chat_env.c, docs/storage.md "Envelopes") ---- */
 
 /* The tag of an envelope: 'C', 'M', 'U', 'J', 'K', 'A' or 'R'; 0 if none. */
 char chat_env_kind(pr_view in);
@@ -149,11 +164,9 @@ int chat_renv_add(pr_buf *out, const chat_replay_item *item);
 int chat_renv_begin_decode(pr_view in, pr_view *req_id, pr_view *status, pr_view *it);
 int chat_renv_next(pr_view *it, chat_replay_item *item);
 
-/*
- * Receipt lines "ROOM\tUSER\tSEQ\n" (SEQ >= -1). chat_receipt_add appends one;
- * chat_receipt_next yields one per call (1), 0 at the end, PR_EINVAL.
- */
-int chat_receipt_add(pr_buf *out, pr_view room, pr_view user, int64_t seq);
-int chat_receipt_next(pr_view *it, pr_view *room, pr_view *user, int64_t *seq);
+/* The rest of the contract (see the top). */
+#include "chat_entry.h"
+#include "chat_keys.h"
+#include "chat_packets.h"
 
 #endif

@@ -30,7 +30,7 @@
 #include "log.h"
 #include "st.h"
 
-#define CACHE_KEY CHAT_CACHE_MARK_KEY
+#define CACHE_KEY CHAT_KEY_CACHE
 #define CACHE_CHUNK 2000
 #define CACHE_PERIOD_MS 1000u
 
@@ -116,14 +116,15 @@ static void finish(st_cache *k)
      * recovery records went with it (docs/storage.md, Membership cache) */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    char value[CHAT_ID_MAX + 32];
-    snprintf(value, sizeof value, "%llu %s",
-             (unsigned long long)ts.tv_sec * 1000u + (unsigned long long)(ts.tv_nsec / 1000000),
-             c->replica_id);
-    const char *argv[] = {"SET", CACHE_KEY, value};
-    size_t lens[] = {3, strlen(CACHE_KEY), strlen(value)};
+    pr_buf value;
+    pr_buf_init(&value, CHAT_ID_MAX + 32);
+    chat_cache_mark_encode(&value, (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000),
+                           c->replica_id);
+    const char *argv[] = {"SET", CACHE_KEY, value.ptr ? value.ptr : ""};
+    size_t lens[] = {3, strlen(CACHE_KEY), value.len};
     if (st_redis_command(c->redis, marker_cb, k, 3, argv, lens) != 0)
         give_up(k, "redis down");
+    pr_buf_dispose(&value);
 }
 
 /* After a chunk's writes: the next chunk, or the marker after the last. */
@@ -165,13 +166,11 @@ static void write_cb(redisReply *reply, void *arg)
 /* Sends verb (SADD/SREM) for one membership to both sets; counts replies. */
 static void write_pair(st_cache *k, const char *verb, const char *room, const char *user)
 {
-    char members[CHAT_ID_MAX + 16], rooms[CHAT_ID_MAX + 16];
-    snprintf(members, sizeof members, "{r:%s}:members", room);
-    snprintf(rooms, sizeof rooms, "{u:%s}:rooms", user);
-    const char *a1[] = {verb, members, user};
-    size_t l1[] = {4, strlen(members), strlen(user)};
-    const char *a2[] = {verb, rooms, room};
-    size_t l2[] = {4, strlen(rooms), strlen(room)};
+    chat_key members = chat_key_room_members(room), rooms = chat_key_user_rooms(user);
+    const char *a1[] = {verb, members.s, user};
+    size_t l1[] = {4, members.len, strlen(user)};
+    const char *a2[] = {verb, rooms.s, room};
+    size_t l2[] = {4, rooms.len, strlen(room)};
     if (st_redis_command(k->c->redis, write_cb, k, 3, a1, l1) == 0)
         k->pending++;
     else

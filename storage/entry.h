@@ -1,7 +1,8 @@
 /*
- * entry.h - ingest stream entries (docs/storage.md "Stream entries"): parsed
- * and checked from an XREADGROUP reply, and turned into the JSON arguments of
- * chat_batch. Private to ingest.c (and its unit test); no I/O.
+ * entry.h - ingest stream entries (the field table is proto/chat_entry.h's):
+ * taken from an XREADGROUP reply, parsed and checked by chat_entry_parse, and
+ * turned into the JSON arguments of chat_batch. Private to ingest.c (and its
+ * unit test, and replay.c for the request stream's fields); no I/O.
  */
 #ifndef ST_ENTRY_H
 #define ST_ENTRY_H
@@ -12,9 +13,10 @@
 
 #include "pr.h"
 
-/* The gateways enforce the text limit their clients see; this one only
- * keeps an absurd entry from reaching the database. */
-#define ST_TEXT_HARD_MAX (1u << 20)
+#include "chat_entry.h"
+
+/* The longest text an entry may carry (chat_entry.h). */
+#define ST_TEXT_HARD_MAX CHAT_ENTRY_TEXT_MAX
 
 /* What became of an entry. ST_E_REUSED: its (sender, room, clientMsgId)
  * names a message with another text, so it is no retry: refused. */
@@ -47,13 +49,17 @@ typedef struct st__entry {
  * NULL when it has no usable id (it cannot even be acked). Otherwise the
  * entry: kind 0 for an entry deleted while pending (ack only); status
  * ST_E_INVALID for a malformed one (kind 'm', and 'o' with an ack address,
- * keep their reply address, for an error ack); ST_E_FORBIDDEN for a direct room (message with p, or 'o') that
- * is not chat_dm_room_id of its user and peer. Receipt lines for rooms of
- * other shards are dropped.
+ * keep their reply address, for an error ack); ST_E_FORBIDDEN for a direct room (message with p, or
+ * 'o') that is not chat_dm_room_id of its user and peer. Receipt lines for rooms of other shards
+ * are dropped.
  */
 st__entry *st__entry_parse(const redisReply *item, unsigned shard, unsigned nshards,
                            const unsigned char room_key[32]);
 void st__entry_free(st__entry *e);
+
+/* A stream entry's [field, value, ...] array as views into it (non-string
+ * names and values: empty views), for proto's parsers; *n pairs. pr_free it. */
+chat_field *st__entry_fields(const redisReply *f, size_t *n);
 
 /*
  * The arguments of chat_batch for entries e[0..n): msgs gets the messages

@@ -14,93 +14,27 @@
 #include "sio.h"
 #include "st.h"
 
-/* ---- JSON text of trusted shapes ---- */
-
-/* Appends s as a JSON string. Valid UTF-8 is copied as is; quotes,
- * backslashes and control characters are escaped. */
-static int json_str(pr_buf *b, const char *s, size_t n)
-{
-    static const char hex[] = "0123456789abcdef";
-    int rc = pr_buf_reserve(b, n + 2);
-    if (rc == 0)
-        rc = pr_buf_append_byte(b, '"');
-    size_t run = 0; /* bytes copied in one go */
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (ch >= 0x20 && ch != '"' && ch != '\\' && ch != 0x7f)
-            continue;
-        rc = pr_buf_append(b, s + run, i - run);
-        run = i + 1;
-        if (rc != 0)
-            break;
-        switch (ch) {
-        case '"': rc = pr_buf_append(b, "\\\"", 2); break;
-        case '\\': rc = pr_buf_append(b, "\\\\", 2); break;
-        case '\n': rc = pr_buf_append(b, "\\n", 2); break;
-        case '\r': rc = pr_buf_append(b, "\\r", 2); break;
-        case '\t': rc = pr_buf_append(b, "\\t", 2); break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[ch >> 4], hex[ch & 15]};
-            rc = pr_buf_append(b, u, 6);
-        }
-        }
-    }
-    if (rc == 0)
-        rc = pr_buf_append(b, s + run, n - run);
-    if (rc == 0)
-        rc = pr_buf_append_byte(b, '"');
-    return rc;
-}
-
-static int json_cstr_or_null(pr_buf *b, const char *s)
-{
-    return s ? json_str(b, s, strlen(s)) : pr_buf_append(b, "null", 4);
-}
+/* ---- the messageReceived packet (proto/chat_packets.h renders it; these
+ * two go once ingest.c uses proto directly) ---- */
 
 int st_message_packet(pr_buf *out, const st_msg *m)
 {
-    size_t start = out->len;
-    int rc = pr_buf_append(out, "2[\"messageReceived\",{\"id\":", 26);
-    if (rc == 0)
-        rc = json_cstr_or_null(out, m->id);
-    if (rc == 0)
-        rc = pr_buf_appendf(out, ",\"seq\":%lld,\"roomId\":", (long long)m->seq);
-    if (rc == 0)
-        rc = json_cstr_or_null(out, m->room);
-    if (rc == 0)
-        rc = pr_buf_append(out, ",\"userId\":", 10);
-    if (rc == 0)
-        rc = json_cstr_or_null(out, m->user);
-    if (rc == 0)
-        rc = pr_buf_append(out, ",\"firstName\":", 13);
-    if (rc == 0)
-        rc = json_cstr_or_null(out, m->first_name ? m->first_name : "");
-    if (rc == 0)
-        rc = pr_buf_append(out, ",\"lastName\":", 12);
-    if (rc == 0)
-        rc = json_cstr_or_null(out, m->last_name);
-    if (rc == 0)
-        rc = pr_buf_append(out, ",\"text\":", 8);
-    if (rc == 0)
-        rc = json_str(out, m->text, m->text_len);
-    if (rc == 0)
-        rc = pr_buf_append(out, ",\"createdAt\":", 13);
-    if (rc == 0)
-        rc = json_cstr_or_null(out, m->created_at);
-    if (rc == 0)
-        rc = pr_buf_append(out, ",\"clientMsgId\":", 15);
-    if (rc == 0)
-        rc = json_cstr_or_null(out, m->client_msg_id);
-    if (rc == 0)
-        rc = pr_buf_append(out, "}]", 2);
-    if (rc != 0)
-        out->len = start;
-    return rc;
+    chat_message cm = {.id = m->id,
+                       .seq = m->seq,
+                       .room = m->room,
+                       .user = m->user,
+                       .first_name = m->first_name,
+                       .last_name = m->last_name,
+                       .text = m->text,
+                       .text_len = m->text_len,
+                       .created_at = m->created_at,
+                       .client_msg_id = m->client_msg_id};
+    return chat_message_packet(out, &cm);
 }
 
 int st__json_str(pr_buf *b, const char *s, size_t n)
 {
-    return json_str(b, s, n);
+    return chat_json_str(b, s, n);
 }
 
 /* ---- user events and membership ---- */
@@ -125,9 +59,8 @@ int st_publish_user_event(st_ctx *c, const char *user, const char *event, json_t
     if (rc == 0)
         rc = chat_uenv_encode(&env, pr_view_make(user, strlen(user)), pr_buf_view(&pkt));
     if (rc == 0) {
-        char channel[CHAT_ID_MAX + 16];
-        snprintf(channel, sizeof channel, "user:{%s}", user);
-        rc = publish(c, channel, pr_buf_view(&env));
+        chat_key channel = chat_chan_user(user);
+        rc = publish(c, channel.s, pr_buf_view(&env));
     }
     pr_buf_dispose(&pkt);
     pr_buf_dispose(&env);
@@ -139,16 +72,14 @@ int st_publish_membership(st_ctx *c, char kind, const char *room, const char *us
     size_t rl = strlen(room), ul = strlen(user);
     if ((kind != 'J' && kind != 'K') || !chat_id_valid(room, rl) || !chat_id_valid(user, ul))
         return PR_EINVAL;
-    char members[CHAT_ID_MAX + 16], rooms[CHAT_ID_MAX + 16], channel[CHAT_ID_MAX + 16];
-    snprintf(members, sizeof members, "{r:%s}:members", room);
-    snprintf(rooms, sizeof rooms, "{u:%s}:rooms", user);
-    snprintf(channel, sizeof channel, "user:{%s}", user);
+    chat_key members = chat_key_room_members(room), rooms = chat_key_user_rooms(user),
+             channel = chat_chan_user(user);
     const char *verb = kind == 'J' ? "SADD" : "SREM";
     /* the cache first: a gateway acting on J1/K1 may read it */
-    const char *a1[3] = {verb, members, user};
-    size_t l1[3] = {4, strlen(members), ul};
-    const char *a2[3] = {verb, rooms, room};
-    size_t l2[3] = {4, strlen(rooms), rl};
+    const char *a1[3] = {verb, members.s, user};
+    size_t l1[3] = {4, members.len, ul};
+    const char *a2[3] = {verb, rooms.s, room};
+    size_t l2[3] = {4, rooms.len, rl};
     int rc = st_redis_command(c->redis, NULL, NULL, 3, a1, l1);
     if (rc == 0)
         rc = st_redis_command(c->redis, NULL, NULL, 3, a2, l2);
@@ -157,7 +88,7 @@ int st_publish_membership(st_ctx *c, char kind, const char *room, const char *us
     if (rc == 0)
         rc = chat_jenv_encode(&env, kind, pr_view_make(room, rl), pr_view_make(user, ul));
     if (rc == 0)
-        rc = publish(c, channel, pr_buf_view(&env));
+        rc = publish(c, channel.s, pr_buf_view(&env));
     pr_buf_dispose(&env);
     return rc;
 }
@@ -270,51 +201,30 @@ int st_post_message(st_ctx *c, const st_post *m, unsigned timeout_ms, st_post_cb
     post *p = pr_calloc(1, sizeof *p);
     p->c = c;
     snprintf(p->req_id, sizeof p->req_id, "p%llx", (unsigned long long)++c->posts->counter);
-    char stream[32];
-    snprintf(stream, sizeof stream, "{i:%u}:in",
-             chat_room_shard(m->room, rl, c->cfg->ingest_shards));
-    const char *argv[24];
-    size_t lens[24];
-    int n = 0;
-#define ARG(s, len) (argv[n] = (s), lens[n] = (len), n++)
-#define ARGS(s) ARG((s), strlen(s))
-    ARGS("XADD");
-    ARGS(stream);
-    ARGS("*");
-    ARGS("k");
-    ARGS("m");
-    ARGS("r");
-    ARG(m->room, rl);
-    ARGS("u");
-    ARG(m->user, ul);
-    ARGS("n");
-    ARGS(m->first_name);
-    if (m->last_name) {
-        ARGS("l");
-        ARGS(m->last_name);
+    /* the same entry as a gateway's sendMessage, acked on our channel */
+    chat_entry e = {0};
+    e.room = pr_view_make(m->room, rl);
+    e.user = pr_view_make(m->user, ul);
+    e.first_name = pr_view_make(m->first_name, strlen(m->first_name));
+    if (m->last_name)
+        e.last_name = pr_view_make(m->last_name, strlen(m->last_name));
+    e.text = pr_view_make(m->text, m->text_len);
+    if (m->client_msg_id)
+        e.client_msg_id = pr_view_make(m->client_msg_id, strlen(m->client_msg_id));
+    if (m->peer)
+        e.peer = pr_view_make(m->peer, strlen(m->peer));
+    e.reply_to = pr_view_make(c->reply_channel, strlen(c->reply_channel));
+    e.socket = pr_view_make(p->req_id, strlen(p->req_id));
+    e.ack_id = 0;
+    chat_xadd xadd;
+    if (chat_xadd_message(&xadd, c->cfg->ingest_shards, &e) != 0) {
+        pr_free(p);
+        return PR_EINVAL;
     }
-    ARGS("x");
-    ARG(m->text, m->text_len);
-    if (m->client_msg_id) {
-        ARGS("c");
-        ARGS(m->client_msg_id);
-    }
-    if (m->peer) {
-        ARGS("p");
-        ARGS(m->peer);
-    }
-    ARGS("g");
-    ARGS(c->reply_channel);
-    ARGS("s");
-    ARGS(p->req_id);
-    ARGS("a");
-    ARGS("0");
-#undef ARG
-#undef ARGS
     xadd_arg *x = pr_malloc(sizeof *x);
     x->c = c;
     memcpy(x->req_id, p->req_id, sizeof x->req_id);
-    if (st_redis_command(c->redis, xadd_cb, x, n, argv, lens) != 0) {
+    if (st_redis_command(c->redis, xadd_cb, x, xadd.argc, xadd.argv, xadd.lens) != 0) {
         pr_free(x);
         pr_free(p);
         return PR_ECLOSED;

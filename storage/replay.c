@@ -16,11 +16,12 @@
 
 #include "chat.h"
 #include "config.h"
+#include "entry.h"
 #include "log.h"
 #include "st.h"
 
-#define RPC_STREAM "{st}:rpc"
-#define GROUP "storage"
+#define RPC_STREAM CHAT_KEY_RPC
+#define GROUP CHAT_GROUP
 #define READ_COUNT "16"
 #define CLAIM_IDLE_MS "5000"
 /* A request older than this has been given up by its gateway. */
@@ -40,7 +41,7 @@ struct st_replay {
 typedef struct {
     st_replay *rp;
     char entry_id[48];
-    char kind; /* 'p' replay, 's' sync */
+    char kind; /* CHAT_RPC_REPLAY or CHAT_RPC_SYNC */
     char user[CHAT_ID_MAX + 1];
     char channel[CHAT_ID_MAX + 1];
     char req_id[CHAT_ID_MAX + 1];
@@ -109,15 +110,22 @@ static void reply(st_ctx *c, const request *q, const char *status, PGresult *res
     int rc = chat_renv_begin(&out, pr_view_make(q->req_id, strlen(q->req_id)),
                              pr_view_make(status, strlen(status)));
     for (int i = 0; i < nrows && rc == 0; i++) {
-        st_msg m = {val(res, i, 4), num(res, i, 2), val(res, i, 3), val(res, i, 5),
-                    val(res, i, 6), val(res, i, 7), val(res, i, 8), (size_t)PQgetlength(res, i, 8),
-                    val(res, i, 9), val(res, i, 10)};
+        chat_message m = {.id = val(res, i, 4),
+                          .seq = num(res, i, 2),
+                          .room = val(res, i, 3),
+                          .user = val(res, i, 5),
+                          .first_name = val(res, i, 6),
+                          .last_name = val(res, i, 7),
+                          .text = val(res, i, 8),
+                          .text_len = (size_t)PQgetlength(res, i, 8),
+                          .created_at = val(res, i, 9),
+                          .client_msg_id = val(res, i, 10)};
         if (!m.id || !m.room || !m.user || !m.text || !m.created_at) {
             rc = PR_EINVAL; /* cannot happen with the schema's NOT NULLs */
             break;
         }
         pr_buf_reset(&pkt);
-        rc = st_message_packet(&pkt, &m);
+        rc = chat_message_packet(&pkt, &m);
         chat_replay_item it = {(unsigned)num(res, i, 0), num(res, i, 1), m.seq,
                                pr_view_make(m.room, strlen(m.room)), pr_buf_view(&pkt)};
         if (rc == 0)
@@ -163,28 +171,16 @@ static void query_cb(PGresult *res, const char *error, void *arg)
     }
     ack_entry(c, q->entry_id);
     ST_DEBUG("event=replay kind=%s req=%s user=%s rows=%d overflow=%d",
-             q->kind == 'p' ? "replay" : "sync", q->req_id, q->user, rows, overflow);
+             q->kind == CHAT_RPC_REPLAY ? "replay" : "sync", q->req_id, q->user, rows, overflow);
     request_done(q);
 }
 
-static const redisReply *field(const redisReply *f, const char *name)
+/* A view's bytes, NUL-terminated, into dst (CHAT_ID_MAX + 1 bytes; the
+ * parser checked it is an id). */
+static void copy_id(char *dst, pr_view v)
 {
-    for (size_t i = 0; i + 1 < f->elements; i += 2) {
-        const redisReply *k = f->element[i];
-        if (k->type == REDIS_REPLY_STRING && !strcmp(k->str, name) &&
-            f->element[i + 1]->type == REDIS_REPLY_STRING)
-            return f->element[i + 1];
-    }
-    return NULL;
-}
-
-static int copy_id(char *dst, const redisReply *v)
-{
-    if (!v || !chat_id_valid(v->str, v->len))
-        return -1;
-    memcpy(dst, v->str, v->len);
-    dst[v->len] = '\0';
-    return 0;
+    memcpy(dst, v.ptr, v.len);
+    dst[v.len] = '\0';
 }
 
 static uint64_t wall_ms(void)
@@ -209,20 +205,21 @@ static void handle_entry(st_replay *rp, const redisReply *item)
     request *q = pr_calloc(1, sizeof *q);
     q->rp = rp;
     memcpy(q->entry_id, id, item->element[0]->len);
-    const redisReply *k = field(f, "k"), *m = field(f, "m"), *v = field(f, "v");
-    int addressable =
-        copy_id(q->channel, field(f, "g")) == 0 && copy_id(q->req_id, field(f, "i")) == 0;
-    int ok = addressable && copy_id(q->user, field(f, "u")) == 0 && k && m;
-    if (ok && !strcmp(k->str, "replay"))
-        q->kind = 'p';
-    else if (ok && !strcmp(k->str, "sync"))
-        q->kind = 's';
-    else
-        ok = 0;
-    char *end = NULL;
-    unsigned long max = ok ? strtoul(m->str, &end, 10) : 0;
-    if (ok && (m->str[0] < '0' || m->str[0] > '9' || *end || max == 0))
-        ok = 0;
+    size_t nf;
+    chat_field *fl = st__entry_fields(f, &nf);
+    chat_request r;
+    int ok = chat_request_parse(fl, nf, &r) == PR_OK;
+    pr_free(fl);
+    int addressable = r.reply_to.ptr && r.req_id.ptr;
+    if (addressable) {
+        copy_id(q->channel, r.reply_to);
+        copy_id(q->req_id, r.req_id);
+    }
+    if (ok) {
+        copy_id(q->user, r.user);
+        q->kind = r.kind;
+    }
+    unsigned long max = ok ? r.max : 0;
     q->max = max > c->cfg->replay_max ? c->cfg->replay_max : (unsigned)max;
     /* an entry id is "MS-N": a request older than a minute is stale */
     unsigned long long ms = strtoull(id, NULL, 10);
@@ -233,10 +230,10 @@ static void handle_entry(st_replay *rp, const redisReply *item)
     }
     pr_buf arr;
     pr_buf_init(&arr, 24u * CHAT_SHARDS_MAX + 8);
-    if (ok && q->kind == 'p') {
+    if (ok && q->kind == CHAT_RPC_REPLAY) {
         uint64_t vec[CHAT_SHARDS_MAX];
         unsigned n = c->cfg->ingest_shards;
-        if (!v || chat_vec_decode(pr_view_make(v->str, v->len), vec, n) != 0) {
+        if (!r.vector.ptr || chat_vec_decode(r.vector, vec, n) != 0) {
             ok = 0;
         } else {
             pr_buf_append_byte(&arr, '{');
@@ -258,7 +255,7 @@ static void handle_entry(st_replay *rp, const redisReply *item)
     /* one row more than allowed tells an overflow */
     snprintf(limit, sizeof limit, "%u", q->max + 1);
     int rc;
-    if (q->kind == 'p') {
+    if (q->kind == CHAT_RPC_REPLAY) {
         const char *params[] = {q->user, arr.ptr, limit};
         rc = st_pg_query(c->db, REPLAY_SQL, 3, params, query_cb, q);
     } else {

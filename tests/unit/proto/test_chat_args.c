@@ -1,13 +1,11 @@
-/* Unit tests for proto/chat.h. */
-#include "t.h"
+/* Unit tests of proto/chat_args.c: identifiers and event payloads. */
 #include "chat.h"
+#include "t.h"
 #include "t_json.h"
 
 #include <stdlib.h>
 
-#define V(lit) PR_VIEW_LIT(lit)
 #define S(lit) (lit), sizeof(lit) - 1
-
 
 static void test_id_valid(void)
 {
@@ -227,148 +225,6 @@ static void test_parse_shape(void)
     json_decref(j);
 }
 
-/* ---- envelope ---- */
-
-static void env_round_trip(const char *room, const char *sock, const char *user, pr_view packet,
-                           pr_view want)
-{
-    chat_env h = {pr_view_make(room, strlen(room)), pr_view_make(sock, strlen(sock)),
-                  pr_view_make(user, strlen(user))};
-    pr_buf b;
-    pr_buf_init(&b, 4096);
-    CHECK_EQ(chat_env_encode(&b, &h, packet), PR_OK);
-    CHECK(pr_view_eq(pr_buf_view(&b), want));
-
-    /* Decode from an exact-size copy, so ASan sees any read past the end. */
-    char *copy = malloc(b.len);
-    memcpy(copy, b.ptr, b.len);
-    chat_env d;
-    pr_view p;
-    CHECK_EQ(chat_env_decode(pr_view_make(copy, b.len), &d, &p), PR_OK);
-    CHECK(pr_view_eq(d.room, h.room));
-    CHECK(pr_view_eq(d.except_socket, h.except_socket));
-    CHECK(pr_view_eq(d.except_user, h.except_user));
-    CHECK(pr_view_eq(p, packet));
-    CHECK(p.ptr == copy + b.len - packet.len);
-    free(copy);
-    pr_buf_dispose(&b);
-}
-
-static void test_env_round_trip(void)
-{
-    env_round_trip("room-1", "", "", V("2[\"messageReceived\",{\"text\":\"hi\"}]"),
-                   V("C1\nroom-1\n\n\n2[\"messageReceived\",{\"text\":\"hi\"}]"));
-    env_round_trip("r", "sid:abc", "user-7", V("2[\"x\"]"), V("C1\nr\nsid:abc\nuser-7\n2[\"x\"]"));
-    env_round_trip("r", "", "u", V("x"), V("C1\nr\n\nu\nx"));
-    /* The packet is opaque: newlines, NULs and a nested envelope are fine. */
-    env_round_trip("r", "s", "", V("a\nb\n\0C1\nr\n\n\nz\n"),
-                   V("C1\nr\ns\n\na\nb\n\0C1\nr\n\n\nz\n"));
-
-    char id[CHAT_ID_MAX + 1], want[3 * CHAT_ID_MAX + 16];
-    memset(id, '~', CHAT_ID_MAX);
-    id[CHAT_ID_MAX] = '\0';
-    int n = snprintf(want, sizeof want, "C1\n%s\n%s\n%s\nP", id, id, id);
-    env_round_trip(id, id, id, V("P"), pr_view_make(want, (size_t)n));
-}
-
-static void test_env_encode_refuses(void)
-{
-    pr_buf b;
-    pr_buf_init(&b, 4096);
-    pr_buf_append(&b, "keep", 4);
-    char id[CHAT_ID_MAX + 1];
-    memset(id, 'i', sizeof id);
-
-    chat_env h = {V("r"), V(""), V("")};
-    CHECK_EQ(chat_env_encode(&b, &h, V("")), PR_EINVAL);
-    h.room = V("");
-    CHECK_EQ(chat_env_encode(&b, &h, V("p")), PR_EINVAL);
-    h.room = V("a b");
-    CHECK_EQ(chat_env_encode(&b, &h, V("p")), PR_EINVAL);
-    h.room = V("r\n");
-    CHECK_EQ(chat_env_encode(&b, &h, V("p")), PR_EINVAL);
-    h.room = pr_view_make(id, CHAT_ID_MAX + 1);
-    CHECK_EQ(chat_env_encode(&b, &h, V("p")), PR_EINVAL);
-    h.room = V("r");
-    h.except_socket = V("s\n");
-    CHECK_EQ(chat_env_encode(&b, &h, V("p")), PR_EINVAL);
-    h.except_socket = V("");
-    h.except_user = V("\xc3\xa9");
-    CHECK_EQ(chat_env_encode(&b, &h, V("p")), PR_EINVAL);
-    CHECK_MEM(b.ptr, b.len, "keep");
-    pr_buf_dispose(&b);
-
-    /* Over the ceiling by one byte, then exactly at it. */
-    pr_buf_init(&b, 13);
-    pr_buf_append(&b, "k", 1);
-    h.except_user = V("");
-    CHECK_EQ(chat_env_encode(&b, &h, V("pppppp")), PR_ETOOBIG);
-    CHECK_MEM(b.ptr, b.len, "k");
-    CHECK_EQ(chat_env_encode(&b, &h, V("ppppp")), PR_OK);
-    CHECK_MEM(b.ptr, b.len, "kC1\nr\n\n\nppppp");
-    pr_buf_dispose(&b);
-}
-
-static int decode_rc(pr_view in)
-{
-    chat_env h;
-    pr_view p;
-    /* Exact-size copy: ASan catches a read past in.len. */
-    char *copy = malloc(in.len ? in.len : 1);
-    if (in.len)
-        memcpy(copy, in.ptr, in.len);
-    int rc = chat_env_decode(pr_view_make(copy, in.len), &h, &p);
-    if (rc != PR_OK && (h.room.len || h.except_socket.len || h.except_user.len || p.len))
-        rc = 99; /* a failure leaves empty views */
-    free(copy);
-    return rc;
-}
-
-static void test_env_decode_refuses(void)
-{
-    CHECK_EQ(decode_rc(V("C1\nr\n\n\np")), PR_OK);
-    CHECK_EQ(decode_rc(V("")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\n")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C2\nr\n\n\np")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("c1\nr\n\n\np")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\r\nr\n\n\np")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\nr")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\nr\n")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\nr\n\n")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\nr\n\n\n")), PR_EINVAL); /* empty packet */
-    CHECK_EQ(decode_rc(V("C1\n\n\n\np")), PR_EINVAL); /* empty room */
-    CHECK_EQ(decode_rc(V("C1\nr r\n\n\np")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\nr\r\n\n\np")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\nr\ns s\n\np")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\nr\n\nu\tv\np")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\nr\n\n\0\np")), PR_EINVAL);
-    CHECK_EQ(decode_rc(V("C1\nr\n\xff\n\np")), PR_EINVAL);
-
-    /* An id one byte too long, in each position. */
-    char in[3 * CHAT_ID_MAX + 32], id[CHAT_ID_MAX + 2];
-    memset(id, 'i', CHAT_ID_MAX + 1);
-    id[CHAT_ID_MAX + 1] = '\0';
-    int n = snprintf(in, sizeof in, "C1\n%s\n\n\np", id);
-    CHECK_EQ(decode_rc(pr_view_make(in, (size_t)n)), PR_EINVAL);
-    n = snprintf(in, sizeof in, "C1\nr\n%s\n\np", id);
-    CHECK_EQ(decode_rc(pr_view_make(in, (size_t)n)), PR_EINVAL);
-    n = snprintf(in, sizeof in, "C1\nr\n\n%s\np", id);
-    CHECK_EQ(decode_rc(pr_view_make(in, (size_t)n)), PR_EINVAL);
-    id[CHAT_ID_MAX] = '\0';
-    n = snprintf(in, sizeof in, "C1\n%s\n%s\n%s\np", id, id, id);
-    CHECK_EQ(decode_rc(pr_view_make(in, (size_t)n)), PR_OK);
-
-    /* The view ends where the text goes on: nothing past len is read. */
-    const char *full = "C1\nr\n\n\npacket";
-    CHECK_EQ(decode_rc(pr_view_make(full, 7)), PR_EINVAL);
-    chat_env h;
-    pr_view p;
-    CHECK_EQ(chat_env_decode(pr_view_make(full, 9), &h, &p), PR_OK);
-    CHECK_MEM(p.ptr, p.len, "pa");
-}
-
 int main(void)
 {
     pr_alloc_install_jansson();
@@ -379,9 +235,5 @@ int main(void)
     test_parse_ids();
     test_parse_names_seq();
     test_parse_shape();
-    test_env_round_trip();
-    test_env_encode_refuses();
-    test_env_decode_refuses();
-    json_decref(parsed);
     T_DONE();
 }

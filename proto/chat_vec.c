@@ -1,0 +1,43 @@
+/* chat_vec.c - shard position vectors ("0.17.3"): recovery offsets, session
+ * records and replay requests. */
+#include <inttypes.h>
+
+#include "chat.h"
+#include "chat_int.h"
+
+int chat_vec_encode(pr_buf *out, const uint64_t *v, unsigned n)
+{
+    if (n == 0 || n > CHAT_SHARDS_MAX)
+        return PR_EINVAL;
+    size_t mark = out->len;
+    for (unsigned i = 0; i < n; i++) {
+        if (v[i] > (uint64_t)CHAT_NUM_MAX ||
+            pr_buf_appendf(out, i ? ".%" PRIu64 : "%" PRIu64, v[i]) != PR_OK) {
+            out->len = mark;
+            return v[i] > (uint64_t)CHAT_NUM_MAX ? PR_EINVAL : PR_ETOOBIG;
+        }
+    }
+    return PR_OK;
+}
+
+int chat_vec_decode(pr_view in, uint64_t *v, unsigned n)
+{
+    if (n == 0 || n > CHAT_SHARDS_MAX)
+        return PR_EINVAL;
+    pr_view it = in;
+    for (unsigned i = 0; i < n; i++) {
+        pr_view f;
+        int64_t x;
+        if (i + 1 < n) {
+            if (chat__take(&it, '.', 16, &f) != PR_OK)
+                return PR_EINVAL;
+        } else {
+            f = it;
+            it.len = 0;
+        }
+        if (chat__parse_num(f, 0, &x) != PR_OK)
+            return PR_EINVAL;
+        v[i] = (uint64_t)x;
+    }
+    return PR_OK;
+}
