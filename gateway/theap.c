@@ -6,7 +6,7 @@
  * expiry needs a deadline per socket, so it lives here (O(log n) add and
  * removal, one pointer per entry plus the node).
  */
-#include "gw.h"
+#include "gw_loop.h"
 
 static int before(const gw_th_node *a, const gw_th_node *b)
 {
