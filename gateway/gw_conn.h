@@ -1,6 +1,7 @@
 /*
  * gw_conn.h - a TCP connection (conn.c): reading, the output queue, output
- * limits and the close sequence. Layer 2 of the transport (see gw_loop.h).
+ * limits and the close sequence. One layer of the transport (the order is in
+ * gw_loop.h).
  *
  * A connection knows nothing of the protocol spoken on it: the layer that
  * owns its bytes (HTTP at first, WebSocket after an upgrade) sets c->ops and

@@ -1,7 +1,7 @@
 /*
  * gw_static.h - files served from memory (static.c): the Socket.IO browser
- * client under the Engine.IO path and the --web-root. Layer 3 of the
- * transport (see gw_loop.h); the HTTP layer serves them.
+ * client under the Engine.IO path and the --web-root. One layer of the
+ * transport (the order is in gw_loop.h); the HTTP layer serves them.
  */
 #ifndef GW_STATIC_H
 #define GW_STATIC_H
