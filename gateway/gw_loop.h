@@ -83,6 +83,9 @@ void gw__tq_add_from(gw_tq *tq, gw_tq_node *n, uint64_t start_ms);
 void gw__tq_del(gw_tq *tq, gw_tq_node *n);
 static inline int gw__tq_queued(const gw_tq_node *n) { return n->deadline_ms != 0; }
 uint64_t gw__now_ms(gw_worker *w);
+/* Arms a libevent timer for deadline_ms on the gw__now_ms clock (at once when
+ * it has passed). */
+void gw__timer_arm(struct event *timer, gw_worker *w, uint64_t deadline_ms);
 
 /* ---- timer heaps (theap.c) -------------------------------------------------
  * For deadlines that differ per entry (e.g. a token's exp): a min-heap and

@@ -48,17 +48,21 @@ uint64_t gw__now_ms(gw_worker *w)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+void gw__timer_arm(struct event *timer, gw_worker *w, uint64_t deadline_ms)
+{
+    uint64_t now = gw__now_ms(w);
+    uint64_t wait = deadline_ms > now ? deadline_ms - now : 0;
+    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)((wait % 1000) * 1000)};
+    evtimer_add(timer, &tv);
+}
+
 /* ---- timer queues ---- */
 
 static void tq_arm(gw_tq *tq)
 {
     gw_tq_node *first = tq->head.next;
-    if (first == &tq->head)
-        return;
-    uint64_t now = gw__now_ms(tq->w);
-    uint64_t wait = first->deadline_ms > now ? first->deadline_ms - now : 0;
-    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)((wait % 1000) * 1000)};
-    evtimer_add(&tq->timer, &tv);
+    if (first != &tq->head)
+        gw__timer_arm(&tq->timer, tq->w, first->deadline_ms);
 }
 
 static void tq_fire(evutil_socket_t fd, short what, void *arg)
