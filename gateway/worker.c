@@ -153,29 +153,29 @@ static const gw_http_handler http_handler = {
     .metrics = gw__metrics_render,
 };
 
-/* Sessions of an Engine.IO level app: its callbacks, where it has them. */
-static void level_app_open(gw_session *s)
+/* The sessions of an Engine.IO level app go to its on_eio_* callbacks. */
+static void eio_app_open(gw_session *s)
 {
     if (s->w->app->on_eio_open)
         s->w->app->on_eio_open(s);
 }
 
-static void level_app_message(gw_session *s, int binary, pr_view data)
+static void eio_app_message(gw_session *s, int binary, pr_view data)
 {
     if (s->w->app->on_eio_message)
         s->w->app->on_eio_message(s, binary, data);
 }
 
-static void level_app_close(gw_session *s, const char *reason)
+static void eio_app_close(gw_session *s, const char *reason)
 {
     if (s->w->app->on_eio_close)
         s->w->app->on_eio_close(s, reason);
 }
 
-static const gw_eio_handler level_app_handler = {
-    .on_open = level_app_open,
-    .on_message = level_app_message,
-    .on_close = level_app_close,
+static const gw_eio_handler eio_app_handler = {
+    .on_open = eio_app_open,
+    .on_message = eio_app_message,
+    .on_close = eio_app_close,
 };
 
 /* ---- life cycle ---- */
@@ -207,7 +207,7 @@ gw_worker *gw__worker_new(int index, const gw_config *cfg, const gw_app *app, in
     if (app->socketio)
         gw__sio_worker_init(w);
     else
-        w->eio_up = &level_app_handler;
+        w->eio_up = &eio_app_handler;
     if (app->worker_init && app->worker_init(w, &w->app_worker) != 0) {
         GW_ERROR("event=app_worker_init_failed app=%s worker=%d", app->name, index);
         abort();
