@@ -155,7 +155,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     FUZZ_CHECK(rn > 0 && (size_t)rn < sizeof req);
     gw__conn_feed(cl.c, req, (size_t)rn);
-    FUZZ_CHECK(cl.c->kind == GW_CONN_WS && cl.c->state == GW_OPEN);
+    FUZZ_CHECK(gw__ws_is(cl.c) && cl.c->state == GW_OPEN);
     cl.check = check_server_frames;
     fzh_pump(w, cls, ncl);
 

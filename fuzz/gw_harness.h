@@ -26,7 +26,7 @@
 #define GW_HARNESS_H
 
 #include "fuzz.h"
-#include "gw.h"
+#include "gw_worker.h"
 
 enum { FZH_CFG_DEFAULT, FZH_CFG_CORS_LIST, FZH_CFG_ENGINE, FZH_CFG_SMALL, FZH_CFG_COUNT };
 

@@ -26,6 +26,7 @@ typedef struct gw_socket gw_socket;
 typedef struct gw_app_session gw_app_session;
 typedef struct gw_worker gw_worker;
 struct gw_blob;
+struct event_base;
 
 /* ack is NULL when the socket went away before the client acknowledged. */
 typedef void (*gw_ack_cb)(gw_socket *sock, void *arg, const sio_packet *ack);
@@ -71,6 +72,15 @@ const gw_app *gw_app_find(const char *name);
 extern const gw_app gw_app_engine_echo;
 extern const gw_app gw_app_socketio_echo;
 extern const gw_app gw_app_chat;
+
+/* ---- the worker (its thread runs the app's callbacks) ---- */
+/* The worker's event loop, for the app's own timers and events. */
+struct event_base *gw_worker_base(gw_worker *w);
+/* The per-worker state the app's worker_init made. */
+void *gw_worker_app_state(gw_worker *w);
+/* Asks for the flush pass (output written, closed sockets freed) at the end
+ * of this loop iteration: after work done in the app's own events. */
+void gw_worker_schedule_flush(gw_worker *w);
 
 /* ---- Engine.IO level ---- */
 int gw_session_send(gw_session *s, int binary, pr_view data);

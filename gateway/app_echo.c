@@ -3,10 +3,11 @@
  * expect (see the READMEs of socketio/engine.io-protocol and
  * socketio/socket.io-protocol), plus two events our own tests use.
  */
+#include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "gw.h"
+#include "app.h"
 
 /* ---- engine-echo: every message goes back as it came ---- */
 
@@ -66,7 +67,7 @@ static void echo_flush_auth(evutil_socket_t fd, short what, void *arg)
         pr_free(p);
         p = next;
     }
-    gw__worker_schedule_flush(ew->w);
+    gw_worker_schedule_flush(ew->w);
 }
 
 static int echo_worker_init(gw_worker *w, void **state)
@@ -74,7 +75,7 @@ static int echo_worker_init(gw_worker *w, void **state)
     echo_worker *ew = pr_calloc(1, sizeof *ew);
     ew->w = w;
     ew->tail = &ew->head;
-    ew->timer = evtimer_new(w->base, echo_flush_auth, ew);
+    ew->timer = evtimer_new(gw_worker_base(w), echo_flush_auth, ew);
     *state = ew;
     return 0;
 }
@@ -97,7 +98,7 @@ static int echo_connect(gw_socket *sock, const json_t *auth, json_t **error)
 {
     (void)error;
     gw_worker *w = gw_socket_worker(sock);
-    echo_worker *ew = w->app_worker;
+    echo_worker *ew = gw_worker_app_state(w);
     pending_auth *p = pr_calloc(1, sizeof *p);
     snprintf(p->sid, sizeof p->sid, "%s", gw_session_sid(gw_socket_session(sock)));
     p->nsp = gw_socket_nsp(sock);

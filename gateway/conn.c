@@ -1,7 +1,8 @@
 /*
  * conn.c - a TCP connection: reading into the worker's scratch buffer, the
  * output queue of shared blobs written with writev, output limits, and the
- * close sequence (close-after-write, lingering close, deferred free).
+ * close sequence (close-after-write, lingering close, deferred free). What is
+ * read goes to the layer that owns the connection (c->ops); conn.c names none.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -10,66 +11,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#include "gw.h"
+#include "gw_conn.h"
 
 #define GW_MAX_IOV 64
 #define GW_READS_PER_WAKEUP 4
-
-/* ---- blobs ---- */
-
-gw_blob *gw__blob_new(size_t len)
-{
-    gw_blob *b = pr_malloc(sizeof *b + len);
-    b->refs = 1;
-    b->hdr = 0;
-    b->binary = 0;
-    b->len = len;
-    return b;
-}
-
-void gw__blob_unref(gw_blob *b)
-{
-    if (b && b->refs != GW_BLOB_IMMORTAL && --b->refs == 0)
-        pr_free(b);
-}
-
-gw_blob *gw__blob_ws_frame(int opcode, size_t payload_len)
-{
-    size_t hdr = payload_len < 126 ? 2 : payload_len <= 0xffff ? 4 : 10;
-    gw_blob *b = gw__blob_new(hdr + payload_len);
-    unsigned char *h = (unsigned char *)b->data;
-    h[0] = (unsigned char)(0x80 | (opcode & 0x0f));
-    if (hdr == 2) {
-        h[1] = (unsigned char)payload_len;
-    } else if (hdr == 4) {
-        h[1] = 126;
-        h[2] = (unsigned char)(payload_len >> 8);
-        h[3] = (unsigned char)payload_len;
-    } else {
-        h[1] = 127;
-        for (int i = 0; i < 8; i++)
-            h[2 + i] = (unsigned char)((uint64_t)payload_len >> (56 - 8 * i));
-    }
-    b->hdr = (uint16_t)hdr;
-    return b;
-}
-
-gw_blob *gw__blob_eio(eio_type type, int binary, pr_view data)
-{
-    gw_blob *b;
-    if (binary) {
-        b = gw__blob_ws_frame(WSLAY_BINARY_FRAME, data.len);
-        b->binary = 1;
-        if (data.len)
-            memcpy(b->data + b->hdr, data.ptr, data.len);
-    } else {
-        b = gw__blob_ws_frame(WSLAY_TEXT_FRAME, data.len + 1);
-        b->data[b->hdr] = (char)('0' + type);
-        if (data.len)
-            memcpy(b->data + b->hdr + 1, data.ptr, data.len);
-    }
-    return b;
-}
 
 /* ---- events ---- */
 
@@ -117,10 +62,7 @@ void gw__conn_feed(gw_conn *c, const char *p, size_t n)
 {
     if (c->state == GW_LINGER)
         return; /* discarding what the peer still sends after our last reply */
-    if (c->kind == GW_CONN_HTTP)
-        gw__http_on_data(c, p, n);
-    else
-        gw__ws_on_data(c, p, n);
+    c->ops->on_data(c, p, n);
 }
 
 static void conn_read(gw_conn *c)
@@ -310,26 +252,12 @@ int gw__conn_flush(gw_conn *c)
 
 /* ---- closing ---- */
 
-/* Tells the layer above that the connection is going away, once. */
-static void conn_detach_layers(gw_conn *c)
-{
-    if (c->kind == GW_CONN_HTTP) {
-        if (c->session)
-            gw__eio_on_poll_closed(c);
-        gw__http_dispose_conn(c);
-    } else {
-        if (c->session)
-            gw__eio_on_ws_closed(c);
-        gw__ws_dispose(c);
-    }
-}
-
 static void conn_bury(gw_conn *c)
 {
     c->state = GW_CLOSED;
     event_del(&c->ev);
     c->ev_flags = 0;
-    gw__tq_del(&c->w->http_idle_tq, &c->idle); /* whichever queue holds it */
+    gw__tq_del(&c->w->linger_tq, &c->idle); /* or the owner's: whichever holds it */
     if (c->fd >= 0)
         close(c->fd);
     c->fd = -1;
@@ -361,11 +289,10 @@ static void conn_finish(gw_conn *c)
     c->state = GW_LINGER;
     c->read_paused = 0;
     conn_update_events(c);
-    gw__tq_del(&c->w->http_idle_tq, &c->idle);
-    gw__tq_add(&c->w->linger_tq, &c->idle);
+    gw__tq_add(&c->w->linger_tq, &c->idle); /* moves it from the owner's timeout */
 }
 
-void gw__linger_timeout(gw_tq *tq, gw_tq_node *n)
+static void linger_timeout(gw_tq *tq, gw_tq_node *n)
 {
     (void)tq;
     conn_bury(GW_CONTAINER_OF(n, gw_conn, idle));
@@ -379,7 +306,7 @@ void gw__conn_close(gw_conn *c, int after_write)
         /* Refuse output from here on: what the layers above send while they
          * detach must not follow a close frame or a final response. */
         c->state = GW_CLOSE_AFTER_WRITE;
-        conn_detach_layers(c);
+        c->ops->on_close(c); /* the layers above detach, once */
         if (c->state == GW_CLOSED)
             return;
         if (after_write) {
@@ -427,4 +354,14 @@ void gw__conn_close_all(gw_worker *w)
         gw__conn_close(c, 0);
     }
     pr_buf_dispose(&list);
+}
+
+void gw__conn_worker_init(gw_worker *w)
+{
+    gw__tq_init(&w->linger_tq, w, 2000, linger_timeout);
+}
+
+void gw__conn_worker_dispose(gw_worker *w)
+{
+    gw__tq_dispose(&w->linger_tq);
 }

@@ -12,7 +12,7 @@
 #include <openssl/rand.h>
 #include <string.h>
 
-#include "gw.h"
+#include "gw_engine.h"
 
 static const char sid_alphabet[] =
     "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
@@ -175,8 +175,8 @@ static void consumed(gw_session *s, uint64_t mark)
     if (mark <= s->consumed_seq)
         return;
     s->consumed_seq = mark;
-    if (s->w->app->socketio)
-        gw__sio_on_consumed(s, mark);
+    if (s->w->eio_up->on_consumed)
+        s->w->eio_up->on_consumed(s, mark);
 }
 
 static void send_on_conn(gw_conn *c, eio_type type, pr_view data)
@@ -210,7 +210,7 @@ static void poll_answer(gw_session *s)
     s->answered_seq = s->out_seq;
     pollq_free(s);
     s->conn = NULL;
-    c->session = NULL;
+    c->owner = NULL;
     /* respond copies out; the response may serve pipelined requests on c,
      * which may reuse w->enc, so respond last */
     pr_buf body;
@@ -226,7 +226,7 @@ static void poll_answer_packet(gw_session *s, eio_type type)
     gw_conn *c = s->conn;
     char body[1] = {(char)('0' + type)};
     s->conn = NULL;
-    c->session = NULL;
+    c->owner = NULL;
     gw__http_respond(c, 200, "text/plain; charset=UTF-8", pr_view_make(body, 1), 0);
 }
 
@@ -293,10 +293,7 @@ void gw__eio_close_code(gw_session *s, const char *reason, uint16_t ws_code)
         return;
     gw_worker *w = s->w;
     /* Let the app say goodbye while the transport still works. */
-    if (w->app->socketio)
-        gw__sio_on_close(s, reason);
-    else if (w->app->on_eio_close)
-        w->app->on_eio_close(s, reason);
+    w->eio_up->on_close(s, reason);
     s->closed = 1;
     gw__tq_del(&w->ping_tq, &s->hb); /* or pong_tq: whichever holds it */
     GW_STAT_ADD(w, sessions_open, -1);
@@ -305,11 +302,11 @@ void gw__eio_close_code(gw_session *s, const char *reason, uint16_t ws_code)
     gw_conn *c = s->conn, *probe = s->probe;
     s->conn = s->probe = NULL;
     if (probe) {
-        probe->session = NULL;
+        probe->owner = NULL;
         gw__ws_close(probe, ws_code);
     }
     if (c) {
-        c->session = NULL;
+        c->owner = NULL;
         if (s->transport == GW_T_WEBSOCKET) {
             gw__ws_close(c, ws_code);
         } else {
@@ -358,10 +355,7 @@ void gw__eio_reap(gw_worker *w)
 static void app_message(gw_session *s, int binary, pr_view data)
 {
     GW_STAT_ADD(s->w, eio_packets_in, 1);
-    if (s->w->app->socketio)
-        gw__sio_on_message(s, binary, data);
-    else if (s->w->app->on_eio_message)
-        s->w->app->on_eio_message(s, binary, data);
+    s->w->eio_up->on_message(s, binary, data);
 }
 
 /* Returns 0, or PR_EINVAL for a packet the client may not send. */
@@ -442,7 +436,7 @@ static void on_probe_packet(gw_session *s, gw_conn *c, const eio_packet *p)
 
 static void on_ws_packet(gw_conn *c, const eio_packet *p)
 {
-    gw_session *s = c->session;
+    gw_session *s = c->owner;
     if (!s || s->closed)
         return;
     if (c == s->probe) {
@@ -453,12 +447,12 @@ static void on_ws_packet(gw_conn *c, const eio_packet *p)
         gw__eio_bad_input(s);
 }
 
-void gw__eio_on_ws_text(gw_conn *c, pr_view data)
+static void on_ws_text(gw_conn *c, pr_view data)
 {
     eio_packet p;
     if (eio_decode_text(data, &p) != 0) {
-        if (c->session)
-            gw__eio_bad_input(c->session);
+        if (c->owner)
+            gw__eio_bad_input(c->owner);
         else
             gw__ws_close(c, 1008);
         return;
@@ -466,17 +460,17 @@ void gw__eio_on_ws_text(gw_conn *c, pr_view data)
     on_ws_packet(c, &p);
 }
 
-void gw__eio_on_ws_binary(gw_conn *c, pr_view data)
+static void on_ws_binary(gw_conn *c, pr_view data)
 {
     eio_packet p;
     eio_decode_binary(data, &p);
     on_ws_packet(c, &p);
 }
 
-void gw__eio_on_ws_closed(gw_conn *c)
+static void on_ws_closed(gw_conn *c)
 {
-    gw_session *s = c->session;
-    c->session = NULL;
+    gw_session *s = c->owner;
+    c->owner = NULL;
     if (!s || s->closed)
         return;
     if (c == s->probe) { /* the upgrade failed; polling goes on */
@@ -493,8 +487,8 @@ void gw__eio_on_ws_closed(gw_conn *c)
 
 void gw__eio_on_poll_closed(gw_conn *c)
 {
-    gw_session *s = c->session;
-    c->session = NULL;
+    gw_session *s = c->owner;
+    c->owner = NULL;
     if (!s || s->closed || s->conn != c)
         return;
     /* As in the reference server, a poll that goes away ends the session. */
@@ -577,10 +571,7 @@ static void session_open(gw_session *s, gw_conn *c)
         send_on_conn(c, EIO_OPEN, pr_view_make(out->ptr + 1, out->len - 1));
     }
     gw__tq_add(&w->ping_tq, &s->hb);
-    if (w->app->socketio)
-        gw__sio_on_open(s);
-    else if (w->app->on_eio_open)
-        w->app->on_eio_open(s);
+    w->eio_up->on_open(s);
 }
 
 static void handle_post(gw_conn *c, gw_session *s, pr_view body)
@@ -647,7 +638,7 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
         if (t == GW_T_WEBSOCKET) {
             gw__ws_accept(c, ws_key);
             s->conn = c;
-            c->session = s;
+            c->owner = s;
         }
         session_open(s, c);
         return;
@@ -700,7 +691,7 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
         s->upgrading = 1;
         s->probe_acked = 0;
         s->probe = c;
-        c->session = s;
+        c->owner = s;
         return;
     }
     if (s->transport != GW_T_POLLING) {
@@ -716,7 +707,7 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
             return;
         }
         s->conn = c;
-        c->session = s;
+        c->owner = s;
         consumed(s, s->answered_seq); /* a client polls again once it read the last answer */
         if (s->upgrading && s->probe_acked)
             poll_answer_packet(s, EIO_NOOP);
@@ -733,12 +724,18 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
 
 /* ---- worker ---- */
 
+static const gw_ws_handler ws_handler = {
+    .on_text = on_ws_text,
+    .on_binary = on_ws_binary,
+    .owner_closed = on_ws_closed,
+};
+
 void gw__eio_worker_init(gw_worker *w)
 {
     const gw_config *cfg = w->cfg;
+    w->ws_up = &ws_handler;
     gw__tq_init(&w->ping_tq, w, cfg->ping_interval_ms, ping_due);
     gw__tq_init(&w->pong_tq, w, cfg->ping_timeout_ms, pong_overdue);
-    gw__tq_init(&w->connect_tq, w, cfg->connect_timeout_ms, gw__sio_connect_timeout);
     map_grow(w);
 }
 
@@ -758,7 +755,6 @@ void gw__eio_worker_dispose(gw_worker *w)
     gw__eio_worker_close_all(w);
     gw__tq_dispose(&w->ping_tq);
     gw__tq_dispose(&w->pong_tq);
-    gw__tq_dispose(&w->connect_tq);
     pr_free(w->map);
     w->map = NULL;
     w->map_size = 0;

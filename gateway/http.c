@@ -6,14 +6,15 @@
  * one header are contiguous there), a parked long-poll can still read its
  * request's Origin when it answers, and a hand-off to another worker can pass
  * the request on byte for byte. Keep-alive and pipelining are supported; one
- * request is served at a time.
+ * request is served at a time. The layers above are reached through the
+ * worker's gw_http_handler (the Engine.IO path) and the upgrade callback.
  */
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "cm_cors.h"
-#include "gw.h"
+#include "gw_http.h"
 
 enum {
     H_ORIGIN,
@@ -38,6 +39,8 @@ typedef struct {
     size_t off, len;
 } span;
 
+/* An HTTP connection's state (c->layer.ptr): allocated while it is HTTP. */
+typedef struct gw_http gw_http;
 struct gw_http {
     http_parser parser;
     pr_buf in;        /* the current request and anything after it */
@@ -49,16 +52,22 @@ struct gw_http {
     span hdr[H_COUNT];
     pr_buf body;
     int method;
+    gw_http_upgrade_cb upgrade; /* answered 101: how the new protocol takes over */
     uint8_t complete;    /* the parser reached the end of the request */
     uint8_t in_dispatch; /* a handler is running synchronously */
     uint8_t responded;   /* the response to the current request is queued */
-    uint8_t upgraded;    /* answered 101: becomes a WebSocket */
     uint8_t too_big;
     uint8_t keep_alive;
     uint8_t dispose_pending; /* closed during dispatch: free when it returns */
 };
 
 static http_parser_settings settings;
+static const gw_conn_ops http_conn_ops;
+
+static gw_http *conn_http(const gw_conn *c)
+{
+    return c->layer.ptr;
+}
 
 static gw_http *H(http_parser *p)
 {
@@ -254,7 +263,7 @@ static void append_cors(const gw_config *cfg, pr_buf *out, const gw_http *h)
 static void respond_raw(gw_conn *c, int status, const char *ctype, pr_view body, int close,
                         const char *extra)
 {
-    gw_http *h = c->u.http;
+    gw_http *h = conn_http(c);
     gw_worker *w = c->w;
     pr_buf *out = &w->enc;
     pr_buf_reset(out);
@@ -288,7 +297,7 @@ static void respond_raw(gw_conn *c, int status, const char *ctype, pr_view body,
  * built per request; the body is the file's shared blob itself. */
 static void respond_file(gw_conn *c, int status, const gw_static_file *f, int head)
 {
-    gw_http *h = c->u.http;
+    gw_http *h = conn_http(c);
     pr_buf *out = &c->w->enc;
     pr_buf_reset(out);
     int keep = h->keep_alive;
@@ -316,7 +325,7 @@ static void http_process(gw_conn *c);
 
 static void request_done(gw_conn *c)
 {
-    gw_http *h = c->u.http;
+    gw_http *h = conn_http(c);
     pr_buf_consume(&h->in, h->parsed);
     h->parsed = 0;
     h->complete = 0;
@@ -325,10 +334,10 @@ static void request_done(gw_conn *c)
 
 void gw__http_respond(gw_conn *c, int status, const char *ctype, pr_view body, int close)
 {
-    if (c->state != GW_OPEN || c->kind != GW_CONN_HTTP)
+    if (c->state != GW_OPEN || c->ops != &http_conn_ops)
         return;
     respond_raw(c, status, ctype, body, close, NULL);
-    if (c->state != GW_OPEN || c->u.http->in_dispatch)
+    if (c->state != GW_OPEN || conn_http(c)->in_dispatch)
         return;
     /* An answer to a parked request: serve whatever was pipelined behind it. */
     request_done(c);
@@ -347,7 +356,7 @@ static void respond_error(gw_conn *c, int status, const char *msg)
  * the Engine.IO path's; anything else is 405. */
 static void serve_file(gw_conn *c, const gw_static_file *f)
 {
-    gw_http *h = c->u.http;
+    gw_http *h = conn_http(c);
     if (h->method == HTTP_OPTIONS) {
         respond_raw(c, 204, "", pr_view_make("", 0), 0, "Allow: GET, HEAD, OPTIONS\r\n");
         return;
@@ -429,7 +438,7 @@ static pr_view request_token(const gw_http *h, int *cookie)
 
 static void dispatch(gw_conn *c)
 {
-    gw_http *h = c->u.http;
+    gw_http *h = conn_http(c);
     const gw_config *cfg = c->w->cfg;
     pr_view url = span_view(h, h->url), path = url, query = PR_VIEW_LIT("");
     const char *q = memchr(url.ptr, '?', url.len);
@@ -437,7 +446,7 @@ static void dispatch(gw_conn *c)
         path.len = (size_t)(q - url.ptr);
         query = pr_view_make(q + 1, url.len - path.len - 1);
     }
-    const char *eio_path = cfg->path[0] ? cfg->path : c->w->app->default_path;
+    const char *eio_path = c->w->eio_path;
     size_t eio_len = strlen(eio_path);
 
     /* PATH/socket.io.js and the other client files (gw__static_client
@@ -472,8 +481,8 @@ static void dispatch(gw_conn *c)
         if (cookie && !trusted)
             token = pr_view_make("", 0); /* not a credential from that page */
         int flags = (cookie && trusted ? GW_REQ_COOKIE : 0) | (trusted ? GW_REQ_ORIGIN_TRUSTED : 0);
-        gw__eio_handle_request(c, h->method, query, pr_buf_view(&h->body), upgrade,
-                               span_view(h, h->hdr[H_WS_KEY]), token, flags);
+        c->w->http_up->eio_request(c, h->method, query, pr_buf_view(&h->body), upgrade,
+                                   span_view(h, h->hdr[H_WS_KEY]), token, flags);
         return;
     }
     if (path_is(path, "/healthz") && h->method == HTTP_GET) {
@@ -481,7 +490,7 @@ static void dispatch(gw_conn *c)
         return;
     }
     if (path_is(path, "/readyz") && h->method == HTTP_GET) {
-        int ready = !gw__draining() && gw__app_ready();
+        int ready = !gw__draining() && c->w->http_up->ready();
         gw__http_respond(c, ready ? 200 : 503, "text/plain",
                          ready ? PR_VIEW_LIT("ready\n") : PR_VIEW_LIT("draining\n"), 0);
         return;
@@ -489,7 +498,7 @@ static void dispatch(gw_conn *c)
     if (path_is(path, "/metrics") && h->method == HTTP_GET) {
         pr_buf m;
         pr_buf_init(&m, 1 << 20);
-        gw__metrics_render(&m);
+        c->w->http_up->metrics(&m);
         gw__http_respond(c, 200, "text/plain; version=0.0.4", pr_buf_view(&m), 0);
         pr_buf_dispose(&m);
         return;
@@ -508,28 +517,28 @@ static void dispatch(gw_conn *c)
     respond_error(c, 404, "not found");
 }
 
-static void become_websocket(gw_conn *c)
+static void http_dispose(gw_conn *c);
+
+/* After the 101 went out: the new protocol takes c over. */
+static void become_upgraded(gw_conn *c)
 {
-    gw_http *h = c->u.http;
-    /* Frames the client sent right behind its upgrade request. */
+    gw_http *h = conn_http(c);
+    gw_http_upgrade_cb become = h->upgrade;
+    /* What the client sent right behind its upgrade request. */
     pr_buf rest;
     pr_buf_init(&rest, (size_t)-1);
     if (h->in.len > h->parsed)
         pr_buf_append(&rest, h->in.ptr + h->parsed, h->in.len - h->parsed);
-    gw__http_dispose_conn(c);
+    http_dispose(c);
     gw__tq_del(&c->w->http_idle_tq, &c->idle);
-    c->kind = GW_CONN_WS;
-    memset(&c->u.ws, 0, sizeof c->u.ws);
-    pr_buf_init(&c->u.ws.rbuf, c->w->cfg->max_payload + 14);
-    if (rest.len)
-        gw__ws_on_data(c, rest.ptr, rest.len);
+    become(c, pr_buf_view(&rest));
     pr_buf_dispose(&rest);
 }
 
 static void http_process(gw_conn *c)
 {
-    while (c->state == GW_OPEN && c->kind == GW_CONN_HTTP) {
-        gw_http *h = c->u.http;
+    while (c->state == GW_OPEN && c->ops == &http_conn_ops) {
+        gw_http *h = conn_http(c);
         if (h->complete)
             return; /* parked: waiting for the answer to the current request */
         if (h->parsed == h->in.len)
@@ -546,11 +555,11 @@ static void http_process(gw_conn *c)
             h->in_dispatch = 0;
             if (c->state != GW_OPEN) { /* closed or handed off */
                 if (h->dispose_pending)
-                    gw__http_dispose_conn(c);
+                    http_dispose(c);
                 return;
             }
-            if (h->upgraded) {
-                become_websocket(c);
+            if (h->upgrade) {
+                become_upgraded(c);
                 return;
             }
             if (!h->responded)
@@ -582,14 +591,14 @@ void gw__http_init_conn(gw_conn *c)
     const gw_config *cfg = c->w->cfg;
     pr_buf_init(&h->in, cfg->max_header_bytes + cfg->max_payload + 65536);
     pr_buf_init(&h->body, cfg->max_payload);
-    c->kind = GW_CONN_HTTP;
-    c->u.http = h;
+    c->ops = &http_conn_ops;
+    c->layer.ptr = h;
     gw__tq_add(&c->w->http_idle_tq, &c->idle);
 }
 
-void gw__http_dispose_conn(gw_conn *c)
+static void http_dispose(gw_conn *c)
 {
-    gw_http *h = c->u.http;
+    gw_http *h = conn_http(c);
     if (!h)
         return;
     if (h->in_dispatch) { /* the handler may still read the request */
@@ -599,12 +608,19 @@ void gw__http_dispose_conn(gw_conn *c)
     pr_buf_dispose(&h->in);
     pr_buf_dispose(&h->body);
     pr_free(h);
-    c->u.http = NULL;
+    c->layer.ptr = NULL;
 }
 
-void gw__http_on_data(gw_conn *c, const char *p, size_t n)
+static void http_on_close(gw_conn *c)
 {
-    gw_http *h = c->u.http;
+    if (c->owner)
+        c->w->http_up->owner_closed(c);
+    http_dispose(c);
+}
+
+static void http_on_data(gw_conn *c, const char *p, size_t n)
+{
+    gw_http *h = conn_http(c);
     if (pr_buf_append(&h->in, p, n) != 0) {
         GW_STAT_ADD(c->w, closed_bad_input, 1);
         respond_error(c, 413, "payload too large");
@@ -613,25 +629,30 @@ void gw__http_on_data(gw_conn *c, const char *p, size_t n)
     http_process(c);
 }
 
-void gw__http_idle_timeout(gw_tq *tq, gw_tq_node *n)
+static const gw_conn_ops http_conn_ops = {
+    .on_data = http_on_data,
+    .on_close = http_on_close,
+};
+
+static void idle_timeout(gw_tq *tq, gw_tq_node *n)
 {
     (void)tq;
     gw_conn *c = GW_CONTAINER_OF(n, gw_conn, idle);
-    if (c->kind == GW_CONN_HTTP && c->u.http && c->u.http->in.len > 0)
+    if (c->ops == &http_conn_ops && conn_http(c) && conn_http(c)->in.len > 0)
         respond_error(c, 408, "request timeout");
     else
         gw__conn_close(c, 0);
 }
 
-void gw__http_upgrade(gw_conn *c, const char *headers)
+void gw__http_upgrade(gw_conn *c, const char *headers, gw_http_upgrade_cb become)
 {
     respond_raw(c, 101, "", pr_view_make("", 0), 0, headers);
-    c->u.http->upgraded = 1;
+    conn_http(c)->upgrade = become;
 }
 
 void gw__http_handoff(gw_conn *c, int to_index)
 {
-    gw_http *h = c->u.http;
+    gw_http *h = conn_http(c);
     gw_worker *w = c->w;
     int fd = c->fd;
     /* Detach the socket first so closing c leaves it open for the new owner. */
@@ -646,4 +667,15 @@ void gw__http_init(size_t max_header_bytes)
 {
     settings_init();
     http_parser_set_max_header_size((uint32_t)max_header_bytes);
+}
+
+void gw__http_worker_init(gw_worker *w, const gw_http_handler *up)
+{
+    w->http_up = up;
+    gw__tq_init(&w->http_idle_tq, w, w->cfg->http_idle_timeout_ms, idle_timeout);
+}
+
+void gw__http_worker_dispose(gw_worker *w)
+{
+    gw__tq_dispose(&w->http_idle_tq);
 }

@@ -20,7 +20,7 @@
 #include <unistd.h>
 
 #include "chat.h"
-#include "gw.h"
+#include "gw_worker.h"
 #include "jwt.h"
 #include "redis.h"
 
@@ -245,7 +245,7 @@ int main(int argc, char **argv)
         GW_ERROR("event=evthread_init_failed");
         return 1;
     }
-    if (gw__static_load(&config, app) != 0)
+    if (gw__static_load(&config, app->socketio) != 0)
         return 2;
     gw__http_init(config.max_header_bytes);
     signal(SIGPIPE, SIG_IGN);

@@ -14,7 +14,7 @@
  */
 #include <string.h>
 
-#include "gw.h"
+#include "gw_loop.h"
 
 #if defined(__SANITIZE_ADDRESS__)
 #define POOL_PASSTHROUGH 1

@@ -16,7 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gw.h"
+#include "gw_sio.h"
 
 typedef struct gw_ack {
     struct gw_ack *next;
@@ -132,7 +132,7 @@ uint64_t gw_socket_unread_mark(const gw_socket *sock)
     return gw__eio_unread_mark(sock->as->s);
 }
 
-void gw__sio_on_consumed(gw_session *s, uint64_t mark)
+static void sio_on_consumed(gw_session *s, uint64_t mark)
 {
     const gw_app *app = s->w->app;
     if (!s->app || !app->on_consumed)
@@ -313,7 +313,7 @@ static int dispatch(gw_app_session *as, sio_packet *p)
 
 /* ---- engine callbacks ---- */
 
-void gw__sio_on_open(gw_session *s)
+static void sio_on_open(gw_session *s)
 {
     gw_app_session *as = gw__pool_get(&app_session_pool);
     as->s = s;
@@ -321,7 +321,7 @@ void gw__sio_on_open(gw_session *s)
     gw__tq_add(&s->w->connect_tq, &as->connect_node);
 }
 
-void gw__sio_on_message(gw_session *s, int binary, pr_view data)
+static void sio_on_message(gw_session *s, int binary, pr_view data)
 {
     gw_app_session *as = s->app;
     if (binary) {
@@ -360,7 +360,7 @@ void gw__sio_on_message(gw_session *s, int binary, pr_view data)
     pr_free(p);
 }
 
-void gw__sio_on_close(gw_session *s, const char *reason)
+static void sio_on_close(gw_session *s, const char *reason)
 {
     gw_app_session *as = s->app;
     if (!as)
@@ -382,7 +382,7 @@ void gw__sio_on_close(gw_session *s, const char *reason)
     s->app = NULL;
 }
 
-void gw__sio_connect_timeout(gw_tq *tq, gw_tq_node *n)
+static void connect_timeout(gw_tq *tq, gw_tq_node *n)
 {
     (void)tq;
     gw_app_session *as = GW_CONTAINER_OF(n, gw_app_session, connect_node);
@@ -391,6 +391,24 @@ void gw__sio_connect_timeout(gw_tq *tq, gw_tq_node *n)
             return;
     /* nothing connected, or the app still deciding: on_disconnect tells it */
     gw__eio_close(as->s, "connect timeout");
+}
+
+static const gw_eio_handler sio_handler = {
+    .on_open = sio_on_open,
+    .on_message = sio_on_message,
+    .on_close = sio_on_close,
+    .on_consumed = sio_on_consumed,
+};
+
+void gw__sio_worker_init(gw_worker *w)
+{
+    w->eio_up = &sio_handler;
+    gw__tq_init(&w->connect_tq, w, w->cfg->connect_timeout_ms, connect_timeout);
+}
+
+void gw__sio_worker_dispose(gw_worker *w)
+{
+    gw__tq_dispose(&w->connect_tq);
 }
 
 /* ---- socket accessors ---- */

@@ -25,7 +25,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "gw.h"
+#include "gw_static.h"
 
 /* The web root must fit in memory: a directory given by mistake (/) stops
  * start-up instead of being read whole. */
@@ -422,9 +422,9 @@ static int load_web_root(const gw_config *cfg)
     return 0;
 }
 
-int gw__static_load(const gw_config *cfg, const gw_app *app)
+int gw__static_load(const gw_config *cfg, int socketio)
 {
-    if ((cfg->serve_client && app->socketio && load_client(cfg) != 0) ||
+    if ((cfg->serve_client && socketio && load_client(cfg) != 0) ||
         (cfg->web_root[0] && load_web_root(cfg) != 0)) {
         gw__static_free();
         return -1;

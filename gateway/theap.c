@@ -6,7 +6,7 @@
  * expiry needs a deadline per socket, so it lives here (O(log n) add and
  * removal, one pointer per entry plus the node).
  */
-#include "gw.h"
+#include "gw_loop.h"
 
 static int before(const gw_th_node *a, const gw_th_node *b)
 {
@@ -55,11 +55,7 @@ static void th_arm(gw_th *th)
         evtimer_del(&th->timer);
         return;
     }
-    uint64_t now = gw__now_ms(th->w);
-    uint64_t d = th->v[0]->deadline_ms;
-    uint64_t wait = d > now ? d - now : 0;
-    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)((wait % 1000) * 1000)};
-    evtimer_add(&th->timer, &tv);
+    gw__timer_arm(&th->timer, th->w, th->v[0]->deadline_ms);
 }
 
 static void th_fire(evutil_socket_t fd, short what, void *arg)

@@ -1,6 +1,8 @@
 /*
- * worker.c - one event loop per thread: accepting, the flush pass, timer
- * queues, deferred frees, and the hand-off of connections between workers.
+ * worker.c - one event loop per thread: accepting, the flush pass, deferred
+ * frees, adopting connections handed over by other workers, and the wiring
+ * of the layers (each gets the handler of the layer above it here). The
+ * loop's primitives (timer queues, clock, hand-off inbox) are loop.c's.
  *
  * The flush pass (flush_cb) runs after the I/O callbacks of a loop iteration:
  * polling responses are built, queued output is written with writev, and
@@ -18,128 +20,16 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cm_clock.h"
 #include "cm_metrics.h"
-#include "gw.h"
+#include "gw_worker.h"
 
+/* The same list as loop.c's, for the walks over all workers below. */
 static gw_worker **workers;
 static int nworkers;
 static int max_connections;
 static int total_conns; /* across workers; atomic */
-static int draining;    /* atomic */
-
-int gw__draining(void)
-{
-    return __atomic_load_n(&draining, __ATOMIC_RELAXED);
-}
-
-void gw__set_draining(void)
-{
-    __atomic_store_n(&draining, 1, __ATOMIC_RELAXED);
-}
-
-gw_worker *gw__worker_get(int index)
-{
-    return index >= 0 && index < nworkers ? workers[index] : NULL;
-}
-
-int gw__worker_count(void)
-{
-    return nworkers;
-}
-
-uint64_t gw__now_ms(gw_worker *w)
-{
-    (void)w;
-    return cm_now_ms();
-}
-
-/* ---- timer queues ---- */
-
-static void tq_arm(gw_tq *tq)
-{
-    gw_tq_node *first = tq->head.next;
-    if (first == &tq->head)
-        return;
-    uint64_t now = gw__now_ms(tq->w);
-    uint64_t wait = first->deadline_ms > now ? first->deadline_ms - now : 0;
-    struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)((wait % 1000) * 1000)};
-    evtimer_add(&tq->timer, &tv);
-}
-
-static void tq_fire(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    gw_tq *tq = arg;
-    uint64_t now = gw__now_ms(tq->w);
-    while (tq->head.next != &tq->head && tq->head.next->deadline_ms <= now) {
-        gw_tq_node *n = tq->head.next;
-        tq->fired_deadline_ms = n->deadline_ms;
-        gw__tq_del(tq, n);
-        tq->cb(tq, n); /* may re-add n; its new deadline is later than now */
-    }
-    tq_arm(tq);
-    gw__worker_schedule_flush(tq->w);
-}
-
-void gw__tq_init(gw_tq *tq, gw_worker *w, uint64_t timeout_ms, gw_tq_cb cb)
-{
-    tq->head.next = tq->head.prev = &tq->head;
-    tq->timeout_ms = timeout_ms;
-    tq->cb = cb;
-    tq->w = w;
-    evtimer_assign(&tq->timer, w->base, tq_fire, tq);
-}
-
-void gw__tq_dispose(gw_tq *tq)
-{
-    evtimer_del(&tq->timer);
-}
-
-void gw__tq_add(gw_tq *tq, gw_tq_node *n)
-{
-    gw__tq_add_from(tq, n, gw__now_ms(tq->w));
-}
-
-void gw__tq_add_from(gw_tq *tq, gw_tq_node *n, uint64_t start_ms)
-{
-    if (gw__tq_queued(n))
-        gw__tq_del(tq, n);
-    int was_empty = tq->head.next == &tq->head;
-    n->deadline_ms = start_ms + tq->timeout_ms;
-    if (n->deadline_ms == 0)
-        n->deadline_ms = 1; /* 0 means "not queued" */
-    n->prev = tq->head.prev;
-    n->next = &tq->head;
-    tq->head.prev->next = n;
-    tq->head.prev = n;
-    if (was_empty)
-        tq_arm(tq);
-}
-
-void gw__tq_del(gw_tq *tq, gw_tq_node *n)
-{
-    (void)tq;
-    if (!gw__tq_queued(n))
-        return;
-    n->prev->next = n->next;
-    n->next->prev = n->prev;
-    n->prev = n->next = NULL;
-    n->deadline_ms = 0;
-    /* The timer may now fire early for the old head; tq_fire finds nothing
-     * expired and re-arms for the new head. */
-}
 
 /* ---- flush pass ---- */
-
-void gw__worker_schedule_flush(gw_worker *w)
-{
-    if (!w->flush_scheduled) {
-        w->flush_scheduled = 1;
-        event_active(&w->flush_ev, EV_TIMEOUT, 0);
-    }
-}
 
 static void flush_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -224,24 +114,7 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
     }
 }
 
-/* ---- hand-off between workers ---- */
-
-void gw__worker_handoff(gw_worker *from, int to_index, int fd, pr_view bytes)
-{
-    gw_worker *to = workers[to_index];
-    gw_handoff *h = pr_malloc(sizeof *h + bytes.len);
-    h->fd = fd;
-    h->len = bytes.len;
-    if (bytes.len)
-        memcpy(h->data, bytes.ptr, bytes.len);
-    pthread_mutex_lock(&to->inbox_lock);
-    h->next = to->inbox;
-    to->inbox = h;
-    pthread_mutex_unlock(&to->inbox_lock);
-    GW_STAT_ADD(from, handoffs, 1);
-    /* The connection's count moves with it: it was counted at accept. */
-    event_active(&to->inbox_ev, EV_READ, 0);
-}
+/* ---- connections handed over by other workers ---- */
 
 static void inbox_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -272,6 +145,40 @@ static void inbox_cb(evutil_socket_t fd, short what, void *arg)
     gw__worker_schedule_flush(w);
 }
 
+/* ---- wiring ---- */
+
+static const gw_http_handler http_handler = {
+    .eio_request = gw__eio_handle_request,
+    .owner_closed = gw__eio_on_poll_closed,
+    .ready = gw__app_ready,
+    .metrics = gw__metrics_render,
+};
+
+/* The sessions of an Engine.IO level app go to its on_eio_* callbacks. */
+static void eio_app_open(gw_session *s)
+{
+    if (s->w->app->on_eio_open)
+        s->w->app->on_eio_open(s);
+}
+
+static void eio_app_message(gw_session *s, int binary, pr_view data)
+{
+    if (s->w->app->on_eio_message)
+        s->w->app->on_eio_message(s, binary, data);
+}
+
+static void eio_app_close(gw_session *s, const char *reason)
+{
+    if (s->w->app->on_eio_close)
+        s->w->app->on_eio_close(s, reason);
+}
+
+static const gw_eio_handler eio_app_handler = {
+    .on_open = eio_app_open,
+    .on_message = eio_app_message,
+    .on_close = eio_app_close,
+};
+
 /* ---- life cycle ---- */
 
 gw_worker *gw__worker_new(int index, const gw_config *cfg, const gw_app *app, int listen_fd)
@@ -294,9 +201,14 @@ gw_worker *gw__worker_new(int index, const gw_config *cfg, const gw_app *app, in
     event_assign(&w->flush_ev, w->base, -1, 0, flush_cb, w);
     event_assign(&w->inbox_ev, w->base, -1, EV_PERSIST, inbox_cb, w);
     event_add(&w->listen_ev, NULL);
-    gw__tq_init(&w->http_idle_tq, w, cfg->http_idle_timeout_ms, gw__http_idle_timeout);
-    gw__tq_init(&w->linger_tq, w, 2000, gw__linger_timeout);
-    gw__eio_worker_init(w);
+    w->eio_path = cfg->path[0] ? cfg->path : app->default_path;
+    gw__conn_worker_init(w);
+    gw__http_worker_init(w, &http_handler);
+    gw__eio_worker_init(w); /* the WebSocket layer's handler is the engine's */
+    if (app->socketio)
+        gw__sio_worker_init(w);
+    else
+        w->eio_up = &eio_app_handler;
     if (app->worker_init && app->worker_init(w, &w->app_worker) != 0) {
         GW_ERROR("event=app_worker_init_failed app=%s worker=%d", app->name, index);
         abort();
@@ -309,6 +221,7 @@ void gw__workers_set(gw_worker **list, int n, int max_conns)
     workers = list;
     nworkers = n;
     max_connections = max_conns;
+    gw__loop_set_workers(list, n);
 }
 
 int gw__worker_run(gw_worker *w)
@@ -325,9 +238,11 @@ void gw__worker_free(gw_worker *w)
     if (w->app->worker_dispose)
         w->app->worker_dispose(w, w->app_worker);
     gw__eio_worker_dispose(w);
+    if (w->app->socketio)
+        gw__sio_worker_dispose(w);
     gw__worker_reap(w);
-    gw__tq_dispose(&w->http_idle_tq);
-    gw__tq_dispose(&w->linger_tq);
+    gw__http_worker_dispose(w);
+    gw__conn_worker_dispose(w);
     event_del(&w->listen_ev);
     event_del(&w->accept_retry);
     event_del(&w->flush_ev);
@@ -351,6 +266,23 @@ int gw__app_ready(void)
         if (workers[i]->app->ready && !workers[i]->app->ready(workers[i]))
             return 0;
     return 1;
+}
+
+/* ---- the worker as apps see it (app.h) ---- */
+
+struct event_base *gw_worker_base(gw_worker *w)
+{
+    return w->base;
+}
+
+void *gw_worker_app_state(gw_worker *w)
+{
+    return w->app_worker;
+}
+
+void gw_worker_schedule_flush(gw_worker *w)
+{
+    gw__worker_schedule_flush(w);
 }
 
 int gw__total_connections(void)

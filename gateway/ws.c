@@ -15,10 +15,47 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 #include <string.h>
+#include <wslay/wslay.h>
 
-#include "gw.h"
+#include "gw_ws.h"
+
+/* A WebSocket connection's state, inside the connection (c->layer). */
+typedef struct {
+    pr_buf rbuf;              /* bytes of an incomplete frame; empty when idle */
+    wslay_event_context_ptr ctx; /* held only while a frame or message is open */
+    uint8_t fragmented;       /* a fragmented message is in progress */
+    uint8_t close_sent;
+    uint8_t in_wslay;         /* inside wslay_event_recv: ctx must not be freed */
+    uint8_t peer_closed;      /* the client's close frame arrived */
+} gw_ws;
+
+_Static_assert(sizeof(gw_ws) <= GW_CONN_LAYER_BYTES, "gw_ws must fit in gw_conn.layer");
+
+static gw_ws *WS(gw_conn *c)
+{
+    return (gw_ws *)(void *)c->layer.bytes;
+}
+
+static const gw_conn_ops ws_conn_ops;
 
 static void send_close_frame(gw_conn *c, uint16_t code);
+static void ws_on_data(gw_conn *c, const char *p, size_t n);
+
+int gw__ws_is(const gw_conn *c)
+{
+    return c->ops == &ws_conn_ops;
+}
+
+/* The HTTP layer is done with c: it is a WebSocket from here on. */
+static void ws_become(gw_conn *c, pr_view rest)
+{
+    c->ops = &ws_conn_ops;
+    gw_ws *ws = WS(c);
+    memset(ws, 0, sizeof *ws);
+    pr_buf_init(&ws->rbuf, c->w->cfg->max_payload + 14);
+    if (rest.len)
+        ws_on_data(c, rest.ptr, rest.len);
+}
 
 static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
@@ -36,7 +73,7 @@ void gw__ws_accept(gw_conn *c, pr_view key)
     char headers[256];
     snprintf(headers, sizeof headers,
              "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
-    gw__http_upgrade(c, headers);
+    gw__http_upgrade(c, headers, ws_become);
 }
 
 int gw__ws_scan(const char *p, size_t n, size_t max_payload, gw_ws_frame *f)
@@ -127,14 +164,14 @@ static void on_msg_cb(wslay_event_context_ptr ctx, const struct wslay_event_on_m
             gw__ws_close(c, 1007);
             return;
         }
-        gw__eio_on_ws_text(c, data);
+        c->w->ws_up->on_text(c, data);
         break;
     case WSLAY_BINARY_FRAME:
-        gw__eio_on_ws_binary(c, data);
+        c->w->ws_up->on_binary(c, data);
         break;
     case WSLAY_CONNECTION_CLOSE:
         /* answered after wslay_event_send, so a ping before it gets its pong */
-        c->u.ws.peer_closed = 1;
+        WS(c)->peer_closed = 1;
         break;
     default:
         break; /* ping and pong: wslay answers pings itself */
@@ -149,16 +186,17 @@ static const struct wslay_event_callbacks ws_callbacks = {
 
 static void ctx_release(gw_conn *c)
 {
-    if (c->u.ws.ctx && !c->u.ws.in_wslay) {
-        wslay_event_context_free(c->u.ws.ctx);
-        c->u.ws.ctx = NULL;
+    gw_ws *ws = WS(c);
+    if (ws->ctx && !ws->in_wslay) {
+        wslay_event_context_free(ws->ctx);
+        ws->ctx = NULL;
     }
 }
 
 /* Feeds complete frames to wslay and sends what it queued. */
 static void ws_feed(gw_conn *c, const char *p, size_t n)
 {
-    gw_ws *ws = &c->u.ws;
+    gw_ws *ws = WS(c);
     if (!ws->ctx) {
         if (wslay_event_context_server_init(&ws->ctx, &ws_callbacks, c) != 0) {
             gw__conn_close(c, 0);
@@ -199,9 +237,9 @@ static void ws_feed(gw_conn *c, const char *p, size_t n)
     }
 }
 
-void gw__ws_on_data(gw_conn *c, const char *p, size_t n)
+static void ws_on_data(gw_conn *c, const char *p, size_t n)
 {
-    gw_ws *ws = &c->u.ws;
+    gw_ws *ws = WS(c);
     const size_t max_payload = c->w->cfg->max_payload;
     int buffered = ws->rbuf.len > 0;
     if (buffered) {
@@ -268,12 +306,13 @@ void gw__ws_close(gw_conn *c, uint16_t code)
 {
     if (c->state != GW_OPEN)
         return;
-    if (c->kind != GW_CONN_WS) { /* still inside its upgrade request */
+    if (c->ops != &ws_conn_ops) { /* still inside its upgrade request */
         gw__ws_reject(c, code);
         return;
     }
-    if (!c->u.ws.close_sent) {
-        c->u.ws.close_sent = 1;
+    gw_ws *ws = WS(c);
+    if (!ws->close_sent) {
+        ws->close_sent = 1;
         send_close_frame(c, code);
     }
     gw__conn_close(c, 1);
@@ -286,8 +325,15 @@ void gw__ws_reject(gw_conn *c, uint16_t code)
     gw__conn_close(c, 1);
 }
 
-void gw__ws_dispose(gw_conn *c)
+static void ws_on_close(gw_conn *c)
 {
+    if (c->owner)
+        c->w->ws_up->owner_closed(c);
     ctx_release(c); /* deferred to ws_on_data when inside wslay */
-    pr_buf_dispose(&c->u.ws.rbuf);
+    pr_buf_dispose(&WS(c)->rbuf);
 }
+
+static const gw_conn_ops ws_conn_ops = {
+    .on_data = ws_on_data,
+    .on_close = ws_on_close,
+};

@@ -2,7 +2,7 @@
  * table and If-None-Match matching. */
 #include <string.h>
 
-#include "gw.h"
+#include "gw_static.h"
 #include "t.h"
 
 /* clean(path) into buf: the name, or NULL when refused */

@@ -2,7 +2,7 @@
  * deadline order, removed ones never fire, a callback may re-add its node. */
 #include <stdlib.h>
 
-#include "gw.h"
+#include "gw_loop.h"
 #include "t.h"
 
 #define N 300

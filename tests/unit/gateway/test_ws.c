@@ -1,5 +1,5 @@
 /* Unit tests of gateway/ws.c's frame scanner (gw__ws_scan). */
-#include "gw.h"
+#include "gw_ws.h"
 #include "t.h"
 
 /* A masked client frame header for opcode/fin/len, mask key 0. */
