@@ -349,7 +349,7 @@ void gw__eio_reap(gw_worker *w)
         gw_session *s = w->session_graveyard;
         w->session_graveyard = s->next;
         pr_free(s->http_token);
-        gw__pool_put(&session_pool, s);
+        gw_pool_put(&session_pool, s);
     }
 }
 
@@ -537,7 +537,7 @@ static void respond_eio_error(gw_conn *c, int code)
 
 static gw_session *session_new(gw_worker *w, int transport)
 {
-    gw_session *s = gw__pool_get(&session_pool);
+    gw_session *s = gw_pool_get(&session_pool);
     unsigned char rnd[15];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
         GW_ERROR("event=rand_failed");

@@ -62,62 +62,16 @@ void gw__tq_del(gw_tq *tq, gw_tq_node *n); /* no-op when n is not queued */
 static inline int gw__tq_queued(const gw_tq_node *n) { return n->deadline_ms != 0; }
 uint64_t gw__now_ms(gw_worker *w);
 
-/* ---- timer heaps (theap.c) -------------------------------------------------
- * For deadlines that differ per entry (e.g. a token's exp): a min-heap and
- * one libevent timer; O(log n) add and removal. cb runs on the worker's
- * thread with the node already removed. */
-typedef struct gw_th_node {
-    uint64_t deadline_ms; /* gw__now_ms clock */
-    size_t idx;           /* 1 + position in the heap; 0 when not queued */
-} gw_th_node;
-
-typedef struct gw_th gw_th;
-typedef void (*gw_th_cb)(gw_th *th, gw_th_node *node);
-struct gw_th {
-    gw_th_node **v;
-    size_t n, cap;
-    struct event timer;
-    gw_th_cb cb;
-    gw_worker *w;
-};
-
-void gw__th_init(gw_th *th, gw_worker *w, gw_th_cb cb);
-void gw__th_dispose(gw_th *th); /* the nodes left are unqueued, not freed */
-void gw__th_add(gw_th *th, gw_th_node *n, uint64_t deadline_ms); /* (re)arms n */
-void gw__th_del(gw_th *th, gw_th_node *n); /* no-op when n is not queued */
-static inline int gw__th_queued(const gw_th_node *n) { return n->idx != 0; }
-
-/* ---- per-user rate limits (ratelimit.c) ------------------------------------
- * One token bucket per user id, shared by every worker of the process (any
- * thread may call these). acquire finds or creates the user's bucket (full)
- * and takes a reference; release drops it (NULL is fine); take spends one
- * token if there is one: 1, else 0. */
-typedef struct gw_rl gw_rl;
-gw_rl *gw__rl_acquire(const char *uid, size_t len, double burst, uint64_t now_ms);
-void gw__rl_release(gw_rl *b);
-int gw__rl_take(gw_rl *b, uint64_t now_ms, double rate, double burst);
-
-/* ---- pools of per-connection records (pool.c) ------------------------------
- * Per-thread free lists of one record size, carved from slabs: declare one
- * per type as `static _Thread_local gw_pool p = GW_POOL(type);`. */
-typedef struct gw_pool {
-    size_t size;
-    void *free;
-} gw_pool;
-#define GW_POOL(type) {(sizeof(type) + 7) & ~(size_t)7, NULL}
-void *gw__pool_get(gw_pool *p); /* zeroed */
-void gw__pool_put(gw_pool *p, void *obj); /* NULL is fine */
-
 /* ---- shared output bytes --------------------------------------------------
  * Immutable once built; refcounted so one encoded broadcast is written to many
  * sockets. data = [ws frame header (hdr bytes)][payload (len - hdr bytes)]. */
-typedef struct gw_blob {
+struct gw_blob {
     uint32_t refs;
     uint16_t hdr;    /* bytes of WebSocket header in front of the payload */
     uint8_t binary;  /* payload is a binary Engine.IO message (no type byte) */
     size_t len;      /* total bytes in data */
     char data[];
-} gw_blob;
+};
 
 gw_blob *gw__blob_new(size_t len);
 /* A blob with this count is never counted nor freed: static files, built
@@ -247,7 +201,6 @@ int gw__ws_scan(const char *p, size_t n, size_t max_payload, gw_ws_frame *f);
 
 /* ---- Engine.IO sessions ----------------------------------------------------- */
 enum { GW_T_POLLING = 0, GW_T_WEBSOCKET = 1 };
-#define GW_SID_LEN 20
 
 struct gw_session {
     char sid[GW_SID_LEN + 1];
@@ -341,11 +294,7 @@ typedef struct {
     uint64_t conns_open, conns_total, sessions_open, sessions_total, handoffs;
     uint64_t bytes_in, bytes_out, eio_packets_in, eio_packets_out, closed_bad_input;
     uint64_t accept_errors, conns_dropped_output;
-    /* chat */
-    uint64_t room_events_in;  /* envelopes received from Redis */
-    uint64_t room_deliveries; /* sockets a room event was queued on */
-    uint64_t published;       /* PUBLISHes of room events */
-    uint64_t publish_failures;
+    uint64_t app[GW_APP_COUNTERS_MAX]; /* the app's counters (gw_app.counters) */
 } gw_stats;
 
 struct gw_worker {
@@ -421,18 +370,7 @@ void gw__eio_bad_input(gw_session *s);
 /* Drops the transport abruptly, without a close packet (tests of reconnection). */
 void gw__eio_drop_transport(gw_session *s);
 
-/* ---- chat app helpers (app_chat.c), pure, exposed for unit tests --------- */
-/* Appends packet (a Socket.IO EVENT "2[...]") with the position vector
- * vec[0..n) added as its last argument, a string: the client's recovery
- * offset. PR_EINVAL (out unchanged) when packet is not an event array. */
-int gw__chat_offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigned n);
-/* Merges receipt seq into *have (0: none): the highest wins, and -1
- * ("everything so far") wins over any number. */
-void gw__chat_receipt_merge(int64_t *have, int64_t seq);
-
 /* metrics text for /metrics (Prometheus exposition format) */
 void gw__metrics_render(pr_buf *out);
-
-#define GW_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 #endif

@@ -367,7 +367,8 @@ void gw__metrics_render(pr_buf *out)
         SUM(conns_open); SUM(conns_total); SUM(sessions_open); SUM(sessions_total);
         SUM(handoffs); SUM(bytes_in); SUM(bytes_out); SUM(eio_packets_in); SUM(eio_packets_out);
         SUM(closed_bad_input); SUM(accept_errors); SUM(conns_dropped_output);
-        SUM(room_events_in); SUM(room_deliveries); SUM(published); SUM(publish_failures);
+        for (unsigned k = 0; k < GW_APP_COUNTERS_MAX; k++)
+            SUM(app[k]);
 #undef SUM
     }
 #define METRIC(name, type, help, v)                                                                \
@@ -388,13 +389,13 @@ void gw__metrics_render(pr_buf *out)
     METRIC("accept_errors_total", "counter", "Accepts refused or failed.", t.accept_errors);
     METRIC("output_limit_drops_total", "counter", "Clients cut for exceeding output limits.",
            t.conns_dropped_output);
-    METRIC("room_events_received_total", "counter", "Room events received from Redis.",
-           t.room_events_in);
-    METRIC("room_deliveries_total", "counter", "Room events queued on local sockets.",
-           t.room_deliveries);
-    METRIC("room_events_published_total", "counter", "Room events published to Redis.",
-           t.published);
-    METRIC("room_publish_failures_total", "counter", "Room events Redis did not take.",
-           t.publish_failures);
+    /* the app's own counters (gw_app.counters) */
+    const gw_app *app = nworkers ? workers[0]->app : NULL;
+    for (unsigned k = 0; app && k < app->ncounters && k < GW_APP_COUNTERS_MAX; k++)
+        pr_buf_appendf(out,
+                       "# HELP chat_gateway_%s %s\n# TYPE chat_gateway_%s counter\n"
+                       "chat_gateway_%s %llu\n",
+                       app->counters[k].name, app->counters[k].help, app->counters[k].name,
+                       app->counters[k].name, (unsigned long long)t.app[k]);
 #undef METRIC
 }
