@@ -157,8 +157,8 @@ void gw_socket_disconnect(gw_socket *sock);
 void gw_socket_drop_transport(gw_socket *sock);
 
 /* ---- the worker, for apps ----------------------------------------------
- * What an app needs of the worker its callbacks run on (every function here
- * is for that worker's thread, except gw_worker_index). */
+ * What an app needs of the worker its callbacks run on: for that worker's
+ * thread, except gw_worker_index and gw_worker_config (immutable). */
 int gw_worker_index(const gw_worker *w); /* 0-based, stable: for logs and names */
 const gw_config *gw_worker_config(const gw_worker *w); /* read-only, the process's */
 struct event_base *gw_worker_base(gw_worker *w);      /* for the app's own timers */

@@ -94,6 +94,8 @@ static const event_def *find_event(const char *name, int storage)
     return NULL;
 }
 
+static _Thread_local gw_pool sock_pool = GW_POOL(gc_sock);
+
 /* Arms the end of the socket's access at the token's exp (wall-clock
  * seconds), translated to the worker's monotonic clock. */
 static void token_arm(gc_worker *cw, gc_sock *cs, int64_t exp)
@@ -147,7 +149,7 @@ static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
             return -1;
         }
     }
-    gc_sock *cs = pr_calloc(1, sizeof *cs);
+    gc_sock *cs = gw_pool_get(&sock_pool);
     cs->sock = sock;
     cs->tokens = cw->cfg->rate_burst;
     cs->refill_ms = gw_worker_now_ms(w);
@@ -265,7 +267,7 @@ static void chat_disconnect(gw_socket *sock, const char *reason)
         cs->next->prev = cs->prev;
     pr_free(cs->first_name);
     pr_free(cs->pid);
-    pr_free(cs);
+    gw_pool_put(&sock_pool, cs);
 }
 
 static void storage_init(gc_worker *cw)

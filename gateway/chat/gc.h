@@ -123,8 +123,7 @@ typedef struct gc_unread {
     char room[];
 } gc_unread;
 
-/* Phases of a storage socket (docs/storage.md, Recovery). */
-/* Only gc__set_phase() changes cs->phase. */
+/* Phases of a storage socket (docs/storage.md, Recovery); session.c. */
 enum {
     GC_LIVE = 0,  /* messages are written as they come */
     GC_STARTING,  /* reading the session record, positions and rooms; subscribing */
@@ -145,7 +144,7 @@ struct gc_sock {
     gw_th_node exp_node; /* the token's exp (jwt): the socket ends then */
     char sid[GW_SID_LEN + 1]; /* the session: how asynchronous work finds us */
     /* storage */
-    uint8_t phase;      /* CS_* */
+    uint8_t phase;      /* GC_*, written only by gc__set_phase */
     uint8_t accepted;   /* the CONNECT reply went out */
     uint8_t recovering; /* the CONNECT waits for a replay */
     uint8_t have_record; /* rec holds a valid session record of this user */
@@ -274,6 +273,8 @@ void gc__map_init(gc_map *m);
 gc_entry *gc__map_get(gc_map *m, const char *key, size_t len);
 void gc__map_put(gc_map *m, gc_entry *e, const char *key, size_t len); /* key is copied */
 void gc__map_del(gc_map *m, gc_entry *e); /* unlinks e and frees its key, not e */
+/* Frees every entry (its key, then free_entry(e)) and the table. */
+void gc__map_free(gc_map *m, void (*free_entry)(gc_entry *e));
 uint64_t gc__wall_ms(void);
 void gc__iso_time(char out[48], uint64_t ms);
 void gc__room_channel(char *out, size_t n, const char *room);
@@ -283,6 +284,9 @@ int gc__parse_u64(const char *p, size_t n, uint64_t *out); /* strict decimal */
 int gc__redis_cmd(gc_worker *cw, gw_redis_reply_cb cb, void *arg, int argc, const char **argv);
 void gc__cmd_add(gc_cmd *c, const char *p, size_t n);
 void gc__cmd_adds(gc_cmd *c, const char *s);
+/* Starts "XADD {i:SHARD}:in * k KIND" (an ingest stream entry) in c; key
+ * (32 bytes) holds the stream's name and must outlive c. */
+void gc__cmd_ingest(gc_cmd *c, char key[32], unsigned shard, const char *kind);
 int gc__cmd_send(gc_worker *cw, gc_cmd *c, gw_redis_reply_cb cb, void *arg);
 /* PUBLISH a C envelope to room's channel (chat:all for "all"); cb may be NULL. */
 int gc__publish(gc_worker *cw, const char *room, const char *except_user, pr_view packet,

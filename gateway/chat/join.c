@@ -239,17 +239,16 @@ void gc__on_join_room(const gc_req *q)
 
 
 
+static void join_free(gc_entry *e)
+{
+    gc_join *x = GW_CONTAINER_OF(e, gc_join, e);
+    json_decref(x->answer);
+    pr_free(x);
+}
+
 /* At the worker's end: the joins still waiting for storage (their
  * subscription callbacks ran in gw_redis_free). */
 void gc__joins_dispose(gc_worker *cw)
 {
-    for (size_t i = 0; i < cw->joins.nb; i++)
-        for (gc_entry *e = cw->joins.b[i], *next; e; e = next) {
-            next = e->next;
-            gc_join *x = GW_CONTAINER_OF(e, gc_join, e);
-            pr_free(e->key);
-            json_decref(x->answer);
-            pr_free(x);
-        }
-    pr_free(cw->joins.b);
+    gc__map_free(&cw->joins, join_free);
 }

@@ -25,6 +25,11 @@ void gc__receipt_merge(int64_t *have, int64_t seq)
 }
 
 
+static void receipt_free(gc_entry *e)
+{
+    pr_free(e); /* the entry is a gc_receipt's first member */
+}
+
 void gc__receipts_init(gc_worker *cw)
 {
     gc__map_init(&cw->receipts);
@@ -37,13 +42,7 @@ void gc__receipts_init(gc_worker *cw)
 void gc__receipts_dispose(gc_worker *cw)
 {
     event_free(cw->receipt_timer);
-    for (size_t i = 0; i < cw->receipts.nb; i++)
-        for (gc_entry *e = cw->receipts.b[i], *next; e; e = next) {
-            next = e->next;
-            pr_free(e->key);
-            pr_free(e);
-        }
-    pr_free(cw->receipts.b);
+    gc__map_free(&cw->receipts, receipt_free);
     for (unsigned i = 0; i < 2 * cw->nshards; i++)
         pr_buf_dispose(&cw->rbufs[i]);
     pr_free(cw->rbufs);
@@ -88,25 +87,26 @@ static void receipt_xadd_cb(gw_redis *r, redisReply *rep, void *arg)
                             rep ? rep->str : "link lost");
 }
 
+/* XADD {i:SHARD}:in * k R d DELIVERED v SEEN (lines of chat_receipt_add). */
+static int receipt_xadd(gc_worker *cw, unsigned shard, pr_view d, pr_view v)
+{
+    char key[32];
+    gc_cmd c = {.n = 0};
+    gc__cmd_ingest(&c, key, shard, "R");
+    gc__cmd_adds(&c, "d");
+    gc__cmd_add(&c, d.len ? d.ptr : "", d.len);
+    gc__cmd_adds(&c, "v");
+    gc__cmd_add(&c, v.len ? v.ptr : "", v.len);
+    return gc__cmd_send(cw, &c, receipt_xadd_cb, cw);
+}
+
 /* One XADD {i:S}:in * k R d LINES v LINES; the buffers are emptied. */
 static void receipt_send(gc_worker *cw, unsigned shard)
 {
     pr_buf *d = &cw->rbufs[2 * shard], *v = &cw->rbufs[2 * shard + 1];
     if (d->len == 0 && v->len == 0)
         return;
-    char key[32];
-    snprintf(key, sizeof key, "{i:%u}:in", shard);
-    gc_cmd c = {.n = 0};
-    gc__cmd_adds(&c, "XADD");
-    gc__cmd_adds(&c, key);
-    gc__cmd_adds(&c, "*");
-    gc__cmd_adds(&c, "k");
-    gc__cmd_adds(&c, "R");
-    gc__cmd_adds(&c, "d");
-    gc__cmd_add(&c, d->len ? d->ptr : "", d->len);
-    gc__cmd_adds(&c, "v");
-    gc__cmd_add(&c, v->len ? v->ptr : "", v->len);
-    if (gc__cmd_send(cw, &c, receipt_xadd_cb, cw) != 0)
+    if (receipt_xadd(cw, shard, pr_buf_view(d), pr_buf_view(v)) != 0)
         GW_WARN_RATELIMITED("event=receipts_lost worker=%d err=\"redis down\"", cw->index);
     pr_buf_reset(d);
     pr_buf_reset(v);
@@ -174,19 +174,8 @@ void gc__open_receipt(gc_worker *cw, gc_sock *cs, gc_member *m)
     int rc = chat_receipt_add(&line, pr_view_make(room, rl),
                               pr_view_make(cs->user->e.key, cs->user->e.len), -1);
     if (rc == 0 && gw_redis_ready(cw->redis)) {
-        char key[32];
-        snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(room, rl, cw->nshards));
-        gc_cmd c = {.n = 0};
-        gc__cmd_adds(&c, "XADD");
-        gc__cmd_adds(&c, key);
-        gc__cmd_adds(&c, "*");
-        gc__cmd_adds(&c, "k");
-        gc__cmd_adds(&c, "R");
-        gc__cmd_adds(&c, "d");
-        gc__cmd_adds(&c, "");
-        gc__cmd_adds(&c, "v");
-        gc__cmd_add(&c, line.ptr, line.len);
-        rc = gc__cmd_send(cw, &c, receipt_xadd_cb, cw);
+        unsigned shard = chat_room_shard(room, rl, cw->nshards);
+        rc = receipt_xadd(cw, shard, PR_VIEW_LIT(""), pr_buf_view(&line));
     } else {
         rc = -1;
     }

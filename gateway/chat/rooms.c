@@ -242,11 +242,11 @@ static void open_dm_in_storage(gc_worker *cw, const char *room, const char *a, c
                                const gc_join *wait)
 {
     char key[32], ack[24];
-    snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(room, strlen(room), cw->nshards));
     gc_cmd c = {.n = 0};
-    const char *head[] = {"XADD", key, "*", "k", "o", "r", room, "u", a, "p", b};
-    for (size_t i = 0; i < sizeof head / sizeof head[0]; i++)
-        gc__cmd_adds(&c, head[i]);
+    gc__cmd_ingest(&c, key, chat_room_shard(room, strlen(room), cw->nshards), "o");
+    const char *fields[] = {"r", room, "u", a, "p", b};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        gc__cmd_adds(&c, fields[i]);
     open_ctx *o = NULL;
     if (wait) {
         snprintf(ack, sizeof ack, "%lld", (long long)wait->ack_id);

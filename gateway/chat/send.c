@@ -110,13 +110,8 @@ static void store_subscribed(gw_redis *r, int ok, void *arg)
         return;
     }
     char key[32], ack[24];
-    snprintf(key, sizeof key, "{i:%u}:in", chat_room_shard(x->room, strlen(x->room), cw->nshards));
     gc_cmd c = {.n = 0};
-    gc__cmd_adds(&c, "XADD");
-    gc__cmd_adds(&c, key);
-    gc__cmd_adds(&c, "*");
-    gc__cmd_adds(&c, "k");
-    gc__cmd_adds(&c, "m");
+    gc__cmd_ingest(&c, key, chat_room_shard(x->room, strlen(x->room), cw->nshards), "m");
     gc__cmd_adds(&c, "r");
     gc__cmd_adds(&c, x->room);
     gc__cmd_adds(&c, "u");

@@ -295,6 +295,15 @@ static void started(gc_worker *cw, gc_sock *cs)
     gc__go_fresh(cw, cs, 1);
 }
 
+/* The socket a callback of its start was made for, if it is still in that
+ * start (not gone, no newer generation); frees ref. */
+static gc_sock *still_starting(void *ref, gc_worker **cw)
+{
+    *cw = ((gc_ref *)ref)->cw;
+    gc_sock *cs = gc__ref_take(ref);
+    return cs && cs->phase == GC_STARTING ? cs : NULL;
+}
+
 static void subs_step(gc_worker *cw, gc_sock *cs)
 {
     if (cs->phase == GC_STARTING && --cs->subs_pending == 0)
@@ -304,9 +313,9 @@ static void subs_step(gc_worker *cw, gc_sock *cs)
 static void subscribed_cb(gw_redis *r, int ok, void *arg)
 {
     (void)r;
-    gc_worker *cw = ((gc_ref *)arg)->cw;
-    gc_sock *cs = gc__ref_take(arg);
-    if (!cs || cs->phase != GC_STARTING)
+    gc_worker *cw;
+    gc_sock *cs = still_starting(arg, &cw);
+    if (!cs)
         return;
     if (!ok)
         start_failed(cw, cs, "subscribe");
@@ -324,9 +333,9 @@ static void wait_channel(gc_worker *cw, gc_sock *cs, const char *channel)
 static void rooms_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
-    gc_worker *cw = ((gc_ref *)arg)->cw;
-    gc_sock *cs = gc__ref_take(arg);
-    if (!cs || cs->phase != GC_STARTING)
+    gc_worker *cw;
+    gc_sock *cs = still_starting(arg, &cw);
+    if (!cs)
         return;
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         start_failed(cw, cs, "rooms");
@@ -355,9 +364,9 @@ static void rooms_cb(gw_redis *r, redisReply *rep, void *arg)
 static void record_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
-    gc_worker *cw = ((gc_ref *)arg)->cw;
-    gc_sock *cs = gc__ref_take(arg);
-    if (!cs || cs->phase != GC_STARTING)
+    gc_worker *cw;
+    gc_sock *cs = still_starting(arg, &cw);
+    if (!cs)
         return;
     if (!rep || rep->type == REDIS_REPLY_ERROR) {
         start_failed(cw, cs, "session record");
@@ -380,9 +389,9 @@ static void record_cb(gw_redis *r, redisReply *rep, void *arg)
 static void positions_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
-    gc_worker *cw = ((gc_ref *)arg)->cw;
-    gc_sock *cs = gc__ref_take(arg);
-    if (!cs || cs->phase != GC_STARTING)
+    gc_worker *cw;
+    gc_sock *cs = still_starting(arg, &cw);
+    if (!cs)
         return;
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         start_failed(cw, cs, "positions");
@@ -411,9 +420,9 @@ static void positions_cb(gw_redis *r, redisReply *rep, void *arg)
 static void cache_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
-    gc_worker *cw = ((gc_ref *)arg)->cw;
-    gc_sock *cs = gc__ref_take(arg);
-    if (!cs || cs->phase != GC_STARTING)
+    gc_worker *cw;
+    gc_sock *cs = still_starting(arg, &cw);
+    if (!cs)
         return;
     if (rep && rep->type == REDIS_REPLY_STRING) {
         cw->cache_seen = 1;

@@ -71,6 +71,19 @@ void gc__map_del(gc_map *m, gc_entry *e)
     pr_free(e->key);
 }
 
+void gc__map_free(gc_map *m, void (*free_entry)(gc_entry *e))
+{
+    for (size_t i = 0; i < m->nb; i++)
+        for (gc_entry *e = m->b[i], *next; e; e = next) {
+            next = e->next;
+            pr_free(e->key);
+            free_entry(e);
+        }
+    pr_free(m->b);
+    m->b = NULL;
+    m->n = m->nb = 0;
+}
+
 /* ---- small helpers ---- */
 
 uint64_t gc__wall_ms(void)
@@ -126,6 +139,16 @@ void gc__cmd_add(gc_cmd *c, const char *p, size_t n)
 void gc__cmd_adds(gc_cmd *c, const char *s)
 {
     gc__cmd_add(c, s, strlen(s));
+}
+
+void gc__cmd_ingest(gc_cmd *c, char key[32], unsigned shard, const char *kind)
+{
+    snprintf(key, 32, "{i:%u}:in", shard);
+    gc__cmd_adds(c, "XADD");
+    gc__cmd_adds(c, key);
+    gc__cmd_adds(c, "*");
+    gc__cmd_adds(c, "k");
+    gc__cmd_adds(c, kind);
 }
 
 int gc__cmd_send(gc_worker *cw, gc_cmd *c, gw_redis_reply_cb cb, void *arg)

@@ -5,10 +5,11 @@
  * the gc__ functions) and checks what went to sockets and to Redis.
  *
  * Redis: commands are recorded as one line of their arguments joined by
- * ' ' and kept with their callbacks; fake_redis_reply answers the oldest
+ * ' ' and kept with their callbacks; fake_redis_reply answers one of them
  * with a reply (or NULL: link lost); gw_redis_free answers every one left
  * with NULL (hiredis' contract). Subscription waits are kept until
- * fake_redis_confirm. Timer heaps are unsorted lists fired by fake_th_fire.
+ * fake_redis_confirm. Timer heaps are unsorted lists fired by fake_th_fire;
+ * record pools are plain allocations (the sanitizers see each record).
  */
 #ifndef FAKE_H
 #define FAKE_H

@@ -72,6 +72,18 @@ static gw_socket *catching_up(const char *sid, const char *user)
     return s;
 }
 
+/* A join ack of cs waiting for the catch-up (as join.c queues it). */
+static gc_join *due_join(gc_sock *cs, int64_t ack_id, const char *room)
+{
+    gc_join *j = pr_calloc(1, sizeof *j);
+    j->cw = t.cw;
+    j->ack_id = ack_id;
+    snprintf(j->sid, sizeof j->sid, "%s", cs->sid);
+    snprintf(j->room, sizeof j->room, "%s", room);
+    cs->acks_due = j;
+    return j;
+}
+
 static void generation_and_timeout(void)
 {
     gw_socket *s = catching_up("SID1", "alice");
@@ -183,12 +195,7 @@ static void waiting_and_gone(void)
     CHECK_EQ(cs->nheld, 2);
     CHECK(!gw_th_queued(&cs->wait));
     /* a join ack that waits for the catch-up */
-    gc_join *j = pr_calloc(1, sizeof *j);
-    j->cw = t.cw;
-    j->ack_id = 4;
-    snprintf(j->sid, sizeof j->sid, "SID3");
-    snprintf(j->room, sizeof j->room, "r1");
-    cs->acks_due = j;
+    due_join(cs, 4, "r1");
     /* the socket goes: nothing is written, everything is released */
     gc__set_phase(t.cw, cs, GC_GONE);
     CHECK_EQ(cs->nheld, 0);
@@ -209,12 +216,7 @@ static void due_opens_and_acks(void)
     /* opened while the sync is in flight: its receipt and ack wait */
     gc__room_open(t.cw, cs, m);
     CHECK_EQ(m->open_due, 1);
-    gc_join *j = pr_calloc(1, sizeof *j);
-    j->cw = t.cw;
-    j->ack_id = 7;
-    snprintf(j->sid, sizeof j->sid, "SID4");
-    snprintf(j->room, sizeof j->room, "r2");
-    cs->acks_due = j;
+    gc_join *j = due_join(cs, 7, "r2");
     unsigned opens = fake_redis_count(t.r, "v r2\terin\t-1");
     /* a room joined meanwhile owes a sync: going live asks it first */
     cs->resync = 1;
