@@ -301,6 +301,8 @@ gc_sock *gc__ref_take(gc_ref *r);         /* NULL when gone or stale; frees r */
 gc_sock *gc__ref_take_session(gc_ref *r); /* NULL when gone; frees r */
 
 /* ---- receipts.c ---- */
+/* Merges receipt seq into *have (0: none): the highest wins, and -1
+ * ("everything so far") wins over any number. Pure; for the unit tests. */
 void gc__receipt_merge(int64_t *have, int64_t seq);
 void gc__receipts_init(gc_worker *cw);
 void gc__receipts_dispose(gc_worker *cw);
@@ -370,7 +372,8 @@ void gc__wait_timeout(gw_th *th, gw_th_node *n);
 /* ---- deliver.c: what comes from Redis, and writing it to sockets ---- */
 /* Appends packet (a Socket.IO EVENT "2[...]") with the position vector
  * vec[0..n) added as its last argument, a string: the client's recovery
- * offset. PR_EINVAL (out unchanged) when packet is not an event array. */
+ * offset. PR_EINVAL (out unchanged) when packet is not an event array.
+ * Pure; for the unit tests. */
 int gc__offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigned n);
 /* The seq filter: writes stored message seq of m's room to cs unless it
  * was written already (by seq: a batch published again, a sync or replay
