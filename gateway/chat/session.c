@@ -304,6 +304,18 @@ static gc_sock *still_starting(void *ref, gc_worker **cw)
     return cs && cs->phase == GC_STARTING ? cs : NULL;
 }
 
+/* still_starting, for a reply that must be an array: otherwise the start
+ * failed (Redis, or the link, refused the read). */
+static gc_sock *starting_array(void *ref, const redisReply *rep, const char *what, gc_worker **cw)
+{
+    gc_sock *cs = still_starting(ref, cw);
+    if (cs && (!rep || rep->type != REDIS_REPLY_ARRAY)) {
+        start_failed(*cw, cs, what);
+        return NULL;
+    }
+    return cs;
+}
+
 static void subs_step(gc_worker *cw, gc_sock *cs)
 {
     if (cs->phase == GC_STARTING && --cs->subs_pending == 0)
@@ -334,13 +346,9 @@ static void rooms_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
     gc_worker *cw;
-    gc_sock *cs = still_starting(arg, &cw);
+    gc_sock *cs = starting_array(arg, rep, "rooms", &cw);
     if (!cs)
         return;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        start_failed(cw, cs, "rooms");
-        return;
-    }
     for (size_t i = 0; i < rep->elements; i++) {
         redisReply *e = rep->element[i];
         if (e->type == REDIS_REPLY_STRING && chat_id_valid(e->str, e->len))
@@ -390,13 +398,9 @@ static void positions_cb(gw_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
     gc_worker *cw;
-    gc_sock *cs = still_starting(arg, &cw);
+    gc_sock *cs = starting_array(arg, rep, "positions", &cw);
     if (!cs)
         return;
-    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
-        start_failed(cw, cs, "positions");
-        return;
-    }
     cs->fresh = pr_calloc(cw->nshards, sizeof *cs->fresh); /* missing shards: 0 */
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
         redisReply *k = rep->element[i], *v = rep->element[i + 1];
