@@ -47,7 +47,7 @@ static void setup_once(void)
     load_cfg(&cfgs[FZH_CFG_ENGINE], 7, a2);
     load_cfg(&cfgs[FZH_CFG_SMALL], 14, a3);
     /* Formatting log lines is not worth the time per input. */
-    gw_log_level = getenv("FUZZ_GW_LOG") ? GW_LOG_DEBUG : GW_LOG_ERROR + 1;
+    cm_log_level = getenv("FUZZ_GW_LOG") ? CM_LOG_DEBUG : CM_LOG_ERROR + 1;
     dump = getenv("FUZZ_GW_DUMP") != NULL;
     gw__http_init(cfgs[FZH_CFG_DEFAULT].max_header_bytes);
 

@@ -15,7 +15,10 @@
 #ifndef GW_APP_H
 #define GW_APP_H
 
+#include <event2/event.h>
+#include <event2/event_struct.h>
 #include <jansson.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "pr.h"
@@ -25,11 +28,25 @@ typedef struct gw_session gw_session;
 typedef struct gw_socket gw_socket;
 typedef struct gw_app_session gw_app_session;
 typedef struct gw_worker gw_worker;
-struct gw_blob;
-struct event_base;
+typedef struct gw_config gw_config;
+typedef struct gw_blob gw_blob;
+
+/* Length of an Engine.IO session id (gw_session_sid): apps keep sids to
+ * find their sockets again. */
+#define GW_SID_LEN 20
+
+#define GW_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* ack is NULL when the socket went away before the client acknowledged. */
 typedef void (*gw_ack_cb)(gw_socket *sock, void *arg, const sio_packet *ack);
+
+/* A counter of the app, kept per worker and summed into /metrics as
+ * chat_gateway_NAME (a Prometheus counter) after the transport's own. */
+typedef struct gw_app_counter {
+    const char *name; /* e.g. "room_deliveries_total" */
+    const char *help;
+} gw_app_counter;
+#define GW_APP_COUNTERS_MAX 8
 
 typedef struct gw_app {
     const char *name;
@@ -64,6 +81,11 @@ typedef struct gw_app {
      * (see gw_socket_unread_mark). Never runs for what a session that
      * closed first had not proved read. */
     void (*on_consumed)(gw_socket *sock, uint64_t mark);
+
+    /* Optional: the app's counters (at most GW_APP_COUNTERS_MAX), counted
+     * with gw_app_count(w, index into counters, n). */
+    const gw_app_counter *counters;
+    unsigned ncounters;
 } gw_app;
 
 #define GW_CONNECT_PENDING 1 /* on_connect: the app answers later */
@@ -72,15 +94,6 @@ const gw_app *gw_app_find(const char *name);
 extern const gw_app gw_app_engine_echo;
 extern const gw_app gw_app_socketio_echo;
 extern const gw_app gw_app_chat;
-
-/* ---- the worker (its thread runs the app's callbacks) ---- */
-/* The worker's event loop, for the app's own timers and events. */
-struct event_base *gw_worker_base(gw_worker *w);
-/* The per-worker state the app's worker_init made. */
-void *gw_worker_app_state(gw_worker *w);
-/* Asks for the flush pass (output written, closed sockets freed) at the end
- * of this loop iteration: after work done in the app's own events. */
-void gw_worker_schedule_flush(gw_worker *w);
 
 /* ---- Engine.IO level ---- */
 int gw_session_send(gw_session *s, int binary, pr_view data);
@@ -142,5 +155,78 @@ json_t *gw_packet_args(const sio_packet *p);
 void gw_socket_disconnect(gw_socket *sock);
 /* Drops the whole transport without a close packet (client must reconnect). */
 void gw_socket_drop_transport(gw_socket *sock);
+
+/* ---- the worker, for apps ----------------------------------------------
+ * What an app needs of the worker its callbacks run on: for that worker's
+ * thread, except gw_worker_index and gw_worker_config (immutable). */
+int gw_worker_index(const gw_worker *w); /* 0-based, stable: for logs and names */
+const gw_config *gw_worker_config(const gw_worker *w); /* read-only, the process's */
+struct event_base *gw_worker_base(gw_worker *w);      /* for the app's own timers */
+void *gw_worker_app(const gw_worker *w); /* the state worker_init made, or NULL */
+/* The worker's monotonic clock in ms (cached per loop turn): what timer
+ * heap deadlines are measured on. */
+uint64_t gw_worker_now_ms(gw_worker *w);
+/* Output queued outside of a transport callback (a timer, a Redis reply)
+ * is written in the worker's flush pass: schedule one. */
+void gw_worker_schedule_flush(gw_worker *w);
+/* Adds n to the app's counter number counter (see gw_app.counters). */
+void gw_app_count(gw_worker *w, unsigned counter, uint64_t n);
+
+/* ---- shared output bytes ---------------------------------------------------
+ * A packet encoded once and queued on many sockets (gw_socket_send_blob takes
+ * its own reference). gw_blob_sio frames the Socket.IO packet text (e.g.
+ * "2[\"event\",...]") as one Engine.IO message for either transport; its
+ * count is 1. */
+gw_blob *gw_blob_sio(pr_view packet);
+gw_blob *gw_blob_ref(gw_blob *b);
+void gw_blob_unref(gw_blob *b);
+
+/* ---- timer heaps (theap.c) ---------------------------------------------
+ * Per-worker timers with a deadline per entry (on gw_worker_now_ms): a
+ * min-heap and one libevent timer; O(log n) add and removal. cb runs on the
+ * worker's thread with the node already removed, and may add it again or
+ * free what holds it; a flush pass follows. */
+typedef struct gw_th_node {
+    uint64_t deadline_ms;
+    size_t idx; /* 1 + position in the heap; 0 when not queued */
+} gw_th_node;
+
+typedef struct gw_th gw_th;
+typedef void (*gw_th_cb)(gw_th *th, gw_th_node *node);
+struct gw_th {
+    gw_th_node **v;
+    size_t n, cap;
+    struct event timer;
+    gw_th_cb cb;
+    gw_worker *w;
+};
+
+void gw_th_init(gw_th *th, gw_worker *w, gw_th_cb cb);
+void gw_th_dispose(gw_th *th); /* the nodes left are unqueued, not freed */
+void gw_th_add(gw_th *th, gw_th_node *n, uint64_t deadline_ms); /* (re)arms n */
+void gw_th_del(gw_th *th, gw_th_node *n); /* no-op when n is not queued */
+static inline int gw_th_queued(const gw_th_node *n) { return n->idx != 0; }
+
+/* ---- per-thread pools of records (pool.c) --------------------------------
+ * Free lists of one record size carved from slabs, for the records every
+ * connection keeps (dense, no malloc header): declare one per type as
+ * `static _Thread_local gw_pool p = GW_POOL(type);`. */
+typedef struct gw_pool {
+    size_t size;
+    void *free;
+} gw_pool;
+#define GW_POOL(type) {(sizeof(type) + 7) & ~(size_t)7, NULL}
+void *gw_pool_get(gw_pool *p); /* zeroed */
+void gw_pool_put(gw_pool *p, void *obj); /* NULL is fine */
+
+/* ---- per-user rate limits (ratelimit.c) ------------------------------------
+ * One token bucket per user id, shared by every worker of the process (any
+ * thread may call these). acquire finds or creates the user's bucket (full)
+ * and takes a reference; release drops it (NULL is fine); take spends one
+ * token if there is one: 1, else 0. */
+typedef struct gw_rl gw_rl;
+gw_rl *gw_rl_acquire(const char *uid, size_t len, double burst, uint64_t now_ms);
+void gw_rl_release(gw_rl *b);
+int gw_rl_take(gw_rl *b, uint64_t now_ms, double rate, double burst);
 
 #endif

@@ -98,7 +98,7 @@ static int echo_connect(gw_socket *sock, const json_t *auth, json_t **error)
 {
     (void)error;
     gw_worker *w = gw_socket_worker(sock);
-    echo_worker *ew = gw_worker_app_state(w);
+    echo_worker *ew = gw_worker_app(w);
     pending_auth *p = pr_calloc(1, sizeof *p);
     snprintf(p->sid, sizeof p->sid, "%s", gw_session_sid(gw_socket_session(sock)));
     p->nsp = gw_socket_nsp(sock);

@@ -40,7 +40,7 @@ static _Thread_local gw_pool conn_pool = GW_POOL(gw_conn);
 
 gw_conn *gw__conn_new(gw_worker *w, int fd)
 {
-    gw_conn *c = gw__pool_get(&conn_pool);
+    gw_conn *c = gw_pool_get(&conn_pool);
     c->w = w;
     c->fd = fd;
     c->id = ((uint32_t)w->index << 24) | (++w->next_conn_id & 0xffffff);
@@ -130,7 +130,7 @@ static void out_free_all(gw_conn *c);
 static void conn_doom(gw_conn *c, const char *limit)
 {
     GW_STAT_ADD(c->w, conns_dropped_output, 1);
-    GW_WARN_RATELIMITED("event=output_%s_limit conn=%u queued=%zu", limit, c->id, c->out_bytes);
+    CM_WARN_RATELIMITED("event=output_%s_limit conn=%u queued=%zu", limit, c->id, c->out_bytes);
     c->doomed = 1;
     c->read_paused = 1;
     out_free_all(c);
@@ -327,7 +327,7 @@ void gw__conn_close(gw_conn *c, int after_write)
 
 void gw__conn_free(gw_conn *c)
 {
-    gw__pool_put(&conn_pool, c);
+    gw_pool_put(&conn_pool, c);
 }
 
 static int collect_conn(const struct event_base *base, const struct event *ev, void *arg)

@@ -125,7 +125,7 @@ int gw__eio_send_blob(gw_session *s, gw_blob *b)
     if (s->pollq_bytes + b->len > s->w->cfg->output_hard_limit) {
         /* closed in the flush pass, not under the sender (see conn_doom) */
         GW_STAT_ADD(s->w, conns_dropped_output, 1);
-        GW_WARN_RATELIMITED("event=output_hard_limit sid=%s transport=polling", s->sid);
+        CM_WARN_RATELIMITED("event=output_hard_limit sid=%s transport=polling", s->sid);
         s->doomed = 1;
         pollq_free(s);
         if (!s->poll_dirty) {
@@ -266,7 +266,7 @@ static void pong_overdue(gw_tq *tq, gw_tq_node *n)
         session_bury(s);
         return;
     }
-    GW_DEBUG("event=ping_timeout sid=%s", s->sid);
+    CM_DEBUG("event=ping_timeout sid=%s", s->sid);
     gw__eio_close(s, "ping timeout");
 }
 
@@ -297,7 +297,7 @@ void gw__eio_close_code(gw_session *s, const char *reason, uint16_t ws_code)
     s->closed = 1;
     gw__tq_del(&w->ping_tq, &s->hb); /* or pong_tq: whichever holds it */
     GW_STAT_ADD(w, sessions_open, -1);
-    GW_DEBUG("event=session_closed sid=%s reason=\"%s\"", s->sid, reason);
+    CM_DEBUG("event=session_closed sid=%s reason=\"%s\"", s->sid, reason);
 
     gw_conn *c = s->conn, *probe = s->probe;
     s->conn = s->probe = NULL;
@@ -346,7 +346,7 @@ void gw__eio_reap(gw_worker *w)
         gw_session *s = w->session_graveyard;
         w->session_graveyard = s->next;
         pr_free(s->http_token);
-        gw__pool_put(&session_pool, s);
+        gw_pool_put(&session_pool, s);
     }
 }
 
@@ -413,7 +413,7 @@ static void complete_upgrade(gw_session *s, gw_conn *ws)
         n = next;
     }
     consumed(s, s->out_seq);
-    GW_DEBUG("event=upgraded sid=%s", s->sid);
+    CM_DEBUG("event=upgraded sid=%s", s->sid);
 }
 
 static void on_probe_packet(gw_session *s, gw_conn *c, const eio_packet *p)
@@ -531,10 +531,10 @@ static void respond_eio_error(gw_conn *c, int code)
 
 static gw_session *session_new(gw_worker *w, int transport)
 {
-    gw_session *s = gw__pool_get(&session_pool);
+    gw_session *s = gw_pool_get(&session_pool);
     unsigned char rnd[15];
     if (RAND_bytes(rnd, sizeof rnd) != 1) {
-        GW_ERROR("event=rand_failed");
+        CM_ERROR("event=rand_failed");
         abort();
     }
     /* 15 random bytes -> 20 base64url characters; the first names the worker */
@@ -676,7 +676,7 @@ void gw__eio_handle_request(gw_conn *c, int method, pr_view query, pr_view body,
     }
     if (s->cookie_auth && !(flags & GW_REQ_ORIGIN_TRUSTED)) {
         /* a page of another origin that learnt the sid rides on the cookie */
-        GW_WARN_RATELIMITED("event=foreign_origin sid=%s", s->sid);
+        CM_WARN_RATELIMITED("event=foreign_origin sid=%s", s->sid);
         respond_eio_error(c, 4);
         return;
     }

@@ -16,7 +16,6 @@
 
 /* ---- Engine.IO sessions ----------------------------------------------------- */
 enum { GW_T_POLLING = 0, GW_T_WEBSOCKET = 1 };
-#define GW_SID_LEN 20
 
 struct gw_session {
     char sid[GW_SID_LEN + 1];

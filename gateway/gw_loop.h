@@ -41,17 +41,16 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "app.h"
 #include "config.h"
 #include "eio.h"
-#include "log.h"
+#include "cm_log.h"
 #include "pr.h"
 
 typedef struct gw_worker gw_worker;
 typedef struct gw_conn gw_conn;
 typedef struct gw_session gw_session;
 typedef struct gw_app gw_app;
-
-#define GW_CONTAINER_OF(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* ---- timer queues (loop.c) ---------------------------------------------------
  * All entries of one queue share one timeout, so deadlines are FIFO and a
@@ -87,52 +86,19 @@ uint64_t gw__now_ms(gw_worker *w);
  * it has passed). */
 void gw__timer_arm(struct event *timer, gw_worker *w, uint64_t deadline_ms);
 
-/* ---- timer heaps (theap.c) -------------------------------------------------
- * For deadlines that differ per entry (e.g. a token's exp): a min-heap and
- * one libevent timer; O(log n) add and removal. cb runs on the worker's
- * thread with the node already removed. */
-typedef struct gw_th_node {
-    uint64_t deadline_ms; /* gw__now_ms clock */
-    size_t idx;           /* 1 + position in the heap; 0 when not queued */
-} gw_th_node;
-
-typedef struct gw_th gw_th;
-typedef void (*gw_th_cb)(gw_th *th, gw_th_node *node);
-struct gw_th {
-    gw_th_node **v;
-    size_t n, cap;
-    struct event timer;
-    gw_th_cb cb;
-    gw_worker *w;
-};
-
-void gw__th_init(gw_th *th, gw_worker *w, gw_th_cb cb);
-void gw__th_dispose(gw_th *th); /* the nodes left are unqueued, not freed */
-void gw__th_add(gw_th *th, gw_th_node *n, uint64_t deadline_ms); /* (re)arms n */
-void gw__th_del(gw_th *th, gw_th_node *n); /* no-op when n is not queued */
-static inline int gw__th_queued(const gw_th_node *n) { return n->idx != 0; }
-
-/* ---- pools of per-connection records (pool.c) ------------------------------
- * Per-thread free lists of one record size, carved from slabs: declare one
- * per type as `static _Thread_local gw_pool p = GW_POOL(type);`. */
-typedef struct gw_pool {
-    size_t size;
-    void *free;
-} gw_pool;
-#define GW_POOL(type) {(sizeof(type) + 7) & ~(size_t)7, NULL}
-void *gw__pool_get(gw_pool *p); /* zeroed */
-void gw__pool_put(gw_pool *p, void *obj); /* NULL is fine */
+/* Timer heaps (theap.c), record pools (pool.c) and the per-user rate limits
+ * (ratelimit.c) are lent to applications: declared in app.h. */
 
 /* ---- shared output bytes (blob.c) ------------------------------------------
  * Immutable once built; refcounted so one encoded broadcast is written to many
  * sockets. data = [ws frame header (hdr bytes)][payload (len - hdr bytes)]. */
-typedef struct gw_blob {
+struct gw_blob {
     uint32_t refs;
     uint16_t hdr;    /* bytes of WebSocket header in front of the payload */
     uint8_t binary;  /* payload is a binary Engine.IO message (no type byte) */
     size_t len;      /* total bytes in data */
     char data[];
-} gw_blob;
+};
 
 gw_blob *gw__blob_new(size_t len);
 /* A blob with this count is never counted nor freed: static files, built
@@ -178,11 +144,7 @@ typedef struct {
     uint64_t conns_open, conns_total, sessions_open, sessions_total, handoffs;
     uint64_t bytes_in, bytes_out, eio_packets_in, eio_packets_out, closed_bad_input;
     uint64_t accept_errors, conns_dropped_output;
-    /* chat */
-    uint64_t room_events_in;  /* envelopes received from Redis */
-    uint64_t room_deliveries; /* sockets a room event was queued on */
-    uint64_t published;       /* PUBLISHes of room events */
-    uint64_t publish_failures;
+    uint64_t app[GW_APP_COUNTERS_MAX]; /* the app's counters (gw_app.counters) */
 } gw_stats;
 
 struct gw_http_handler;

@@ -22,7 +22,7 @@
 #include "chat.h"
 #include "gw_worker.h"
 #include "jwt.h"
-#include "redis.h"
+#include "cm_redis.h"
 
 static gw_config config;
 static gw_worker **workers;
@@ -172,7 +172,7 @@ static int cmd_announce(int argc, char **argv)
     }
     const char *text = sub_opt(argc, argv, "text", NULL);
     const char *url = sub_opt(argc, argv, "redis", "CHAT_REDIS_URL");
-    gw_redis_addr addr;
+    pr_redis_addr addr;
     if (!text) {
         fprintf(stderr, "chat-gateway announce: --text TEXT is required\n");
         return 2;
@@ -232,17 +232,17 @@ int main(int argc, char **argv)
         fprintf(stderr, "chat-gateway: invalid value for --app: '%s'\n", config.app);
         return 2;
     }
-    gw_log_set_node(config.node_id);
+    cm_log_set_label("node", config.node_id);
     if (app == &gw_app_chat) {
         /* --redis and --node-id were checked by gw_config_load */
         if (!strcmp(config.auth, "insecure-dev"))
-            GW_WARN("event=INSECURE_AUTH msg=\"--auth insecure-dev: identities come from event "
+            CM_WARN("event=INSECURE_AUTH msg=\"--auth insecure-dev: identities come from event "
                     "payloads and anyone can act as anyone. For tutorials only: never expose this "
                     "gateway.\"");
     }
     event_set_mem_functions(alloc_malloc, alloc_realloc, alloc_free);
     if (evthread_use_pthreads() != 0) {
-        GW_ERROR("event=evthread_init_failed");
+        CM_ERROR("event=evthread_init_failed");
         return 1;
     }
     if (gw__static_load(&config, app->socketio) != 0)
@@ -269,20 +269,20 @@ int main(int argc, char **argv)
         workers[i] = gw__worker_new(i, &config, app, fd);
     }
     gw__workers_set(workers, nworkers, config.max_connections);
-    GW_INFO("event=listening addr=%s port=%d app=%s workers=%d path=%s auth=%s",
+    CM_INFO("event=listening addr=%s port=%d app=%s workers=%d path=%s auth=%s",
             config.listen_host, port, app->name, nworkers,
             config.path[0] ? config.path : app->default_path, config.auth);
 
     for (int i = 0; i < nworkers; i++)
         if (pthread_create(&workers[i]->thread, NULL, worker_main, workers[i]) != 0) {
-            GW_ERROR("event=thread_create_failed");
+            CM_ERROR("event=thread_create_failed");
             return 1;
         }
 
     int sig = 0;
     sigwait(&sigs, &sig);
     gw__set_draining();
-    GW_INFO("event=draining signal=%d delay_ms=%u", sig, config.drain_delay_ms);
+    CM_INFO("event=draining signal=%d delay_ms=%u", sig, config.drain_delay_ms);
     /* /readyz fails from now on; sessions keep being served while the load
      * balancer notices, then every session is closed at transport level so
      * its client reconnects elsewhere. A second signal cuts the wait short. */
@@ -292,7 +292,7 @@ int main(int argc, char **argv)
         siginfo_t info;
         sigtimedwait(&sigs, &info, &wait);
     }
-    GW_INFO("event=stopping signal=%d", sig);
+    CM_INFO("event=stopping signal=%d", sig);
     struct event *stops[256];
     for (int i = 0; i < nworkers; i++) {
         stops[i] = event_new(workers[i]->base, -1, 0, stop_cb, workers[i]);
@@ -307,6 +307,6 @@ int main(int argc, char **argv)
     }
     pr_free(workers);
     gw__static_free();
-    GW_INFO("event=stopped");
+    CM_INFO("event=stopped");
     return 0;
 }

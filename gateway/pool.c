@@ -28,12 +28,12 @@
 
 #ifdef POOL_PASSTHROUGH
 
-void *gw__pool_get(gw_pool *p)
+void *gw_pool_get(gw_pool *p)
 {
     return pr_calloc(1, p->size);
 }
 
-void gw__pool_put(gw_pool *p, void *obj)
+void gw_pool_put(gw_pool *p, void *obj)
 {
     (void)p;
     pr_free(obj);
@@ -41,7 +41,7 @@ void gw__pool_put(gw_pool *p, void *obj)
 
 #else
 
-void *gw__pool_get(gw_pool *p)
+void *gw_pool_get(gw_pool *p)
 {
     if (!p->free) {
         char *slab = pr_malloc(p->size * POOL_SLAB);
@@ -57,7 +57,7 @@ void *gw__pool_get(gw_pool *p)
     return obj;
 }
 
-void gw__pool_put(gw_pool *p, void *obj)
+void gw_pool_put(gw_pool *p, void *obj)
 {
     if (!obj)
         return;
@@ -73,10 +73,10 @@ static _Thread_local gw_pool onode_pool = GW_POOL(gw_onode);
 
 gw_onode *gw__onode_alloc(void)
 {
-    return gw__pool_get(&onode_pool);
+    return gw_pool_get(&onode_pool);
 }
 
 void gw__onode_release(gw_onode *n)
 {
-    gw__pool_put(&onode_pool, n);
+    gw_pool_put(&onode_pool, n);
 }

@@ -73,7 +73,7 @@ static void grow(rl_stripe *st)
     st->b = b;
 }
 
-gw_rl *gw__rl_acquire(const char *uid, size_t len, double burst, uint64_t now_ms)
+gw_rl *gw_rl_acquire(const char *uid, size_t len, double burst, uint64_t now_ms)
 {
     pthread_once(&stripes_once, stripes_init);
     size_t h = (size_t)pr_fnv1a64(uid, len);
@@ -102,7 +102,7 @@ gw_rl *gw__rl_acquire(const char *uid, size_t len, double burst, uint64_t now_ms
     return e;
 }
 
-void gw__rl_release(gw_rl *e)
+void gw_rl_release(gw_rl *e)
 {
     if (!e)
         return;
@@ -120,7 +120,7 @@ void gw__rl_release(gw_rl *e)
     pthread_mutex_unlock(&st->mu);
 }
 
-int gw__rl_take(gw_rl *e, uint64_t now_ms, double rate, double burst)
+int gw_rl_take(gw_rl *e, uint64_t now_ms, double rate, double burst)
 {
     rl_stripe *st = stripe_of(e->hash);
     pthread_mutex_lock(&st->mu);

@@ -155,7 +155,7 @@ static void socket_free(gw_socket *sock)
         a->cb(sock, a->arg, NULL);
         pr_free(a);
     }
-    gw__pool_put(&socket_pool, sock);
+    gw_pool_put(&socket_pool, sock);
 }
 
 static void socket_unlink(gw_socket *sock)
@@ -194,7 +194,7 @@ static void on_connect(gw_app_session *as, sio_packet *p)
         json_decref(err);
         return;
     }
-    gw_socket *sock = gw__pool_get(&socket_pool);
+    gw_socket *sock = gw_pool_get(&socket_pool);
     sock->as = as;
     sock->nsp = nsp;
     sock->pending = 1;
@@ -315,7 +315,7 @@ static int dispatch(gw_app_session *as, sio_packet *p)
 
 static void sio_on_open(gw_session *s)
 {
-    gw_app_session *as = gw__pool_get(&app_session_pool);
+    gw_app_session *as = gw_pool_get(&app_session_pool);
     as->s = s;
     s->app = as;
     gw__tq_add(&s->w->connect_tq, &as->connect_node);
@@ -378,7 +378,7 @@ static void sio_on_close(gw_session *s, const char *reason)
         sio_packet_dispose(as->pending);
         pr_free(as->pending);
     }
-    gw__pool_put(&app_session_pool, as);
+    gw_pool_put(&app_session_pool, as);
     s->app = NULL;
 }
 

@@ -314,7 +314,7 @@ static int load_client(const gw_config *cfg)
             }
             /* a build without the npm package (tests, a bare cmake): the
              * gateway runs, the client files answer 404 */
-            GW_WARN("event=client_files_missing dir=%s file=%s error=\"%s\" msg=\"/socket.io/"
+            CM_WARN("event=client_files_missing dir=%s file=%s error=\"%s\" msg=\"/socket.io/"
                     "socket.io.js is not served: install web/client (scripts/dev.sh does) and "
                     "rebuild, or set --client-dir\"",
                     dir, client_names[i], why);
@@ -329,7 +329,7 @@ static int load_client(const gw_config *cfg)
     }
     qsort(client_files.v, client_files.n, sizeof *client_files.v, cmp_file);
     if (client_files.n)
-        GW_INFO("event=client_files dir=%s files=%zu", dir, client_files.n);
+        CM_INFO("event=client_files dir=%s files=%zu", dir, client_files.n);
     return 0;
 }
 
@@ -361,15 +361,15 @@ static int walk(const gw_config *cfg, const char *root, const char *dir, const c
         }
         char *real = realpath(abs, NULL);
         if (!real) {
-            GW_WARN("event=web_root_skip file=%s error=\"%s\"", name, strerror(errno));
+            CM_WARN("event=web_root_skip file=%s error=\"%s\"", name, strerror(errno));
             continue;
         }
         struct stat st;
         int inside = !strncmp(real, root, root_len) && real[root_len] == '/';
         if (!inside) {
-            GW_WARN("event=web_root_skip file=%s reason=\"links outside the web root\"", name);
+            CM_WARN("event=web_root_skip file=%s reason=\"links outside the web root\"", name);
         } else if (stat(real, &st) != 0) {
-            GW_WARN("event=web_root_skip file=%s error=\"%s\"", name, strerror(errno));
+            CM_WARN("event=web_root_skip file=%s error=\"%s\"", name, strerror(errno));
         } else if (S_ISDIR(st.st_mode)) {
             if (depth >= GW_STATIC_MAX_DEPTH)
                 rc = web_error(cfg, name, "directories nested too deep (a link loop?)");
@@ -415,10 +415,10 @@ static int load_web_root(const gw_config *cfg)
         return rc;
     qsort(web_files.v, web_files.n, sizeof *web_files.v, cmp_file);
     web_root_on = 1;
-    GW_INFO("event=web_root dir=%s files=%zu bytes=%zu", cfg->web_root, web_files.n,
+    CM_INFO("event=web_root dir=%s files=%zu bytes=%zu", cfg->web_root, web_files.n,
             web_files.bytes);
     if (!table_find(&web_files, "index.html"))
-        GW_WARN("event=web_root_no_index dir=%s msg=\"/ answers 404\"", cfg->web_root);
+        CM_WARN("event=web_root_no_index dir=%s msg=\"/ answers 404\"", cfg->web_root);
     return 0;
 }
 

@@ -66,14 +66,14 @@ static void th_fire(evutil_socket_t fd, short what, void *arg)
     uint64_t now = gw__now_ms(th->w);
     while (th->n > 0 && th->v[0]->deadline_ms <= now) {
         gw_th_node *n = th->v[0];
-        gw__th_del(th, n);
+        gw_th_del(th, n);
         th->cb(th, n); /* may add n again, or free what holds it */
     }
     th_arm(th);
     gw__worker_schedule_flush(th->w);
 }
 
-void gw__th_init(gw_th *th, gw_worker *w, gw_th_cb cb)
+void gw_th_init(gw_th *th, gw_worker *w, gw_th_cb cb)
 {
     th->v = NULL;
     th->n = th->cap = 0;
@@ -82,7 +82,7 @@ void gw__th_init(gw_th *th, gw_worker *w, gw_th_cb cb)
     evtimer_assign(&th->timer, w->base, th_fire, th);
 }
 
-void gw__th_dispose(gw_th *th)
+void gw_th_dispose(gw_th *th)
 {
     evtimer_del(&th->timer);
     for (size_t i = 0; i < th->n; i++)
@@ -92,9 +92,9 @@ void gw__th_dispose(gw_th *th)
     th->n = th->cap = 0;
 }
 
-void gw__th_add(gw_th *th, gw_th_node *n, uint64_t deadline_ms)
+void gw_th_add(gw_th *th, gw_th_node *n, uint64_t deadline_ms)
 {
-    gw__th_del(th, n);
+    gw_th_del(th, n);
     if (th->n == th->cap) {
         th->cap = th->cap ? th->cap * 2 : 64;
         th->v = pr_realloc(th->v, th->cap * sizeof *th->v);
@@ -106,9 +106,9 @@ void gw__th_add(gw_th *th, gw_th_node *n, uint64_t deadline_ms)
         th_arm(th);
 }
 
-void gw__th_del(gw_th *th, gw_th_node *n)
+void gw_th_del(gw_th *th, gw_th_node *n)
 {
-    if (!gw__th_queued(n))
+    if (!gw_th_queued(n))
         return;
     size_t i = n->idx - 1;
     int was_root = i == 0;

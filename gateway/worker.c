@@ -92,14 +92,14 @@ static void accept_cb(evutil_socket_t lfd, short what, void *arg)
                 /* Out of descriptors: stop accepting for a moment instead of
                  * spinning on a listener that stays readable. */
                 GW_STAT_ADD(w, accept_errors, 1);
-                GW_WARN_RATELIMITED("event=accept_paused worker=%d err=%s", w->index,
+                CM_WARN_RATELIMITED("event=accept_paused worker=%d err=%s", w->index,
                                     strerror(errno));
                 event_del(&w->listen_ev);
                 struct timeval tv = {0, 100 * 1000};
                 evtimer_add(&w->accept_retry, &tv);
                 return;
             }
-            GW_WARN_RATELIMITED("event=accept_failed worker=%d err=%s", w->index, strerror(errno));
+            CM_WARN_RATELIMITED("event=accept_failed worker=%d err=%s", w->index, strerror(errno));
             return;
         }
         if (__atomic_add_fetch(&total_conns, 1, __ATOMIC_RELAXED) > max_connections) {
@@ -190,7 +190,7 @@ gw_worker *gw__worker_new(int index, const gw_config *cfg, const gw_app *app, in
     w->listen_fd = listen_fd;
     w->base = event_base_new();
     if (!w->base) {
-        GW_ERROR("event=event_base_new_failed");
+        CM_ERROR("event=event_base_new_failed");
         abort();
     }
     w->scratch = pr_malloc(GW_SCRATCH);
@@ -210,7 +210,7 @@ gw_worker *gw__worker_new(int index, const gw_config *cfg, const gw_app *app, in
     else
         w->eio_up = &eio_app_handler;
     if (app->worker_init && app->worker_init(w, &w->app_worker) != 0) {
-        GW_ERROR("event=app_worker_init_failed app=%s worker=%d", app->name, index);
+        CM_ERROR("event=app_worker_init_failed app=%s worker=%d", app->name, index);
         abort();
     }
     return w;
@@ -268,23 +268,6 @@ int gw__app_ready(void)
     return 1;
 }
 
-/* ---- the worker as apps see it (app.h) ---- */
-
-struct event_base *gw_worker_base(gw_worker *w)
-{
-    return w->base;
-}
-
-void *gw_worker_app_state(gw_worker *w)
-{
-    return w->app_worker;
-}
-
-void gw_worker_schedule_flush(gw_worker *w)
-{
-    gw__worker_schedule_flush(w);
-}
-
 int gw__total_connections(void)
 {
     return __atomic_load_n(&total_conns, __ATOMIC_RELAXED);
@@ -299,7 +282,8 @@ void gw__metrics_render(pr_buf *out)
         SUM(conns_open); SUM(conns_total); SUM(sessions_open); SUM(sessions_total);
         SUM(handoffs); SUM(bytes_in); SUM(bytes_out); SUM(eio_packets_in); SUM(eio_packets_out);
         SUM(closed_bad_input); SUM(accept_errors); SUM(conns_dropped_output);
-        SUM(room_events_in); SUM(room_deliveries); SUM(published); SUM(publish_failures);
+        for (unsigned k = 0; k < GW_APP_COUNTERS_MAX; k++)
+            SUM(app[k]);
 #undef SUM
     }
 #define METRIC(name, type, help, v)                                                                \
@@ -320,13 +304,13 @@ void gw__metrics_render(pr_buf *out)
     METRIC("accept_errors_total", "counter", "Accepts refused or failed.", t.accept_errors);
     METRIC("output_limit_drops_total", "counter", "Clients cut for exceeding output limits.",
            t.conns_dropped_output);
-    METRIC("room_events_received_total", "counter", "Room events received from Redis.",
-           t.room_events_in);
-    METRIC("room_deliveries_total", "counter", "Room events queued on local sockets.",
-           t.room_deliveries);
-    METRIC("room_events_published_total", "counter", "Room events published to Redis.",
-           t.published);
-    METRIC("room_publish_failures_total", "counter", "Room events Redis did not take.",
-           t.publish_failures);
+    /* the app's own counters (gw_app.counters) */
+    const gw_app *app = nworkers ? workers[0]->app : NULL;
+    for (unsigned k = 0; app && k < app->ncounters && k < GW_APP_COUNTERS_MAX; k++)
+        pr_buf_appendf(out,
+                       "# HELP chat_gateway_%s %s\n# TYPE chat_gateway_%s counter\n"
+                       "chat_gateway_%s %llu\n",
+                       app->counters[k].name, app->counters[k].help, app->counters[k].name,
+                       app->counters[k].name, (unsigned long long)t.app[k]);
 #undef METRIC
 }

@@ -2,7 +2,7 @@
 #include <stdlib.h>
 
 #include "config.h"
-#include "redis.h"
+#include "cm_redis.h"
 #include "t.h"
 
 static int load(gw_config *cfg, int argc, char **argv)
@@ -100,7 +100,7 @@ int main(void)
         CHECK_EQ(load(&cfg, 7, argv), -1);
     }
 
-    gw_redis_addr a;
+    pr_redis_addr a;
     CHECK_EQ(pr_redis_url_parse("redis://127.0.0.1:6380", &a), 0);
     CHECK(!strcmp(a.host, "127.0.0.1"));
     CHECK_EQ(a.port, 6380);

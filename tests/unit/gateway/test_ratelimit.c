@@ -25,10 +25,10 @@ typedef struct {
 static void *spend(void *arg)
 {
     spender *sp = arg;
-    gw_rl *b = gw__rl_acquire(sp->uid, strlen(sp->uid), 1e12, 1);
+    gw_rl *b = gw_rl_acquire(sp->uid, strlen(sp->uid), 1e12, 1);
     for (long i = 0; i < TAKES; i++)
-        sp->ok += gw__rl_take(b, 1, 1.0, 1e12);
-    gw__rl_release(b);
+        sp->ok += gw_rl_take(b, 1, 1.0, 1e12);
+    gw_rl_release(b);
     return NULL;
 }
 
@@ -49,52 +49,52 @@ static double bench(const char *u1, const char *u2)
 int main(void)
 {
     /* two workers hold the same user: one bucket */
-    gw_rl *w1 = gw__rl_acquire("alice", 5, 3, 1000);
-    gw_rl *w2 = gw__rl_acquire("alice", 5, 3, 1000);
-    gw_rl *other = gw__rl_acquire("bob", 3, 3, 1000);
+    gw_rl *w1 = gw_rl_acquire("alice", 5, 3, 1000);
+    gw_rl *w2 = gw_rl_acquire("alice", 5, 3, 1000);
+    gw_rl *other = gw_rl_acquire("bob", 3, 3, 1000);
     CHECK(w1 == w2);
     CHECK(w1 != other);
-    CHECK_EQ(gw__rl_take(w1, 1000, 10, 3), 1);
-    CHECK_EQ(gw__rl_take(w2, 1000, 10, 3), 1);
-    CHECK_EQ(gw__rl_take(w1, 1000, 10, 3), 1);
-    CHECK_EQ(gw__rl_take(w2, 1000, 10, 3), 0);    /* the burst is the user's */
-    CHECK_EQ(gw__rl_take(other, 1000, 10, 3), 1); /* another user's is not */
+    CHECK_EQ(gw_rl_take(w1, 1000, 10, 3), 1);
+    CHECK_EQ(gw_rl_take(w2, 1000, 10, 3), 1);
+    CHECK_EQ(gw_rl_take(w1, 1000, 10, 3), 1);
+    CHECK_EQ(gw_rl_take(w2, 1000, 10, 3), 0);    /* the burst is the user's */
+    CHECK_EQ(gw_rl_take(other, 1000, 10, 3), 1); /* another user's is not */
     /* 10/s: one token per 100 ms, from either worker */
-    CHECK_EQ(gw__rl_take(w1, 1050, 10, 3), 0);
-    CHECK_EQ(gw__rl_take(w2, 1100, 10, 3), 1);
-    CHECK_EQ(gw__rl_take(w1, 1100, 10, 3), 0);
+    CHECK_EQ(gw_rl_take(w1, 1050, 10, 3), 0);
+    CHECK_EQ(gw_rl_take(w2, 1100, 10, 3), 1);
+    CHECK_EQ(gw_rl_take(w1, 1100, 10, 3), 0);
     /* a worker whose clock read is older never refills backwards */
-    CHECK_EQ(gw__rl_take(w2, 1090, 10, 3), 0);
+    CHECK_EQ(gw_rl_take(w2, 1090, 10, 3), 0);
     /* a long pause fills up to the burst only */
-    CHECK_EQ(gw__rl_take(w1, 100000, 10, 3), 1);
-    CHECK_EQ(gw__rl_take(w1, 100000, 10, 3), 1);
-    CHECK_EQ(gw__rl_take(w1, 100000, 10, 3), 1);
-    CHECK_EQ(gw__rl_take(w1, 100000, 10, 3), 0);
+    CHECK_EQ(gw_rl_take(w1, 100000, 10, 3), 1);
+    CHECK_EQ(gw_rl_take(w1, 100000, 10, 3), 1);
+    CHECK_EQ(gw_rl_take(w1, 100000, 10, 3), 1);
+    CHECK_EQ(gw_rl_take(w1, 100000, 10, 3), 0);
     /* the bucket lives while a worker holds the user */
-    gw__rl_release(w1);
-    CHECK_EQ(gw__rl_take(w2, 100000, 10, 3), 0);
-    gw__rl_release(w2);
-    gw_rl *again = gw__rl_acquire("alice", 5, 3, 200000);
-    CHECK_EQ(gw__rl_take(again, 200000, 10, 3), 1); /* anew: full */
-    gw__rl_release(again);
-    gw__rl_release(other);
-    gw__rl_release(NULL);
+    gw_rl_release(w1);
+    CHECK_EQ(gw_rl_take(w2, 100000, 10, 3), 0);
+    gw_rl_release(w2);
+    gw_rl *again = gw_rl_acquire("alice", 5, 3, 200000);
+    CHECK_EQ(gw_rl_take(again, 200000, 10, 3), 1); /* anew: full */
+    gw_rl_release(again);
+    gw_rl_release(other);
+    gw_rl_release(NULL);
 
     /* many users: chains grow and every user keeps its own bucket */
     static gw_rl *many[5000];
     char id[32];
     for (int i = 0; i < 5000; i++) {
         snprintf(id, sizeof id, "u%d", i);
-        many[i] = gw__rl_acquire(id, strlen(id), 1, 0);
+        many[i] = gw_rl_acquire(id, strlen(id), 1, 0);
     }
     for (int i = 0; i < 5000; i++)
-        CHECK_EQ(gw__rl_take(many[i], 0, 1, 1), 1);
+        CHECK_EQ(gw_rl_take(many[i], 0, 1, 1), 1);
     for (int i = 0; i < 5000; i++) {
         snprintf(id, sizeof id, "u%d", i);
-        gw_rl *b = gw__rl_acquire(id, strlen(id), 1, 0);
+        gw_rl *b = gw_rl_acquire(id, strlen(id), 1, 0);
         CHECK(b == many[i]);
-        gw__rl_release(b);
-        gw__rl_release(many[i]);
+        gw_rl_release(b);
+        gw_rl_release(many[i]);
     }
 
     printf("take: %.1f ns (two threads, two users), %.1f ns (two threads, one user)\n",

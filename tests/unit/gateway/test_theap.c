@@ -24,11 +24,11 @@ static void on_fire(gw_th *th, gw_th_node *n)
     if (n->deadline_ms < last_deadline)
         order_ok = 0;
     last_deadline = n->deadline_ms;
-    CHECK(!gw__th_queued(n)); /* removed before its callback */
+    CHECK(!gw_th_queued(n)); /* removed before its callback */
     it->fired++;
     nfired++;
     if (it->readd-- > 0)
-        gw__th_add(th, n, gw__now_ms(th->w) + 5);
+        gw_th_add(th, n, gw__now_ms(th->w) + 5);
 }
 
 /* The root is the earliest queued deadline; every index is right. */
@@ -50,25 +50,25 @@ int main(void)
     w.base = event_base_new();
     w.flush_scheduled = 1; /* no flush pass in this test */
     gw_th th;
-    gw__th_init(&th, &w, on_fire);
+    gw_th_init(&th, &w, on_fire);
 
     srand(7);
     uint64_t now = gw__now_ms(&w);
     for (int i = 0; i < N; i++) {
         items[i].id = i;
-        gw__th_add(&th, &items[i].node, now + 10 + (uint64_t)(rand() % 60));
+        gw_th_add(&th, &items[i].node, now + 10 + (uint64_t)(rand() % 60));
     }
     CHECK_EQ(th.n, N);
     CHECK(heap_ok(&th));
     /* re-arming moves a node, it does not add it twice */
-    gw__th_add(&th, &items[0].node, now + 1);
+    gw_th_add(&th, &items[0].node, now + 1);
     CHECK_EQ(th.n, N);
     CHECK(th.v[0] == &items[0].node);
     CHECK(heap_ok(&th));
     /* remove every third one, from anywhere in the heap */
     for (int i = 1; i < N; i += 3)
-        gw__th_del(&th, &items[i].node);
-    gw__th_del(&th, &items[1].node); /* twice: a no-op */
+        gw_th_del(&th, &items[i].node);
+    gw_th_del(&th, &items[1].node); /* twice: a no-op */
     CHECK(heap_ok(&th));
     CHECK_EQ(th.n, N - N / 3);
     items[2].readd = 2;
@@ -86,9 +86,9 @@ int main(void)
     }
 
     /* dispose leaves nodes unqueued */
-    gw__th_add(&th, &items[5].node, gw__now_ms(&w) + 100000);
-    gw__th_dispose(&th);
-    CHECK(!gw__th_queued(&items[5].node));
+    gw_th_add(&th, &items[5].node, gw__now_ms(&w) + 100000);
+    gw_th_dispose(&th);
+    CHECK(!gw_th_queued(&items[5].node));
     event_base_free(w.base);
     T_DONE();
 }

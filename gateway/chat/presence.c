@@ -1,0 +1,327 @@
+/*
+ * presence.c - who is online: each worker renews its users' entries in the
+ * presence shards with Lua scripts (EVALSHA), sweeps the entries of gateways
+ * that died, tells a user's rooms when the user comes or goes, and answers
+ * getOnline.
+ */
+#include <openssl/sha.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "gc.h"
+
+static unsigned presence_shard(const char *uid)
+{
+    return (unsigned)(gc__hash(uid, strlen(uid)) % PRESENCE_SHARDS);
+}
+
+
+/* ---- presence ---- */
+
+/* Returns how many live entries the user had before ours was added or
+ * renewed: 0 means the user has just come online. */
+static const char presence_online_lua[] =
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])\n"
+    "local before = redis.call('ZCARD', KEYS[1])\n"
+    "redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])\n"
+    "redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4] .. ' ' .. ARGV[1])\n"
+    "return before\n";
+
+static const char presence_offline_lua[] =
+    "redis.call('ZREM', KEYS[1], ARGV[1])\n"
+    "redis.call('ZREM', KEYS[2], ARGV[3] .. ' ' .. ARGV[1])\n"
+    "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])\n"
+    "return redis.call('ZCARD', KEYS[1])\n";
+
+/* Entries past their expiry belong to gateways that died: drop them and
+ * return the users left with no live entry. Keys built here share KEYS[1]'s
+ * hash tag, so the script stays within one slot. */
+static const char presence_sweep_lua[] =
+    "local gone = {}\n"
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)\n"
+    "for _, e in ipairs(due) do\n"
+    "  redis.call('ZREM', KEYS[1], e)\n"
+    "  local sp = string.find(e, ' ', 1, true)\n"
+    "  if sp then\n"
+    "    local uid = string.sub(e, 1, sp - 1)\n"
+    "    local on = ARGV[2] .. uid\n"
+    "    redis.call('ZREM', on, string.sub(e, sp + 1))\n"
+    "    redis.call('ZREMRANGEBYSCORE', on, '-inf', ARGV[1])\n"
+    "    if redis.call('ZCARD', on) == 0 then table.insert(gone, uid) end\n"
+    "  end\n"
+    "end\n"
+    "return gone\n";
+
+/* The scripts run by hash (EVALSHA): the body, a few hundred bytes, is not
+ * sent with every renewal. Each command connection loads them when it
+ * connects; a NOSCRIPT reply (the cache was flushed) loads them again, and a
+ * presence update that got one is sent once more with EVAL. */
+enum { LUA_ONLINE, LUA_OFFLINE, LUA_SWEEP, LUA_COUNT };
+static struct {
+    const char *body;
+    char sha[41];
+} lua[LUA_COUNT] = {{presence_online_lua, ""}, {presence_offline_lua, ""}, {presence_sweep_lua, ""}};
+static pthread_once_t lua_once = PTHREAD_ONCE_INIT;
+
+static void lua_hash(void)
+{
+    for (int i = 0; i < LUA_COUNT; i++) {
+        unsigned char d[SHA_DIGEST_LENGTH];
+        SHA1((const unsigned char *)lua[i].body, strlen(lua[i].body), d);
+        for (int j = 0; j < SHA_DIGEST_LENGTH; j++)
+            snprintf(lua[i].sha + 2 * j, 3, "%02x", d[j]);
+    }
+}
+
+void gc__presence_init_once(void)
+{
+    pthread_once(&lua_once, lua_hash);
+}
+
+static void lua_loaded_cb(cm_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    (void)arg;
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        CM_WARN_RATELIMITED("event=script_load_error err=\"%s\"", rep->str);
+}
+
+void gc__lua_load(gc_worker *cw)
+{
+    for (int i = 0; i < LUA_COUNT; i++) {
+        const char *argv[] = {"SCRIPT", "LOAD", lua[i].body};
+        gc__redis_cmd(cw, lua_loaded_cb, NULL, 3, argv);
+    }
+}
+
+static int is_noscript(const redisReply *rep)
+{
+    return rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8);
+}
+
+static void presence_keys(const char *uid, char *on, size_t on_n, char *exp, size_t exp_n)
+{
+    unsigned s = presence_shard(uid);
+    snprintf(on, on_n, "{p%u}:on:%s", s, uid);
+    snprintf(exp, exp_n, "{p%u}:exp", s);
+}
+
+typedef struct {
+    gc_worker *cw;
+    int online;
+    int eval; /* sent with the script's body */
+    char uid[]; /* exact size: a connection burst queues one per user */
+} presence_ctx;
+
+static presence_ctx *presence_ctx_new(gc_worker *cw, const char *uid, int online)
+{
+    size_t n = strlen(uid) + 1;
+    presence_ctx *x = pr_malloc(sizeof *x + n);
+    x->cw = cw;
+    x->online = online;
+    x->eval = 0;
+    memcpy(x->uid, uid, n);
+    return x;
+}
+
+static void presence_send(gc_worker *cw, const char *uid, int online, int eval);
+
+static void presence_rooms_cb(cm_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    presence_ctx *x = arg;
+    if (rep && rep->type == REDIS_REPLY_ARRAY) {
+        json_t *payload = json_pack("{sssb}", "userId", x->uid, "online", x->online);
+        pr_buf pkt;
+        pr_buf_init(&pkt, 4096);
+        if (gc__encode_event(&pkt, "presence", payload) == 0)
+            for (size_t i = 0; i < rep->elements; i++)
+                if (rep->element[i]->type == REDIS_REPLY_STRING)
+                    gc__publish(x->cw, rep->element[i]->str, x->uid, pr_buf_view(&pkt), NULL,
+                                NULL);
+        pr_buf_dispose(&pkt);
+        json_decref(payload);
+    }
+    pr_free(x);
+}
+
+/* Tells the user's rooms that the user came online or went offline. */
+static void publish_presence(gc_worker *cw, const char *uid, int online)
+{
+    presence_ctx *x = presence_ctx_new(cw, uid, online);
+    char key[CHAT_ID_MAX + 16];
+    snprintf(key, sizeof key, "{u:%s}:rooms", uid);
+    const char *argv[] = {"SMEMBERS", key};
+    if (gc__redis_cmd(cw, presence_rooms_cb, x, 2, argv) != 0)
+        pr_free(x);
+}
+
+static void presence_changed_cb(cm_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    presence_ctx *x = arg;
+    if (is_noscript(rep) && !x->eval) {
+        gc__lua_load(x->cw);
+        presence_send(x->cw, x->uid, x->online, 1);
+        pr_free(x);
+        return;
+    }
+    /* online: nobody else had the user (0 before); offline: nobody left */
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 0)
+        publish_presence(x->cw, x->uid, x->online);
+    else if (rep && rep->type == REDIS_REPLY_ERROR)
+        CM_WARN_RATELIMITED("event=presence_script_error err=\"%s\"", rep->str);
+    pr_free(x);
+}
+
+static void presence_send(gc_worker *cw, const char *uid, int online, int eval)
+{
+    char on[CHAT_ID_MAX + 32], exp[32], expiry[24], now[24], numkeys[] = "2";
+    presence_keys(uid, on, sizeof on, exp, sizeof exp);
+    uint64_t t = gc__wall_ms();
+    snprintf(now, sizeof now, "%llu", (unsigned long long)t);
+    snprintf(expiry, sizeof expiry, "%llu", (unsigned long long)(t + cw->cfg->presence_ttl_ms));
+    presence_ctx *x = presence_ctx_new(cw, uid, online);
+    x->eval = eval;
+    int rc, i = online ? LUA_ONLINE : LUA_OFFLINE;
+    const char *how = eval ? "EVAL" : "EVALSHA", *script = eval ? lua[i].body : lua[i].sha;
+    if (online) {
+        const char *argv[] = {how, script, numkeys, on, exp, cw->member, expiry, now, uid};
+        rc = gc__redis_cmd(cw, presence_changed_cb, x, 9, argv);
+    } else {
+        const char *argv[] = {how, script, numkeys, on, exp, cw->member, now, uid};
+        rc = gc__redis_cmd(cw, presence_changed_cb, x, 8, argv);
+    }
+    if (rc != 0)
+        pr_free(x); /* Redis is down: the refresh after reconnecting catches up */
+}
+
+void gc__presence_update(gc_worker *cw, const char *uid, int online)
+{
+    presence_send(cw, uid, online, 0);
+}
+
+static void sweep_cb(cm_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    gc_worker *cw = arg;
+    if (is_noscript(rep))
+        gc__lua_load(cw); /* the next sweep finds it */
+    if (!rep || rep->type != REDIS_REPLY_ARRAY)
+        return;
+    for (size_t i = 0; i < rep->elements; i++)
+        if (rep->element[i]->type == REDIS_REPLY_STRING)
+            publish_presence(cw, rep->element[i]->str, 0);
+}
+
+/* Every third of the TTL: renew our entries (re-announcing users Redis lost)
+ * and sweep the entries of gateways that died. */
+void gc__presence_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gc_worker *cw = arg;
+    if (cm_redis_ready(cw->redis)) {
+        for (size_t i = 0; i < cw->users.nb; i++)
+            for (gc_entry *e = cw->users.b[i]; e; e = e->next)
+                gc__presence_update(cw, e->key, 1);
+        char now[24], key[32], prefix[32];
+        snprintf(now, sizeof now, "%llu", (unsigned long long)gc__wall_ms());
+        for (unsigned s = 0; s < PRESENCE_SHARDS; s++) {
+            snprintf(key, sizeof key, "{p%u}:exp", s);
+            snprintf(prefix, sizeof prefix, "{p%u}:on:", s);
+            const char *argv[] = {"EVALSHA", lua[LUA_SWEEP].sha, "1", key, now, prefix};
+            gc__redis_cmd(cw, sweep_cb, cw, 6, argv);
+        }
+    }
+    gw_worker_schedule_flush(cw->w);
+}
+
+typedef struct {
+    gc_worker *cw;
+    int64_t ack_id;
+    char sid[GW_SID_LEN + 1];
+    unsigned pending;
+    json_t *online;
+} online_ctx;
+
+static void online_done(online_ctx *x)
+{
+    gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+    if (sock)
+        gc__reply_ok(sock, x->ack_id, json_pack("{sO}", "online", x->online));
+    json_decref(x->online);
+    pr_free(x);
+}
+
+typedef struct {
+    online_ctx *x;
+    char uid[CHAT_ID_MAX + 1];
+} online_member;
+
+static void online_count_cb(cm_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    online_member *m = arg;
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
+        json_array_append_new(m->x->online, json_string(m->uid));
+    if (--m->x->pending == 0)
+        online_done(m->x);
+    pr_free(m);
+}
+
+static void online_members_cb(cm_redis *r, redisReply *rep, void *arg)
+{
+    (void)r;
+    online_ctx *x = arg;
+    if (!rep || rep->type != REDIS_REPLY_ARRAY) {
+        gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
+        if (sock)
+            gc__reply_error(sock, "getOnline", x->ack_id, "unavailable");
+        json_decref(x->online);
+        pr_free(x);
+        return;
+    }
+    char now[24];
+    snprintf(now, sizeof now, "%llu", (unsigned long long)gc__wall_ms());
+    x->pending = 1; /* held until every count is asked */
+    for (size_t i = 0; i < rep->elements; i++) {
+        if (rep->element[i]->type != REDIS_REPLY_STRING ||
+            !chat_id_valid(rep->element[i]->str, rep->element[i]->len))
+            continue;
+        online_member *m = pr_calloc(1, sizeof *m);
+        m->x = x;
+        snprintf(m->uid, sizeof m->uid, "%s", rep->element[i]->str);
+        char on[CHAT_ID_MAX + 32], exp[32];
+        presence_keys(m->uid, on, sizeof on, exp, sizeof exp);
+        const char *argv[] = {"ZCOUNT", on, now, "+inf"};
+        if (gc__redis_cmd(x->cw, online_count_cb, m, 4, argv) == 0)
+            x->pending++;
+        else
+            pr_free(m);
+    }
+    if (--x->pending == 0)
+        online_done(x);
+}
+
+void gc__on_get_online(const gc_req *q)
+{
+    char room[CHAT_ID_MAX + 1];
+    if (!gc__event_room(q, room, sizeof room, 0))
+        return;
+    online_ctx *x = pr_calloc(1, sizeof *x);
+    x->cw = q->cw;
+    x->ack_id = q->ack_id;
+    snprintf(x->sid, sizeof x->sid, "%s", gw_session_sid(gw_socket_session(q->sock)));
+    x->online = json_array();
+    char key[CHAT_ID_MAX + 16];
+    snprintf(key, sizeof key, "{r:%s}:members", room);
+    const char *argv[] = {"SMEMBERS", key};
+    if (gc__redis_cmd(q->cw, online_members_cb, x, 2, argv) != 0) {
+        json_decref(x->online);
+        pr_free(x);
+        gc__reply_error(q->sock, q->event, q->ack_id, "unavailable");
+    }
+}
+
