@@ -153,14 +153,25 @@ typedef struct {
 } st_migration;
 extern const st_migration st_migrations[];
 extern const unsigned st_nmigrations;
+/* sql/functions/NAME.sql: today's text of each SQL function (CREATE OR
+ * REPLACE), in name order. */
+typedef struct {
+    const char *name;
+    const char *sql;
+} st_sql_function;
+extern const st_sql_function st_sql_functions[];
+extern const unsigned st_nsql_functions;
 /*
  * Applies every migration not yet recorded in schema_migrations, each in its
  * own transaction under an advisory lock (replicas starting together apply
- * each once), then records or checks meta.ingest_shards and creates the
- * shards rows. Runs on c->ingest_db before anything else uses it; retries
- * with backoff while PostgreSQL is away. done(0) when finished (c->migrated
- * is set), done(-1) when this replica must not run (another shard count is
- * stored; the error was logged).
+ * each once), then, in one transaction under the lock, every function of
+ * st_sql_functions (unless the database has a migration this binary does
+ * not know: a newer binary's functions stay), then records or checks
+ * meta.ingest_shards and creates the shards rows. Runs on c->ingest_db
+ * before anything else uses it; retries with backoff while PostgreSQL is
+ * away. done(0) when finished (c->migrated is set), done(-1) when this
+ * replica must not run (another shard count is stored; the error was
+ * logged).
  */
 typedef void (*st_migrate_cb)(int status, void *arg);
 void st_migrate(st_ctx *c, st_migrate_cb done, void *arg);
