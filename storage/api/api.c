@@ -452,8 +452,8 @@ void st_api_handle(st_ctx *c, struct evhttp_request *req)
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
     seg params[2];
     char allow[64];
-    const api_route *route = find_route(method, uri ? evhttp_uri_get_path(uri) : NULL, params,
-                                        allow, sizeof allow);
+    const api_route *route =
+        find_route(method, uri ? evhttp_uri_get_path(uri) : NULL, params, allow, sizeof allow);
     if (!route) {
         if (allow[0]) {
             evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", allow);

@@ -122,8 +122,7 @@ void st__api_add_member(st__api_req *q);    /* members.c */
 void st__api_remove_member(st__api_req *q); /* members.c */
 void st__api_open_dm(st__api_req *q);       /* dm.c */
 /* members.c: tells user's sockets it joined q->room (J1, roomAdded). */
-void st__api_announce_added(st__api_req *q, const char *user, const char *name,
-                            const char *type);
+void st__api_announce_added(st__api_req *q, const char *user, const char *name, const char *type);
 
 /* clang-format off */
 /* A timestamptz as clients get createdAt (ISO 8601 UTC, ms): chat_iso of

@@ -69,11 +69,11 @@ typedef struct {
 typedef struct st__lane {
     st_ingest *g;
     unsigned index;
-    st_pg *db;                   /* lane 0: c->ingest_db */
-    st__batch *head, *tail;      /* head: in the database, or next to go */
+    st_pg *db;              /* lane 0: c->ingest_db */
+    st__batch *head, *tail; /* head: in the database, or next to go */
     unsigned nbatches;
-    struct event *retry_timer;   /* database retry of the head batch (commit.c) */
-    entry **carry;               /* 'retry' entries for the next batch */
+    struct event *retry_timer; /* database retry of the head batch (commit.c) */
+    entry **carry;             /* 'retry' entries for the next batch */
     size_t ncarry;
 } st__lane;
 

@@ -22,7 +22,6 @@ static const char POS_LUA[] =
     "if tonumber(ARGV[i + 1]) > cur then redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end "
     "end return 0";
 
-
 typedef struct {
     const char **argv;
     size_t *lens;
@@ -82,8 +81,9 @@ static void publish_joins_and_status(st_ingest *g, PGresult *res, char which)
             st_redis_command(c->redis, NULL, NULL, 3, a2, l2);
             continue;
         }
-        const char *status = st__col(res, i, ST__COL_STATUS), *sender = st__col(res, i, ST__COL_SENDER), *agg = st__col(res, i, ST__COL_AGGREGATE),
-                   *seq = st__col(res, i, ST__COL_SEQ);
+        const char *status = st__col(res, i, ST__COL_STATUS),
+                   *sender = st__col(res, i, ST__COL_SENDER),
+                   *agg = st__col(res, i, ST__COL_AGGREGATE), *seq = st__col(res, i, ST__COL_SEQ);
         if (!status || !sender || !agg || !seq)
             continue;
         pr_buf_reset(&pkt);
@@ -169,8 +169,7 @@ static int answered(const entry *e)
         return 0;
     if (e->a >= 0)
         return 1;
-    return e->kind == 'm' ? e->status != ST_E_NEW && e->status != ST_E_DUP
-                          : e->status != ST_E_NONE;
+    return e->kind == 'm' ? e->status != ST_E_NEW && e->status != ST_E_DUP : e->status != ST_E_NONE;
 }
 
 /* One A1 per reply channel, with every ack of the batch for it: messages'

@@ -22,8 +22,8 @@ static void test_int(void)
     CHECK(st__api_parse_int("0", 0, &v) && v == 0);
     CHECK(st__api_parse_int("9007199254740991", 1, &v) && v == 9007199254740991LL);
     v = -7;
-    CHECK(!st__api_parse_int("0", 1, &v)); /* below min */
-    CHECK(!st__api_parse_int("9007199254740992", 1, &v)); /* not exact in JavaScript */
+    CHECK(!st__api_parse_int("0", 1, &v));                 /* below min */
+    CHECK(!st__api_parse_int("9007199254740992", 1, &v));  /* not exact in JavaScript */
     CHECK(!st__api_parse_int("12345678901234567", 1, &v)); /* 17 digits */
     CHECK(!st__api_parse_int("", 0, &v));
     CHECK(!st__api_parse_int("01", 0, &v)); /* leading zero */
@@ -45,8 +45,8 @@ static void test_ids(void)
     CHECK(id("%41%62", out) && !strcmp(out, "Ab"));
     CHECK(id("%7e", out) && !strcmp(out, "~"));
     CHECK(!id("", out));
-    CHECK(!id("a%20b", out)); /* decodes to a space: not an id */
-    CHECK(!id("a%00b", out)); /* NUL */
+    CHECK(!id("a%20b", out));  /* decodes to a space: not an id */
+    CHECK(!id("a%00b", out));  /* NUL */
     CHECK(!id("%C3%A9", out)); /* non-ASCII */
     CHECK(!id("%", out));
     CHECK(!id("a%4", out)); /* cut escape */
@@ -95,13 +95,13 @@ static void test_cursor(void)
     pr_buf_init(&raw, 512);
     pr_buf_init(&enc, 1024);
     static const char *const bad[] = {
-        "",                   /* nothing */
-        "12345",              /* no colon */
-        ":room",              /* no time */
-        "-5:room",            /* not a number */
-        "01:room",            /* leading zero */
-        "12:",                /* no room */
-        "12:a room",          /* not an id */
+        "",                           /* nothing */
+        "12345",                      /* no colon */
+        ":room",                      /* no time */
+        "-5:room",                    /* not a number */
+        "01:room",                    /* leading zero */
+        "12:",                        /* no room */
+        "12:a room",                  /* not an id */
         "123456789012345678901234:r", /* a time too long */
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
