@@ -93,8 +93,7 @@ static void http_cb(struct evhttp_request *req, void *arg)
 
 static void http_closed(struct evhttp_connection *con, void *arg)
 {
-    (void)arg;
-    st_api_conn_closed(con);
+    st_api_conn_closed(arg, con);
 }
 
 /* Descriptors for --http-max-connections beside the database and Redis

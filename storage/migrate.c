@@ -7,6 +7,15 @@
  * applied?", then the migration and its schema_migrations row, COMMIT. Any
  * failure rolls back and starts over after a backoff; every step is
  * idempotent, so starting over is always safe.
+ *
+ * Then, at every start, the functions (storage/sql/functions/, the one
+ * place their text lives; the migrations keep types, tables and indexes,
+ * and what they say of a function is history): BEGIN and the lock, "does
+ * the database have a migration this binary does not know?" (then a newer
+ * binary's functions are kept: ours may not fit its schema), else CREATE
+ * OR REPLACE each and COMMIT. After the migrations, since the functions
+ * use their types and tables; a migration that needs a function while it
+ * runs defines it itself (0003, for its trigger).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +28,16 @@
 /* pg_advisory_xact_lock key of schema changes: "chat" in ASCII */
 #define MIGRATE_LOCK "1667785076"
 
-enum { M_BOOTSTRAP, M_CHECK, M_APPLY, M_META, M_FINISHED, M_DONE /* disposed */ };
+enum {
+    M_BOOTSTRAP,
+    M_CHECK,
+    M_APPLY,
+    M_FUNCTIONS_CHECK,
+    M_FUNCTIONS_APPLY,
+    M_META,
+    M_FINISHED,
+    M_DONE /* disposed */
+};
 
 typedef struct {
     st_ctx *c;
@@ -81,18 +99,19 @@ static void query_cb(PGresult *res, const char *error, void *arg)
         return;
     }
     if (!res) {
-        static const char *const names[] = {"bootstrap", "check", "apply", "meta"};
+        static const char *const names[] = {"bootstrap", "check",     "apply",
+                                            "functions", "functions", "meta"};
         fail(m, names[m->step], error);
         return;
     }
     switch (m->step) {
-    case M_BOOTSTRAP: m->step = st_nmigrations ? M_CHECK : M_META; break;
+    case M_BOOTSTRAP: m->step = st_nmigrations ? M_CHECK : M_FUNCTIONS_CHECK; break;
     case M_CHECK:
         if (PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "1")) {
             /* applied before (by us or another replica): close the
              * transaction with the next step's query */
             m->index++;
-            m->step = m->index < st_nmigrations ? M_CHECK : M_META;
+            m->step = m->index < st_nmigrations ? M_CHECK : M_FUNCTIONS_CHECK;
             st_pg_query(c->ingest_db, "COMMIT", 0, NULL, rollback_cb, NULL);
         } else {
             m->step = M_APPLY;
@@ -102,7 +121,21 @@ static void query_cb(PGresult *res, const char *error, void *arg)
         ST_INFO("event=migration_applied version=%u name=%s", st_migrations[m->index].version,
                 st_migrations[m->index].name);
         m->index++;
-        m->step = m->index < st_nmigrations ? M_CHECK : M_META;
+        m->step = m->index < st_nmigrations ? M_CHECK : M_FUNCTIONS_CHECK;
+        break;
+    case M_FUNCTIONS_CHECK:
+        if (PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "0")) {
+            m->step = M_FUNCTIONS_APPLY;
+        } else {
+            ST_WARN("event=functions_kept msg=\"the database has migrations this binary does "
+                    "not know: its functions stay\"");
+            m->step = M_META;
+            st_pg_query(c->ingest_db, "COMMIT", 0, NULL, rollback_cb, NULL);
+        }
+        break;
+    case M_FUNCTIONS_APPLY:
+        ST_INFO("event=functions_applied count=%u", st_nsql_functions);
+        m->step = M_META;
         break;
     case M_META: {
         const char *stored = PQntuples(res) == 1 ? PQgetvalue(res, 0, 0) : "";
@@ -155,6 +188,21 @@ static void step(migration_run *m)
                             "%s\n;\nINSERT INTO schema_migrations (version) VALUES (%u);"
                             " COMMIT",
                             st_migrations[m->index].sql, st_migrations[m->index].version);
+        break;
+    case M_FUNCTIONS_CHECK:
+        rc = pr_buf_appendf(&b,
+                            "BEGIN; SELECT pg_advisory_xact_lock(%s);"
+                            " SELECT count(*) FROM schema_migrations WHERE version > %u",
+                            MIGRATE_LOCK,
+                            st_nmigrations ? st_migrations[st_nmigrations - 1].version : 0);
+        break;
+    case M_FUNCTIONS_APPLY:
+        /* in the transaction the check opened; newlines keep a trailing
+         * comment from swallowing what follows */
+        for (unsigned i = 0; i < st_nsql_functions && rc == 0; i++)
+            rc = pr_buf_appendf(&b, "%s\n;\n", st_sql_functions[i].sql);
+        if (rc == 0)
+            rc = pr_buf_append(&b, "COMMIT", 6);
         break;
     case M_META: {
         unsigned n = c->cfg->ingest_shards;

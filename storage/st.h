@@ -82,7 +82,7 @@ unsigned st_redis_epoch(const st_redis *r);
 
 /* ---- counters for /metrics (metrics.c) ---- */
 #define ST_LATENCY_BUCKETS 11 /* message latency histogram; the last is +Inf */
-extern const unsigned st_latency_le[ST_LATENCY_BUCKETS - 1]; /* ms, ingest.c */
+extern const unsigned st_latency_le[ST_LATENCY_BUCKETS - 1]; /* ms, ingest/commit.c */
 
 typedef struct {
     uint64_t messages_stored;    /* new messages committed */
@@ -114,9 +114,10 @@ typedef struct {
 } st_stats;
 
 /* ---- the process (main.c) ---- */
-typedef struct st_ingest st_ingest; /* ingest.c */
+typedef struct st_ingest st_ingest; /* ingest/ */
 typedef struct st_replay st_replay; /* replay.c */
 typedef struct st_posts st_posts;   /* publish.c */
+typedef struct st_api st_api;       /* api/ */
 
 typedef struct st_ctx {
     struct event_base *base;
@@ -137,10 +138,11 @@ typedef struct st_ctx {
     st_replay *replay;
     st_posts *posts;
     struct st_cache *cache; /* cache.c */
+    st_api *api;            /* the HTTP API's state: st_api_init to st_api_dispose */
     st_stats stats;
 } st_ctx;
 
-uint64_t st_now_ms(void); /* CLOCK_MONOTONIC */
+uint64_t st_now_ms(void); /* CLOCK_MONOTONIC (clock.c) */
 uint64_t st_now_us(void); /* CLOCK_MONOTONIC, microseconds */
 
 /* ---- migrations (migrate.c, migrations.c generated from sql/) ---- */
@@ -151,20 +153,31 @@ typedef struct {
 } st_migration;
 extern const st_migration st_migrations[];
 extern const unsigned st_nmigrations;
+/* sql/functions/NAME.sql: today's text of each SQL function (CREATE OR
+ * REPLACE), in name order. */
+typedef struct {
+    const char *name;
+    const char *sql;
+} st_sql_function;
+extern const st_sql_function st_sql_functions[];
+extern const unsigned st_nsql_functions;
 /*
  * Applies every migration not yet recorded in schema_migrations, each in its
  * own transaction under an advisory lock (replicas starting together apply
- * each once), then records or checks meta.ingest_shards and creates the
- * shards rows. Runs on c->ingest_db before anything else uses it; retries
- * with backoff while PostgreSQL is away. done(0) when finished (c->migrated
- * is set), done(-1) when this replica must not run (another shard count is
- * stored; the error was logged).
+ * each once), then, in one transaction under the lock, every function of
+ * st_sql_functions (unless the database has a migration this binary does
+ * not know: a newer binary's functions stay), then records or checks
+ * meta.ingest_shards and creates the shards rows. Runs on c->ingest_db
+ * before anything else uses it; retries with backoff while PostgreSQL is
+ * away. done(0) when finished (c->migrated is set), done(-1) when this
+ * replica must not run (another shard count is stored; the error was
+ * logged).
  */
 typedef void (*st_migrate_cb)(int status, void *arg);
 void st_migrate(st_ctx *c, st_migrate_cb done, void *arg);
 void st_migrate_dispose(st_ctx *c);
 
-/* ---- ingest shards (ingest.c) ---- */
+/* ---- ingest shards (ingest/, its steps in ingest/ingest.h) ---- */
 int st_ingest_start(st_ctx *c);
 /* Stops reading, finishes the batches in flight, releases the leases; done
  * runs once that is over (or after a deadline if the database stays away). */
@@ -237,7 +250,7 @@ void st_publish_dispose(st_ctx *c); /* pending posts get NULL */
 /* A message on a subscribed channel of c->redis (the reply channel). */
 void st_publish_on_message(st_ctx *c, pr_view channel, pr_view message);
 
-/* ---- HTTP API (api.c) ----
+/* ---- HTTP API (api/, the story in api/api.h) ----
  * main.c serves /healthz, /readyz and /metrics and hands every request whose
  * path starts with /api/ (and OPTIONS preflights for it) to st_api_handle,
  * which must answer it (now or later) exactly once. */
@@ -246,7 +259,7 @@ void st_api_handle(st_ctx *c, struct evhttp_request *req);
 void st_api_dispose(st_ctx *c);
 /* A connection is gone: requests on it still waiting for an operation
  * are forgotten (their operation's callback only frees them). */
-void st_api_conn_closed(struct evhttp_connection *con);
+void st_api_conn_closed(st_ctx *c, struct evhttp_connection *con);
 
 /* ---- /metrics (metrics.c) ---- */
 struct evbuffer;

@@ -1,6 +1,6 @@
 // Lint of storage/openapi.yaml (ctest: storage.openapi).
 //
-//   node tests/openapi-lint.mjs storage/openapi.yaml storage/api.c
+//   node tests/openapi-lint.mjs storage/openapi.yaml storage/api/api.c
 //
 // 1. @apidevtools/swagger-parser validates it against the OpenAPI schema and
 //    resolves every $ref.
@@ -9,7 +9,7 @@
 //    limits everything); describes every error as the {error} object; path
 //    parameters use the shared definitions' names.
 // 3. The spec and the server agree: the (method, path) pairs of the route
-//    table in storage/api.c are exactly the spec's operations.
+//    table in storage/api/api.c are exactly the spec's operations.
 // Exits 1 listing every problem found.
 
 import SwaggerParser from '@apidevtools/swagger-parser';

@@ -1,0 +1,113 @@
+/*
+ * api/members.c - a group's members: POST /api/rooms/{roomId}/members and
+ * DELETE /api/rooms/{roomId}/members/{userId}, and telling the users'
+ * sockets (J1/K1 with the membership cache, roomAdded/roomRemoved), which
+ * rooms.c and dm.c do too. The database is the truth; a publish that fails
+ * leaves the user's sockets to learn of the change when they next connect.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "log.h"
+
+/* clang-format off */
+/* A new member's watermarks start at the room's last message: what came
+ * before is neither unread for them nor holding back its senders' status. */
+static const char SQL_ADD_MEMBER[] =
+    "WITH me AS (SELECT r.kind, r.name, r.last_seq FROM rooms r"
+    "            JOIN room_members m ON m.room_id = r.id AND m.user_id = $2 WHERE r.id = $1),"
+    " ins AS (INSERT INTO room_members (room_id, user_id, delivered_seq, seen_seq)"
+    "         SELECT $1, $3, me.last_seq, me.last_seq FROM me WHERE me.kind = 'group'"
+    "         ON CONFLICT DO NOTHING RETURNING user_id)"
+    "SELECT me.kind, me.name, (SELECT count(*) FROM ins) FROM me";
+
+static const char SQL_REMOVE_MEMBER[] =
+    "WITH me AS (SELECT r.kind FROM rooms r"
+    "            JOIN room_members m ON m.room_id = r.id AND m.user_id = $2 WHERE r.id = $1),"
+    " del AS (DELETE FROM room_members d USING me"
+    "         WHERE d.room_id = $1 AND d.user_id = $3 AND me.kind = 'group' RETURNING d.user_id)"
+    "SELECT me.kind, (SELECT count(*) FROM del) FROM me";
+/* clang-format on */
+
+void st__api_announce_added(st__api_req *q, const char *user, const char *name, const char *type)
+{
+    json_t *ev = json_pack("{ss ss? ss}", "roomId", q->room, "name", name, "type", type);
+    int rc = st_publish_membership(q->c, 'J', q->room, user);
+    rc |= st_publish_user_event(q->c, user, "roomAdded", ev);
+    if (rc != 0)
+        ST_WARN_RATELIMITED("event=api_publish_failed kind=J room=%s user=%s", q->room, user);
+    json_decref(ev);
+}
+
+/* ---- POST /api/rooms/{roomId}/members ---- */
+
+static void member_added(st__api_req *q, PGresult *res)
+{
+    if (PQntuples(res) == 0) {
+        st__api_reply_error(q, 403, "not a member");
+        return;
+    }
+    if (!st__api_one_row(q, res, 3))
+        return;
+    if (strcmp(PQgetvalue(res, 0, 0), "group") != 0) {
+        st__api_reply_error(q, 400, "not a group: direct rooms keep their two members");
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 2), "0") == 0) {
+        st__api_reply_error(q, 409, "already a member");
+        return;
+    }
+    st__api_announce_added(q, q->arg[1], st__api_val(res, 0, 1), "group");
+    json_t *o = json_pack("{ss ss}", "roomId", q->room, "userId", q->arg[1]);
+    st__api_reply_json(q, 201, o);
+    json_decref(o);
+}
+
+void st__api_add_member(st__api_req *q)
+{
+    json_t *u = json_object_get(q->body, "userId");
+    if (!json_is_string(u) || !chat_id_valid(json_string_value(u), json_string_length(u))) {
+        st__api_reply_error(q, 400, "userId must be a user id");
+        return;
+    }
+    snprintf(q->arg[1], sizeof q->arg[1], "%s", json_string_value(u));
+    snprintf(q->room, sizeof q->room, "%s", q->arg[0]);
+    const char *p[] = {q->arg[0], q->user, q->arg[1]};
+    st__api_query(q, SQL_ADD_MEMBER, 3, p, member_added);
+}
+
+/* ---- DELETE /api/rooms/{roomId}/members/{userId} ---- */
+
+static void member_removed(st__api_req *q, PGresult *res)
+{
+    if (PQntuples(res) == 0) {
+        st__api_reply_error(q, 403, "not a member");
+        return;
+    }
+    if (!st__api_one_row(q, res, 2))
+        return;
+    if (strcmp(PQgetvalue(res, 0, 0), "group") != 0) {
+        st__api_reply_error(q, 400, "not a group: direct rooms keep their two members");
+        return;
+    }
+    if (strcmp(PQgetvalue(res, 0, 1), "0") == 0) {
+        st__api_reply_error(q, 404, "no such member");
+        return;
+    }
+    /* K1 first: the removed user's sockets leave the room at once */
+    json_t *ev = json_pack("{ss}", "roomId", q->arg[0]);
+    int rc = st_publish_membership(q->c, 'K', q->arg[0], q->arg[1]);
+    rc |= st_publish_user_event(q->c, q->arg[1], "roomRemoved", ev);
+    if (rc != 0)
+        ST_WARN_RATELIMITED("event=api_publish_failed kind=K room=%s user=%s", q->arg[0],
+                            q->arg[1]);
+    json_decref(ev);
+    st__api_reply(q, 204, NULL, 0);
+}
+
+void st__api_remove_member(st__api_req *q)
+{
+    const char *p[] = {q->arg[0], q->user, q->arg[1]};
+    st__api_query(q, SQL_REMOVE_MEMBER, 3, p, member_removed);
+}

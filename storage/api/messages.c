@@ -1,0 +1,140 @@
+/*
+ * api/messages.c - GET /api/rooms/{roomId}/messages (history, newest first,
+ * by pages; the caller's own messages with their status) and POST
+ * /api/rooms/{roomId}/messages (post through the ingest stream, like a
+ * gateway's sendMessage, and answer with its ack).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "api.h"
+#include "config.h"
+
+#define POST_TIMEOUT_MS 5000 /* ack of a message posted over HTTP */
+
+/* clang-format off */
+#define MSG_FIELDS                                                                                 \
+    "'id', n.id::text, 'seq', n.seq, 'roomId', n.room_id, 'userId', n.sender_id,"                  \
+    " 'firstName', n.first_name, 'lastName', n.last_name, 'text', n.body,"                         \
+    " 'createdAt', " ST__API_TS("n.created_at") ", 'clientMsgId', n.client_msg_id"
+
+static const char SQL_MESSAGES[] =
+    "WITH me AS (SELECT 1 FROM room_members WHERE room_id = $1 AND user_id = $2),"
+    " w AS (SELECT COALESCE(min(delivered_seq), 0) AS d, COALESCE(min(seen_seq), 0) AS s"
+    "       FROM room_members WHERE room_id = $1 AND user_id <> $2),"
+    " page AS (SELECT g.* FROM messages g"
+    "          WHERE g.room_id = $1 AND EXISTS (SELECT 1 FROM me)"
+    "            AND ($3::bigint IS NULL OR g.seq < $3::bigint)"
+    "          ORDER BY g.seq DESC LIMIT $4::int + 1),"
+    " n AS (SELECT p.*, row_number() OVER (ORDER BY p.seq DESC) AS rn FROM page p)"
+    "SELECT EXISTS (SELECT 1 FROM me), json_build_object("
+    " 'messages', COALESCE((SELECT json_agg(CASE WHEN n.sender_id = $2"
+    "   THEN json_build_object(" MSG_FIELDS ", 'status',"
+    "        CASE WHEN n.seq <= w.s THEN 'seen' WHEN n.seq <= w.d THEN 'delivered' ELSE 'sent' END)"
+    "   ELSE json_build_object(" MSG_FIELDS ") END ORDER BY n.seq DESC)"
+    "   FROM n, w WHERE n.rn <= $4::int), '[]'::json),"
+    " 'nextBefore', (SELECT n.seq FROM n WHERE n.rn = $4::int"
+    "                AND EXISTS (SELECT 1 FROM n x WHERE x.rn = $4::int + 1)))";
+
+static const char SQL_MEMBER[] =
+    "SELECT r.kind FROM rooms r JOIN room_members m ON m.room_id = r.id"
+    " WHERE r.id = $1 AND m.user_id = $2";
+/* clang-format on */
+
+/* ---- GET /api/rooms/{roomId}/messages ---- */
+
+static void messages_listed(st__api_req *q, PGresult *res)
+{
+    if (!st__api_one_row(q, res, 2))
+        return;
+    if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+        st__api_reply_error(q, 403, "not a member");
+        return;
+    }
+    st__api_reply(q, 200, PQgetvalue(res, 0, 1), (size_t)PQgetlength(res, 0, 1));
+}
+
+void st__api_list_messages(st__api_req *q)
+{
+    char before[24], lim[16];
+    snprintf(lim, sizeof lim, "%ld", q->limit);
+    snprintf(before, sizeof before, "%lld", (long long)q->num);
+    const char *p[] = {q->arg[0], q->user, q->num > 0 ? before : NULL, lim};
+    st__api_query(q, SQL_MESSAGES, 4, p, messages_listed);
+}
+
+/* ---- POST /api/rooms/{roomId}/messages ---- */
+
+static void message_acked(json_t *ack, void *arg)
+{
+    st__api_req *q = arg;
+    q->busy = 0;
+    if (q->req) {
+        const char *err = json_string_value(json_object_get(ack, "error"));
+        if (!ack)
+            st__api_reply_error(q, 504,
+                                "no acknowledgement in time; retry with the same clientMsgId");
+        else if (err && (!strcmp(err, "forbidden") || !strcmp(err, "not a member")))
+            st__api_reply_error(q, 403, "not a member"); /* removed since the check */
+        else if (err && !strcmp(err, "invalid payload"))
+            st__api_reply_error(q, 400, err);
+        else if (err && !strcmp(err, "clientMsgId reused"))
+            st__api_reply_error(q, 409, err); /* another text under a stored clientMsgId */
+        else if (err && !strcmp(err, "text too long"))
+            st__api_reply_error(q, 413, err);
+        else if (err)
+            st__api_reply_error(q, 500, err);
+        else
+            st__api_reply_json(q, 201, ack);
+    }
+    st__api_after_step(q);
+}
+
+static void member_checked(st__api_req *q, PGresult *res)
+{
+    if (PQntuples(res) != 1) {
+        st__api_reply_error(q, 403, "not a member");
+        return;
+    }
+    st_post m = {0};
+    m.room = q->arg[0];
+    m.user = q->user;
+    m.first_name = q->first_name;
+    m.last_name = NULL;
+    m.text = json_string_value(json_object_get(q->body, "text"));
+    m.text_len = json_string_length(json_object_get(q->body, "text"));
+    m.client_msg_id = json_string_value(json_object_get(q->body, "clientMsgId"));
+    m.peer = NULL;
+    if (!st_redis_ready(q->c->redis)) {
+        st__api_reply_error(q, 503, "redis unavailable");
+        return;
+    }
+    st__api_go_busy(q);
+    if (st_post_message(q->c, &m, POST_TIMEOUT_MS, message_acked, q) != 0) {
+        q->busy = 0;
+        st__api_reply_error(q, 503, "redis unavailable");
+    }
+}
+
+void st__api_post_message(st__api_req *q)
+{
+    json_t *text = json_object_get(q->body, "text");
+    json_t *cid = json_object_get(q->body, "clientMsgId");
+    if (!json_is_string(text) || json_string_length(text) == 0) {
+        st__api_reply_error(q, 400, "text must be a non-empty string");
+        return;
+    }
+    if (json_string_length(text) > q->c->cfg->max_text_length) {
+        st__api_reply_error(q, 413, "text too long");
+        return;
+    }
+    if (json_is_null(cid)) {
+        json_object_del(q->body, "clientMsgId");
+    } else if (cid && (!json_is_string(cid) ||
+                       !chat_id_valid(json_string_value(cid), json_string_length(cid)))) {
+        st__api_reply_error(q, 400, "clientMsgId must be 1..128 printable ASCII characters");
+        return;
+    }
+    const char *p[] = {q->arg[0], q->user};
+    st__api_query(q, SQL_MEMBER, 2, p, member_checked);
+}

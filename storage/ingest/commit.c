@@ -1,0 +1,247 @@
+/*
+ * ingest/commit.c - a lane's head batch in PostgreSQL (docs/storage.md
+ * "Storage's batch").
+ *
+ * One call of chat_batch (one round trip, one transaction) per batch, with
+ * the entries turned into its two JSON arguments (entry.c). Its rows say
+ * what became of each message; the batch then goes to publish.c and back to
+ * its lane (lanes.c). A failed transaction is retried (same batch) with
+ * backoff; nothing of it was published or acked. A batch that keeps failing
+ * with a data error is split, a single entry dropped.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "ingest.h"
+#include "log.h"
+
+/* A batch failing with a data error this often is split, a single entry
+ * dropped: one bad entry must not stop its shard. */
+#define DATA_ERROR_ATTEMPTS 3
+
+/* the columns are ST__COL_* of ingest.h */
+static const char BATCH_SQL[] =
+    "SELECT k, o, status, id, seq, shard, shard_pos, created_at, room, usr, sender, aggregate "
+    "FROM chat_batch($1::jsonb, $2::jsonb)";
+
+/* The 'm' rows: what became of each message of b. */
+static void apply_rows(st_ingest *g, st__batch *b, PGresult *res)
+{
+    st_stats *st = &g->c->stats;
+    int rows = PQntuples(res);
+    for (int i = 0; i < rows; i++) {
+        const char *k = st__col(res, i, ST__COL_K), *o = st__col(res, i, ST__COL_O),
+                   *status = st__col(res, i, ST__COL_STATUS);
+        if (!k || k[0] != 'm' || !o || !status)
+            continue;
+        size_t idx = (size_t)strtoul(o, NULL, 10);
+        if (idx >= b->n || b->e[idx]->kind != 'm')
+            continue;
+        entry *e = b->e[idx];
+        if (!strcmp(status, "new"))
+            e->status = ST_E_NEW;
+        else if (!strcmp(status, "dup"))
+            e->status = ST_E_DUP;
+        else if (!strcmp(status, "forbidden"))
+            e->status = ST_E_FORBIDDEN;
+        else if (!strcmp(status, "reused"))
+            e->status = ST_E_REUSED;
+        else
+            e->status = ST_E_RETRY;
+        if (e->status == ST_E_NEW || e->status == ST_E_DUP) {
+            const char *id = st__col(res, i, ST__COL_ID), *seq = st__col(res, i, ST__COL_SEQ),
+                       *sh = st__col(res, i, ST__COL_SHARD), *pos = st__col(res, i, ST__COL_POS),
+                       *at = st__col(res, i, ST__COL_CREATED);
+            if (!id || !seq || !sh || !pos || !at) {
+                e->status = ST_E_RETRY;
+                continue;
+            }
+            snprintf(e->mid, sizeof e->mid, "%s", id);
+            e->seq = strtoll(seq, NULL, 10);
+            e->rshard = (unsigned)strtoul(sh, NULL, 10);
+            e->pos = strtoll(pos, NULL, 10);
+            snprintf(e->created, sizeof e->created, "%s", at);
+            if (e->rshard >= g->nshards)
+                e->rshard = e->shard;
+        }
+        switch (e->status) {
+        case ST_E_NEW: st->messages_stored++; break;
+        case ST_E_DUP: st->messages_duplicate++; break;
+        case ST_E_FORBIDDEN: st->messages_forbidden++; break;
+        case ST_E_REUSED: st->messages_reused++; break;
+        default: st->messages_retried++; break;
+        }
+    }
+    /* a message the function did not answer for is run again */
+    for (size_t i = 0; i < b->n; i++)
+        if (b->e[i]->kind == 'm' && b->e[i]->status == ST_E_NONE)
+            b->e[i]->status = ST_E_RETRY;
+}
+
+static void count_batch(st_ingest *g, st__batch *b)
+{
+    st_stats *st = &g->c->stats;
+    static const size_t le[] = {1, 10, 100, 1000, 10000};
+    st->batches++;
+    st->batch_entries += b->n;
+    st->batch_seconds_us += (st_now_ms() - b->read_ms) * 1000;
+    size_t k = 0;
+    while (k < 5 && b->n > le[k])
+        k++;
+    st->batch_size_le[k]++;
+    for (size_t i = 0; i < b->n; i++)
+        if (b->e[i]->kind == 'R' && b->e[i]->status != ST_E_INVALID)
+            st->receipts_applied += b->e[i]->nrc;
+}
+
+const unsigned st_latency_le[ST_LATENCY_BUCKETS - 1] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+
+/* Time from XADD (the entry id's milliseconds) to now, for each new
+ * message: where the ack latency goes, seen from storage. */
+static void count_latency(st_ingest *g, const st__batch *b)
+{
+    st_stats *st = &g->c->stats;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    for (size_t i = 0; i < b->n; i++) {
+        const entry *e = b->e[i];
+        if (e->kind != 'm' || e->status != ST_E_NEW)
+            continue;
+        uint64_t at = strtoull(e->id, NULL, 10);
+        uint64_t ms = now > at ? now - at : 0; /* clocks of two hosts */
+        size_t k = 0;
+        while (k < ST_LATENCY_BUCKETS - 1 && ms > st_latency_le[k])
+            k++;
+        st->latency_le[k]++;
+        st->latency_ms_sum += ms;
+    }
+}
+
+/* A batch taken off the queue committed (res) or needed no database (res
+ * NULL): its answers, its publishing, then back to its lane. */
+static void finish_batch(st__lane *L, st__batch *b, PGresult *res)
+{
+    st_ingest *g = L->g;
+    if (res)
+        apply_rows(g, b, res);
+    count_batch(g, b);
+    st__publish_batch(g, b, res);
+    count_latency(g, b);
+    st__lane_retire(L, b);
+    st__ingest_kick(g);
+}
+
+static int data_error(const char *error)
+{
+    /* SQLSTATE classes 22 (data exception) and 23 (integrity): this batch's
+     * content, not the database, is at fault */
+    return error && (!strncmp(error, "22", 2) || !strncmp(error, "23", 2)) && error[5] == ':';
+}
+
+/* Splits the head batch in two, or drops its only entry (acked with an
+ * error), when its data keeps failing. */
+static void split_head(st__lane *L)
+{
+    st__batch *b = L->head;
+    if (b->n == 1) {
+        entry *e = b->e[0];
+        ST_ERROR("event=entry_dropped shard=%u id=%s msg=\"the database keeps refusing it\"",
+                 e->shard, e->id);
+        L->g->c->stats.entries_malformed++;
+        e->status = ST_E_INVALID;
+        if (e->kind == 'R')
+            e->kind = 0;
+        finish_batch(L, st__lane_detach_head(L), NULL);
+        return;
+    }
+    st__lane_split_head(L);
+}
+
+void st__commit_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    st__lane *L = arg;
+    if (L->head)
+        L->head->in_db = 0;
+    st__ingest_kick(L->g);
+}
+
+static void db_cb(PGresult *res, const char *error, void *arg)
+{
+    st__lane *L = arg;
+    st_ingest *g = L->g;
+    st__batch *b = L->head;
+    if (!b)
+        return;
+    if (!res) {
+        g->c->stats.db_errors++;
+        b->attempts++;
+        ST_LOG_RATELIMITED(ST_LOG_ERROR,
+                           "event=batch_failed lane=%u entries=%zu attempt=%u err=\"%s\"", L->index,
+                           b->n, b->attempts, error ? error : "?");
+        if (data_error(error) && ++b->data_errors >= DATA_ERROR_ATTEMPTS) {
+            b->in_db = 0;
+            split_head(L);
+            st__ingest_kick(g);
+            return;
+        }
+        unsigned shift = b->attempts < 6 ? b->attempts : 6;
+        unsigned base = 50u << shift;
+        if (base > 5000)
+            base = 5000;
+        unsigned ms = base / 2 + (unsigned)(rand_r(&g->seed) % (base / 2 + 1));
+        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+        evtimer_add(L->retry_timer, &tv); /* in_db stays set until then */
+        return;
+    }
+    b->in_db = 0;
+    g->c->stats.batch_db_us += st_now_us() - b->sent_us;
+    /* the next batch goes to the database first, then this one is
+     * published: the database works while Redis and this process do */
+    st__lane_detach_head(L);
+    st__commit_submit(L, 0);
+    finish_batch(L, b, res);
+}
+
+void st__commit_submit(st__lane *L, int may_finish)
+{
+    st_ingest *g = L->g;
+    st__batch *b = L->head;
+    if (!b || b->in_db || evtimer_pending(L->retry_timer, NULL))
+        return;
+    /* publishing needs the command link: a batch committed while it is down
+     * would be acked nowhere; wait for it first */
+    if (!st_redis_ready(g->c->redis))
+        return;
+    int has_db_work = 0;
+    for (size_t i = 0; i < b->n && !has_db_work; i++)
+        has_db_work =
+            ((b->e[i]->kind == 'm' || b->e[i]->kind == 'o') && b->e[i]->status == ST_E_NONE) ||
+            (b->e[i]->kind == 'R' && b->e[i]->status != ST_E_INVALID && b->e[i]->rc_len);
+    if (!has_db_work) {
+        if (may_finish)
+            finish_batch(L, st__lane_detach_head(L), NULL);
+        return;
+    }
+    pr_buf msgs, rcpts;
+    pr_buf_init(&msgs, 256u << 20);
+    pr_buf_init(&rcpts, 256u << 20);
+    if (st__entry_batch_json(b->e, b->n, &msgs, &rcpts) != 0) {
+        pr_buf_dispose(&msgs);
+        pr_buf_dispose(&rcpts);
+        split_head(L); /* too big for the buffers: halve it, or drop one entry */
+        st__ingest_kick(g);
+        return;
+    }
+    const char *params[2] = {msgs.ptr, rcpts.ptr};
+    b->sent_us = st_now_us();
+    if (st_pg_query(L->db, BATCH_SQL, 2, params, db_cb, L) == 0)
+        b->in_db = 1;
+    pr_buf_dispose(&msgs);
+    pr_buf_dispose(&rcpts);
+}

@@ -1,0 +1,172 @@
+/*
+ * ingest/ingest.h - private to storage/ingest/: the owner side of the ingest
+ * shards (docs/storage.md "Ingest shards" and "Storage's batch").
+ *
+ * A message's trip, one file per step, in this order:
+ *   lease.c    which shards this replica owns ({i:S}:lease)
+ *   read.c     XREADGROUP over the owned shards; entries go to their lane
+ *   lanes.c    a FIFO of batches per database connection (lane S mod N)
+ *   commit.c   the head batch in PostgreSQL (chat_batch) and its answer
+ *   publish.c  after COMMIT: M1, A1, {st}:pos, U1, then XACK/XDEL
+ * ingest.c holds the loop that drives them (kick), start and stop.
+ *
+ * Everything lives on the one loop thread; st_ingest is owned by st_ctx
+ * (c->ingest), created by st_ingest_start and freed by st_ingest_free.
+ */
+#ifndef ST_INGEST_INGEST_H
+#define ST_INGEST_INGEST_H
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <stdint.h>
+
+#include "chat.h"
+#include "entry.h"
+#include "st.h"
+
+#define ST__INGEST_GROUP "storage" /* the consumer group of every {i:S}:in */
+#define ST__INGEST_CONSUMER "owner"
+#define ST__INGEST_MAX_LANES 16
+
+typedef st__entry entry;
+
+/* A batch: entries read together, committed in one chat_batch call. */
+typedef struct st__batch {
+    struct st__batch *next;
+    entry **e;
+    size_t n, cap;
+    uint64_t read_ms;
+    uint64_t sent_us; /* last sent to the database */
+    unsigned attempts, data_errors;
+    int in_db;
+} st__batch;
+
+enum { ST__MODE_PENDING, ST__MODE_LIVE };
+
+typedef struct {
+    char in_key[32];
+    char lease_key[32];
+    /* lease.c */
+    int owned;
+    int acquiring; /* SET NX / XGROUP / HGET in flight */
+    int renewing;
+    uint64_t lease_until; /* monotonic ms */
+    /* read.c (publish.c sends a shard back to pending when acks are lost) */
+    int mode;
+    char cursor[48];   /* pending mode: last id read */
+    unsigned inflight; /* entries of this shard in queued batches (lanes.c) */
+    /* publish.c */
+    int64_t published; /* last shard position published */
+    /* A batch's commands were lost (link down): the entries come back as
+     * 'dup' and every one above this position is published again, even if
+     * a later batch got through meanwhile. Until the pending entries drain. */
+    int64_t republish_above;
+} st__shard;
+
+/* A lane: one database connection and its FIFO of batches. Shard S goes
+ * to lane S mod nlanes, so each shard's batches commit in order while the
+ * lanes' transactions run side by side (they touch disjoint rooms). */
+typedef struct st__lane {
+    st_ingest *g;
+    unsigned index;
+    st_pg *db;              /* lane 0: c->ingest_db */
+    st__batch *head, *tail; /* head: in the database, or next to go */
+    unsigned nbatches;
+    struct event *retry_timer; /* database retry of the head batch (commit.c) */
+    entry **carry;             /* 'retry' entries for the next batch */
+    size_t ncarry;
+} st__lane;
+
+struct st_ingest {
+    st_ctx *c;
+    unsigned nshards;
+    st__shard *shards;
+    st__lane lanes[ST__INGEST_MAX_LANES];
+    unsigned nlanes;
+    struct event *lease_timer; /* lease.c */
+    struct event *kick;        /* deferred: read or submit */
+    int reading;               /* an XREADGROUP is in flight (read.c) */
+    uint64_t read_pause_until;
+    struct event *tick; /* reads again after a pause or a reconnect */
+    unsigned blocking_epoch, cmd_epoch;
+    unsigned seed;
+    /* stop */
+    int stopping;
+    void (*stopped)(void *);
+    void *stopped_arg;
+    struct event *stop_deadline;
+    unsigned releases; /* lease releases in flight */
+    int stop_done;
+};
+
+/* ---- ingest.c: the loop ---- */
+/* Runs the loop soon (on the loop, after the current callback): every lane
+ * submits its head, then a read starts if there is room. */
+void st__ingest_kick(st_ingest *g);
+/* Stopping: finishes once nothing is read or queued and the leases are
+ * given back. */
+void st__ingest_maybe_stopped(st_ingest *g);
+
+/* ---- lease.c ---- */
+void st__lease_start(st_ingest *g); /* the renewal timer, and a first round */
+void st__lease_stop(st_ingest *g);  /* no more renewals */
+/* Gives back every owned shard; returns how many releases are in flight
+ * (each ends in st__ingest_maybe_stopped). */
+unsigned st__lease_release_all(st_ingest *g);
+
+/* ---- read.c ---- */
+/* One XREADGROUP over the owned shards, unless one is in flight, a lane is
+ * full, or the link is down. */
+void st__read_start(st_ingest *g);
+
+/* ---- lanes.c ---- */
+void st__batch_free(st__batch *b);
+/* Adds entry e of shard s to the batch filling behind its lane's head. */
+void st__lane_add(st_ingest *g, unsigned s, entry *e);
+/* 1 when lane L takes no more entries (reading waits). */
+int st__lane_full(const st__lane *L);
+/* Takes the head batch off the queue. */
+st__batch *st__lane_detach_head(st__lane *L);
+/* Splits the head batch into two consecutive batches of the queue. */
+void st__lane_split_head(st__lane *L);
+/* A batch off the queue is done: its 'retry' entries go ahead of what was
+ * read after them, the rest is freed with it. */
+void st__lane_retire(st__lane *L, st__batch *b);
+/* Frees every batch and carried entry of lane L. */
+void st__lane_dispose(st__lane *L);
+
+/* ---- commit.c ---- */
+/* The columns of chat_batch's rows (commit.c's query; storage/sql/functions/
+ * chat_batch.sql): k 'm' (a message's answer), 'j' (a member of a new direct
+ * room), 's' (a messageStatus event). */
+enum {
+    ST__COL_K,
+    ST__COL_O,      /* 'm': the entry's index in the batch */
+    ST__COL_STATUS, /* 'm': new, dup, forbidden, reused, retry; 's': delivered, seen */
+    ST__COL_ID,
+    ST__COL_SEQ,
+    ST__COL_SHARD,
+    ST__COL_POS,
+    ST__COL_CREATED,
+    ST__COL_ROOM,
+    ST__COL_USR,
+    ST__COL_SENDER,
+    ST__COL_AGGREGATE
+};
+/* A row's text column, or NULL for SQL NULL. */
+static inline const char *st__col(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+/* Sends lane L's head batch to the database. A batch with nothing for it is
+ * finished on the spot when may_finish (not while another is published). */
+void st__commit_submit(st__lane *L, int may_finish);
+void st__commit_retry_cb(evutil_socket_t fd, short what, void *arg); /* L->retry_timer */
+
+/* ---- publish.c ---- */
+/* After COMMIT (res: chat_batch's rows, NULL when the batch needed no
+ * database): what the batch tells gateways, then XACK and XDEL. */
+void st__publish_batch(st_ingest *g, st__batch *b, PGresult *res);
+
+#endif

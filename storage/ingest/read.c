@@ -1,0 +1,178 @@
+/*
+ * ingest/read.c - reading the owned shards (docs/storage.md "Ownership").
+ *
+ * One XREADGROUP at a time on c->blocking over the owned shards, at most
+ * --batch-size entries over all of them. A shard starts in "pending" mode
+ * (entries a previous owner read but did not finish, by cursor) and moves
+ * to ">" once none are left. Each entry read is parsed (entry.c) and goes to
+ * its shard's lane (lanes.c).
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+#include "ingest.h"
+#include "log.h"
+
+#define BLOCK_MS "100"
+
+static int shard_of_key(const st_ingest *g, const char *key, size_t len, unsigned *out)
+{
+    unsigned s;
+    char tail;
+    if (len < 8 || sscanf(key, "{i:%u}:i%c", &s, &tail) != 2 || tail != 'n' || s >= g->nshards)
+        return -1;
+    if (strcmp(key, g->shards[s].in_key) != 0)
+        return -1;
+    *out = s;
+    return 0;
+}
+
+static int read_shards(st_ingest *g, unsigned *which)
+{
+    uint64_t now = st_now_ms();
+    int n = 0;
+    for (unsigned s = 0; s < g->nshards; s++) {
+        st__shard *sh = &g->shards[s];
+        if (!sh->owned || now >= sh->lease_until)
+            continue;
+        /* pending entries are read again only when none of this shard's
+         * entries is in a batch of ours: they would be stored twice */
+        if (sh->mode == ST__MODE_PENDING && sh->inflight)
+            continue;
+        which[n++] = s;
+    }
+    return n;
+}
+
+/* The entries of shard s in one stream of the reply. */
+static void take_entries(st_ingest *g, unsigned s, const redisReply *items)
+{
+    st__shard *sh = &g->shards[s];
+    if (sh->mode == ST__MODE_PENDING && items->elements == 0) {
+        /* the leftovers (a previous owner's, or ours from a broken
+         * link) are done: pending reads wait for the shard's
+         * batches, so everything read again has been published */
+        sh->mode = ST__MODE_LIVE;
+        sh->republish_above = INT64_MAX;
+        ST_DEBUG("event=pending_done shard=%u", s);
+    }
+    for (size_t j = 0; j < items->elements; j++) {
+        entry *e = st__entry_parse(items->element[j], s, g->nshards, g->c->room_key);
+        if (!e)
+            continue;
+        if (e->status == ST_E_INVALID) {
+            g->c->stats.entries_malformed++;
+            ST_WARN_RATELIMITED("event=malformed_entry shard=%u id=%s kind=%c", s, e->id,
+                                e->kind ? e->kind : '?');
+        } else if (e->kind == 'o' && e->status == ST_E_FORBIDDEN) {
+            ST_WARN_RATELIMITED("event=open_refused shard=%u id=%s msg=\"not the direct "
+                                "room of its user and peer\"",
+                                s, e->id);
+        }
+        if (sh->mode == ST__MODE_PENDING)
+            snprintf(sh->cursor, sizeof sh->cursor, "%s", e->id);
+        st__lane_add(g, s, e);
+    }
+}
+
+static void read_cb(redisReply *reply, void *arg)
+{
+    st_ingest *g = arg;
+    g->reading = 0;
+    if (!reply) {
+        /* the link broke with the read in flight: what it delivered is
+         * pending now, st__read_start sees the new epoch */
+        st__ingest_kick(g);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ST_WARN_RATELIMITED("event=xreadgroup_failed err=\"%s\"", reply->str);
+        if (!strncmp(reply->str, "NOGROUP", 7)) /* a stream was deleted: make it again */
+            for (unsigned s = 0; s < g->nshards; s++)
+                if (g->shards[s].owned) {
+                    const char *argv[] = {"XGROUP",         "CREATE", g->shards[s].in_key,
+                                          ST__INGEST_GROUP, "0",      "MKSTREAM"};
+                    size_t lens[] = {6, 6, strlen(g->shards[s].in_key), strlen(ST__INGEST_GROUP),
+                                     1, 8};
+                    st_redis_command(g->c->redis, NULL, NULL, 6, argv, lens);
+                }
+        /* the tick reads again: no tight loop against a failing Redis */
+        g->read_pause_until = st_now_ms() + 100;
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ARRAY) {
+        for (size_t i = 0; i < reply->elements; i++) {
+            const redisReply *st = reply->element[i];
+            unsigned s;
+            if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
+                st->element[0]->type != REDIS_REPLY_STRING ||
+                shard_of_key(g, st->element[0]->str, st->element[0]->len, &s) != 0)
+                continue;
+            if (st->element[1]->type == REDIS_REPLY_ARRAY)
+                take_entries(g, s, st->element[1]);
+        }
+    }
+    st__ingest_kick(g);
+}
+
+void st__read_start(st_ingest *g)
+{
+    st_ctx *c = g->c;
+    if (g->reading || g->stopping || !st_redis_ready(c->blocking) ||
+        st_now_ms() < g->read_pause_until)
+        return;
+    for (unsigned i = 0; i < g->nlanes; i++)
+        if (st__lane_full(&g->lanes[i]))
+            return;
+    /* the links' connections changed: what was read or acked on the old
+     * ones may be lost, so owned shards read their pending entries again */
+    unsigned be = st_redis_epoch(c->blocking), ce = st_redis_epoch(c->redis);
+    if (be != g->blocking_epoch || ce != g->cmd_epoch) {
+        g->blocking_epoch = be;
+        g->cmd_epoch = ce;
+        for (unsigned s = 0; s < g->nshards; s++)
+            if (g->shards[s].owned) {
+                g->shards[s].mode = ST__MODE_PENDING;
+                strcpy(g->shards[s].cursor, "0");
+            }
+    }
+    unsigned which[CHAT_SHARDS_MAX];
+    int n = read_shards(g, which);
+    if (n == 0)
+        return;
+    int any_pending = 0;
+    for (int i = 0; i < n; i++)
+        any_pending |= g->shards[which[i]].mode == ST__MODE_PENDING;
+    unsigned count = c->cfg->batch_size / (unsigned)n;
+    if (count == 0)
+        count = 1;
+    char count_s[16];
+    snprintf(count_s, sizeof count_s, "%u", count);
+    const char **argv = pr_malloc((size_t)(10 + 2 * n) * sizeof *argv);
+    size_t *lens = pr_malloc((size_t)(10 + 2 * n) * sizeof *lens);
+    int k = 0;
+#define ARG(s) (argv[k] = (s), lens[k] = strlen(argv[k]), k++)
+    ARG("XREADGROUP");
+    ARG("GROUP");
+    ARG(ST__INGEST_GROUP);
+    ARG(ST__INGEST_CONSUMER);
+    ARG("COUNT");
+    ARG(count_s);
+    if (!any_pending) { /* a pending read returns at once anyway */
+        ARG("BLOCK");
+        ARG(BLOCK_MS);
+    }
+    ARG("STREAMS");
+    for (int i = 0; i < n; i++)
+        ARG(g->shards[which[i]].in_key);
+    for (int i = 0; i < n; i++) {
+        st__shard *sh = &g->shards[which[i]];
+        ARG(sh->mode == ST__MODE_PENDING ? sh->cursor : ">");
+    }
+#undef ARG
+    if (st_redis_command(c->blocking, read_cb, g, k, argv, lens) == 0)
+        g->reading = 1;
+    pr_free(argv);
+    pr_free(lens);
+}
