@@ -80,7 +80,7 @@ static void render(st_ctx *c, pr_buf *out)
                     c->db ? st_pg_queued(c->db) : 0);
     cm_metric_gauge(out, "chat_storage_ready", "1 when PostgreSQL and Redis are up and migrated.",
                     c->migrated && c->db && st_pg_ready(c->db) && st_pg_ready(c->ingest_db) &&
-                            st_redis_ready(c->redis)
+                            cm_redis_ready(c->redis)
                         ? 1
                         : 0);
     cm_metric_gauge(out, "chat_storage_uptime_seconds", "Seconds since start.",

@@ -10,7 +10,7 @@
 
 #include "chat.h"
 #include "config.h"
-#include "log.h"
+#include "cm_log.h"
 #include "sio.h"
 #include "st.h"
 
@@ -43,7 +43,7 @@ static int publish(st_ctx *c, const char *channel, pr_view payload)
 {
     const char *argv[3] = {"PUBLISH", channel, payload.ptr};
     size_t lens[3] = {7, strlen(channel), payload.len};
-    return st_redis_command(c->redis, NULL, NULL, 3, argv, lens);
+    return cm_redis_command(c->redis, NULL, NULL, 3, argv, lens);
 }
 
 int st_publish_user_event(st_ctx *c, const char *user, const char *event, json_t *payload)
@@ -80,9 +80,9 @@ int st_publish_membership(st_ctx *c, char kind, const char *room, const char *us
     size_t l1[3] = {4, members.len, ul};
     const char *a2[3] = {verb, rooms.s, room};
     size_t l2[3] = {4, rooms.len, rl};
-    int rc = st_redis_command(c->redis, NULL, NULL, 3, a1, l1);
+    int rc = cm_redis_command(c->redis, NULL, NULL, 3, a1, l1);
     if (rc == 0)
-        rc = st_redis_command(c->redis, NULL, NULL, 3, a2, l2);
+        rc = cm_redis_command(c->redis, NULL, NULL, 3, a2, l2);
     pr_buf env;
     pr_buf_init(&env, 2 * CHAT_ID_MAX + 16);
     if (rc == 0)
@@ -143,13 +143,14 @@ typedef struct {
     char req_id[24];
 } xadd_arg;
 
-static void xadd_cb(redisReply *reply, void *arg)
+static void xadd_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     xadd_arg *x = arg;
     /* the post may have timed out already: find it again by id */
     post *p = post_find(x->c, pr_view_make(x->req_id, strlen(x->req_id)));
     if (p && (!reply || reply->type == REDIS_REPLY_ERROR)) {
-        ST_WARN("event=post_xadd_failed req=%s err=\"%s\"", p->req_id,
+        CM_WARN("event=post_xadd_failed req=%s err=\"%s\"", p->req_id,
                 reply ? reply->str : "link lost");
         post_finish(p, NULL);
     }
@@ -213,7 +214,7 @@ int st_post_message(st_ctx *c, const st_post *m, unsigned timeout_ms, st_post_cb
         e.client_msg_id = pr_view_make(m->client_msg_id, strlen(m->client_msg_id));
     if (m->peer)
         e.peer = pr_view_make(m->peer, strlen(m->peer));
-    e.reply_to = pr_view_make(c->reply_channel, strlen(c->reply_channel));
+    e.reply_to = chat_key_view(&c->reply_channel);
     e.socket = pr_view_make(p->req_id, strlen(p->req_id));
     e.ack_id = 0;
     chat_xadd xadd;
@@ -224,7 +225,7 @@ int st_post_message(st_ctx *c, const st_post *m, unsigned timeout_ms, st_post_cb
     xadd_arg *x = pr_malloc(sizeof *x);
     x->c = c;
     memcpy(x->req_id, p->req_id, sizeof x->req_id);
-    if (st_redis_command(c->redis, xadd_cb, x, xadd.argc, xadd.argv, xadd.lens) != 0) {
+    if (cm_redis_command(c->redis, xadd_cb, x, xadd.argc, xadd.argv, xadd.lens) != 0) {
         pr_free(x);
         pr_free(p);
         return PR_ECLOSED;

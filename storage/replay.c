@@ -14,10 +14,11 @@
 #include <string.h>
 #include <sys/time.h>
 
+#include "cm_clock.h"
 #include "chat.h"
 #include "config.h"
 #include "entry.h"
-#include "log.h"
+#include "cm_log.h"
 #include "st.h"
 
 #define RPC_STREAM CHAT_KEY_RPC
@@ -79,10 +80,10 @@ static void ack_entry(st_ctx *c, const char *id)
 {
     const char *a[] = {"XACK", RPC_STREAM, GROUP, id};
     size_t al[] = {4, strlen(RPC_STREAM), strlen(GROUP), strlen(id)};
-    st_redis_command(c->redis, NULL, NULL, 4, a, al);
+    cm_redis_command(c->redis, NULL, NULL, 4, a, al);
     const char *d[] = {"XDEL", RPC_STREAM, id};
     size_t dl[] = {4, strlen(RPC_STREAM), strlen(id)};
-    st_redis_command(c->redis, NULL, NULL, 3, d, dl);
+    cm_redis_command(c->redis, NULL, NULL, 3, d, dl);
 }
 
 static void request_done(request *q)
@@ -141,7 +142,7 @@ static void reply(st_ctx *c, const request *q, const char *status, PGresult *res
     if (rc == 0) {
         const char *argv[] = {"PUBLISH", q->channel, out.ptr};
         size_t lens[] = {7, strlen(q->channel), out.len};
-        st_redis_command(c->redis, NULL, NULL, 3, argv, lens);
+        cm_redis_command(c->redis, NULL, NULL, 3, argv, lens);
     }
     pr_buf_dispose(&out);
     pr_buf_dispose(&pkt);
@@ -153,7 +154,7 @@ static void query_cb(PGresult *res, const char *error, void *arg)
     st_ctx *c = q->rp->c;
     if (!res) {
         c->stats.replay_errors++;
-        ST_LOG_RATELIMITED(ST_LOG_ERROR, "event=replay_failed req=%s err=\"%s\"", q->req_id,
+        CM_LOG_RATELIMITED(CM_LOG_ERROR, "event=replay_failed req=%s err=\"%s\"", q->req_id,
                            error ? error : "?");
         /* not acked: XAUTOCLAIM offers it again after CLAIM_IDLE_MS, by
          * which time the gateway may have given up (no harm) */
@@ -170,7 +171,7 @@ static void query_cb(PGresult *res, const char *error, void *arg)
         reply(c, q, "ok", res, rows);
     }
     ack_entry(c, q->entry_id);
-    ST_DEBUG("event=replay kind=%s req=%s user=%s rows=%d overflow=%d",
+    CM_DEBUG("event=replay kind=%s req=%s user=%s rows=%d overflow=%d",
              q->kind == CHAT_RPC_REPLAY ? "replay" : "sync", q->req_id, q->user, rows, overflow);
     request_done(q);
 }
@@ -243,7 +244,7 @@ static void handle_entry(st_replay *rp, const redisReply *item)
         }
     }
     if (!ok) {
-        ST_WARN_RATELIMITED("event=bad_replay_request id=%s", id);
+        CM_WARN_RATELIMITED("event=bad_replay_request id=%s", id);
         if (addressable) /* an answer the gateway handles: start afresh */
             reply(c, q, "overflow", NULL, 0);
         ack_entry(c, id);
@@ -278,17 +279,18 @@ static void handle_entries(st_replay *rp, const redisReply *items)
         handle_entry(rp, items->element[i]);
 }
 
-static void read_cb(redisReply *reply, void *arg)
+static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_replay *rp = arg;
     rp->reading = 0;
     if (!reply)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        ST_WARN_RATELIMITED("event=rpc_read_failed err=\"%s\"", reply->str);
+        CM_WARN_RATELIMITED("event=rpc_read_failed err=\"%s\"", reply->str);
         if (!strncmp(reply->str, "NOGROUP", 7))
             rp->group_ok = 0;
-        rp->pause_until = st_now_ms() + 500;
+        rp->pause_until = cm_now_ms() + 500;
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY)
@@ -300,8 +302,9 @@ static void read_cb(redisReply *reply, void *arg)
     }
 }
 
-static void claim_cb(redisReply *reply, void *arg)
+static void claim_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_replay *rp = arg;
     rp->claiming = 0;
     /* [next cursor, [entries], [deleted ids]] */
@@ -310,8 +313,9 @@ static void claim_cb(redisReply *reply, void *arg)
     handle_entries(rp, reply->element[1]);
 }
 
-static void group_cb(redisReply *reply, void *arg)
+static void group_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_replay *rp = arg;
     rp->group_pending = 0;
     if (reply && (reply->type != REDIS_REPLY_ERROR || !strncmp(reply->str, "BUSYGROUP", 9)))
@@ -324,18 +328,18 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     st_replay *rp = arg;
     st_ctx *c = rp->c;
-    if (c->stopping || !c->migrated || !st_redis_ready(c->redis))
+    if (c->stopping || !c->migrated || !cm_redis_ready(c->redis))
         return;
     if (!rp->group_ok) {
         if (!rp->group_pending) {
             const char *argv[] = {"XGROUP", "CREATE", RPC_STREAM, GROUP, "0", "MKSTREAM"};
             size_t lens[] = {6, 6, strlen(RPC_STREAM), strlen(GROUP), 1, 8};
-            if (st_redis_command(c->redis, group_cb, rp, 6, argv, lens) == 0)
+            if (cm_redis_command(c->redis, group_cb, rp, 6, argv, lens) == 0)
                 rp->group_pending = 1;
         }
         return;
     }
-    uint64_t now = st_now_ms();
+    uint64_t now = cm_now_ms();
     if (rp->outstanding || now < rp->pause_until)
         return;
     if (!rp->claiming && now - rp->last_claim_ms >= 1000) {
@@ -345,16 +349,16 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         size_t lens[8];
         for (int i = 0; i < 8; i++)
             lens[i] = strlen(argv[i]);
-        if (st_redis_command(c->redis, claim_cb, rp, 8, argv, lens) == 0)
+        if (cm_redis_command(c->redis, claim_cb, rp, 8, argv, lens) == 0)
             rp->claiming = 1;
     }
-    if (!rp->reading && st_redis_ready(c->rpc_blocking)) {
+    if (!rp->reading && cm_redis_ready(c->rpc_blocking)) {
         const char *argv[] = {"XREADGROUP", "GROUP", GROUP,     c->replica_id, "COUNT", READ_COUNT,
                               "BLOCK",      "1000",  "STREAMS", RPC_STREAM,    ">"};
         size_t lens[11];
         for (int i = 0; i < 11; i++)
             lens[i] = strlen(argv[i]);
-        if (st_redis_command(c->rpc_blocking, read_cb, rp, 11, argv, lens) == 0)
+        if (cm_redis_command(c->rpc_blocking, read_cb, rp, 11, argv, lens) == 0)
             rp->reading = 1;
     }
 }

@@ -19,13 +19,14 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
+#include "chat_keys.h"
+#include "cm_redis.h"
 #include "pr.h"
 
 struct evhttp_request;
 struct evhttp_connection;
 
 typedef struct st_config st_config;         /* config.h */
-typedef pr_redis_addr st_redis_addr; /* proto/pr.h */
 
 /* ---- PostgreSQL (pg.c) ----
  * A pool of non-blocking libpq connections on the loop. Queries run in the
@@ -54,31 +55,6 @@ int st_pg_query(st_pg *pg, const char *sql, int nparams, const char *const *valu
 int st_pg_ready(const st_pg *pg);
 /* Queries queued or running. */
 unsigned st_pg_queued(const st_pg *pg);
-
-/* ---- Redis (redis.c) ----
- * One command connection and one subscribe connection, reconnecting with
- * jittered backoff. Callbacks: exactly once with the reply, or NULL when the
- * link is lost first; the reply is borrowed until the callback returns. */
-typedef struct st_redis st_redis;
-typedef void (*st_redis_cb)(redisReply *reply, void *arg);
-typedef void (*st_redis_message_cb)(pr_view channel, pr_view message, void *arg);
-
-/* cb may be NULL: the reply is dropped. PR_ECLOSED while the link is down. */
-int st_redis_command(st_redis *r, st_redis_cb cb, void *arg, int argc, const char **argv,
-                     const size_t *argvlen);
-/* 1 when every link is up. */
-int st_redis_ready(const st_redis *r);
-
-/* on_message NULL: a command link only. Else also a subscribe link that
- * delivers every message of the channels given to st_redis_subscribe. */
-st_redis *st_redis_new(struct event_base *base, const st_redis_addr *addr,
-                       const char *name, st_redis_message_cb on_message, void *arg);
-void st_redis_free(st_redis *r); /* pending callbacks run with NULL */
-/* Subscribes now (if up) and after every reconnect. */
-int st_redis_subscribe(st_redis *r, const char *channel);
-/* Counts connections of the command link: a change means commands sent
- * before may have been lost with the old connection. */
-unsigned st_redis_epoch(const st_redis *r);
 
 /* ---- counters for /metrics (metrics.c) ---- */
 #define ST_LATENCY_BUCKETS 11 /* message latency histogram; the last is +Inf */
@@ -124,14 +100,14 @@ typedef struct st_ctx {
     const st_config *cfg;
     st_pg *ingest_db; /* one connection: batches, in order */
     st_pg *db;        /* pool: HTTP API and replay requests */
-    st_redis *redis;  /* commands; its subscribe link carries reply_channel */
-    st_redis *blocking; /* XREADGROUP ... BLOCK: nothing else may use it */
+    cm_redis *redis;    /* commands; its subscribe link carries reply_channel */
+    cm_redis *blocking; /* XREADGROUP ... BLOCK: nothing else may use it */
     unsigned char room_key[32]; /* chat_dm_key() */
     char replica_id[64];
-    char reply_channel[96]; /* "st:{REPLICA}": acks for messages posted over HTTP */
+    chat_key reply_channel; /* st:{REPLICA}: acks for messages posted over HTTP */
     uint64_t started_ms;
     /* added by the core (additive) */
-    st_redis *rpc_blocking; /* XREADGROUP on {st}:rpc: replay.c only */
+    cm_redis *rpc_blocking; /* XREADGROUP on {st}:rpc: replay.c only */
     int migrated;           /* migrations applied, shard count checked */
     int stopping;           /* SIGTERM: no new work */
     st_ingest *ingest;
@@ -141,9 +117,6 @@ typedef struct st_ctx {
     st_api *api;            /* the HTTP API's state: st_api_init to st_api_dispose */
     st_stats stats;
 } st_ctx;
-
-uint64_t st_now_ms(void); /* CLOCK_MONOTONIC (clock.c) */
-uint64_t st_now_us(void); /* CLOCK_MONOTONIC, microseconds */
 
 /* ---- migrations (migrate.c, migrations.c generated from sql/) ---- */
 typedef struct {

@@ -16,7 +16,7 @@
 #include "api.h"
 #include "config.h"
 #include "jwt.h"
-#include "log.h"
+#include "cm_log.h"
 
 #define API_MAX_SEGMENTS 8
 
@@ -215,7 +215,7 @@ void st__api_after_step(st__api_req *q)
     if (q->busy)
         return;
     if (q->req) {
-        ST_ERROR("event=api_unanswered");
+        CM_ERROR("event=api_unanswered");
         st__api_reply_error(q, 500, "internal error");
     }
     unlink_req(q);
@@ -231,7 +231,7 @@ static void pg_done(PGresult *res, const char *error, void *arg)
         return;
     }
     if (!res) {
-        ST_WARN_RATELIMITED("event=api_query_failed err=\"%s\"", error ? error : "");
+        CM_WARN_RATELIMITED("event=api_query_failed err=\"%s\"", error ? error : "");
         st__api_reply_error(q, 503, "database unavailable");
     } else {
         q->step(q, res);

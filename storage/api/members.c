@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "api.h"
-#include "log.h"
+#include "cm_log.h"
 
 /* clang-format off */
 /* A new member's watermarks start at the room's last message: what came
@@ -36,7 +36,7 @@ void st__api_announce_added(st__api_req *q, const char *user, const char *name, 
     int rc = st_publish_membership(q->c, 'J', q->room, user);
     rc |= st_publish_user_event(q->c, user, "roomAdded", ev);
     if (rc != 0)
-        ST_WARN_RATELIMITED("event=api_publish_failed kind=J room=%s user=%s", q->room, user);
+        CM_WARN_RATELIMITED("event=api_publish_failed kind=J room=%s user=%s", q->room, user);
     json_decref(ev);
 }
 
@@ -100,7 +100,7 @@ static void member_removed(st__api_req *q, PGresult *res)
     int rc = st_publish_membership(q->c, 'K', q->arg[0], q->arg[1]);
     rc |= st_publish_user_event(q->c, q->arg[1], "roomRemoved", ev);
     if (rc != 0)
-        ST_WARN_RATELIMITED("event=api_publish_failed kind=K room=%s user=%s", q->arg[0],
+        CM_WARN_RATELIMITED("event=api_publish_failed kind=K room=%s user=%s", q->arg[0],
                             q->arg[1]);
     json_decref(ev);
     st__api_reply(q, 204, NULL, 0);

@@ -105,7 +105,7 @@ static void member_checked(st__api_req *q, PGresult *res)
     m.text_len = json_string_length(json_object_get(q->body, "text"));
     m.client_msg_id = json_string_value(json_object_get(q->body, "clientMsgId"));
     m.peer = NULL;
-    if (!st_redis_ready(q->c->redis)) {
+    if (!cm_redis_ready(q->c->redis)) {
         st__api_reply_error(q, 503, "redis unavailable");
         return;
     }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cm_clock.h"
 #include "api.h"
 #include "config.h"
 
@@ -62,13 +63,13 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    sweep_buckets(arg, st_now_ms());
+    sweep_buckets(arg, cm_now_ms());
 }
 
 int st__api_take_token(st__api_limiter *l, const char *user)
 {
     const st_config *cfg = l->cfg;
-    uint64_t now = st_now_ms();
+    uint64_t now = cm_now_ms();
     unsigned slot = user_hash(user);
     bucket *b = l->slots[slot];
     while (b && strcmp(b->user, user) != 0)

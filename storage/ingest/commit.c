@@ -14,9 +14,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "cm_clock.h"
 #include "config.h"
 #include "ingest.h"
-#include "log.h"
+#include "cm_log.h"
 
 /* A batch failing with a data error this often is split, a single entry
  * dropped: one bad entry must not stop its shard. */
@@ -87,7 +88,7 @@ static void count_batch(st_ingest *g, st__batch *b)
     static const size_t le[] = {1, 10, 100, 1000, 10000};
     st->batches++;
     st->batch_entries += b->n;
-    st->batch_seconds_us += (st_now_ms() - b->read_ms) * 1000;
+    st->batch_seconds_us += (cm_now_ms() - b->read_ms) * 1000;
     size_t k = 0;
     while (k < 5 && b->n > le[k])
         k++;
@@ -149,7 +150,7 @@ static void split_head(st__lane *L)
     st__batch *b = L->head;
     if (b->n == 1) {
         entry *e = b->e[0];
-        ST_ERROR("event=entry_dropped shard=%u id=%s msg=\"the database keeps refusing it\"",
+        CM_ERROR("event=entry_dropped shard=%u id=%s msg=\"the database keeps refusing it\"",
                  e->shard, e->id);
         L->g->c->stats.entries_malformed++;
         e->status = ST_E_INVALID;
@@ -181,7 +182,7 @@ static void db_cb(PGresult *res, const char *error, void *arg)
     if (!res) {
         g->c->stats.db_errors++;
         b->attempts++;
-        ST_LOG_RATELIMITED(ST_LOG_ERROR,
+        CM_LOG_RATELIMITED(CM_LOG_ERROR,
                            "event=batch_failed lane=%u entries=%zu attempt=%u err=\"%s\"", L->index,
                            b->n, b->attempts, error ? error : "?");
         if (data_error(error) && ++b->data_errors >= DATA_ERROR_ATTEMPTS) {
@@ -200,7 +201,7 @@ static void db_cb(PGresult *res, const char *error, void *arg)
         return;
     }
     b->in_db = 0;
-    g->c->stats.batch_db_us += st_now_us() - b->sent_us;
+    g->c->stats.batch_db_us += cm_now_us() - b->sent_us;
     /* the next batch goes to the database first, then this one is
      * published: the database works while Redis and this process do */
     st__lane_detach_head(L);
@@ -216,7 +217,7 @@ void st__commit_submit(st__lane *L, int may_finish)
         return;
     /* publishing needs the command link: a batch committed while it is down
      * would be acked nowhere; wait for it first */
-    if (!st_redis_ready(g->c->redis))
+    if (!cm_redis_ready(g->c->redis))
         return;
     int has_db_work = 0;
     for (size_t i = 0; i < b->n && !has_db_work; i++)
@@ -239,7 +240,7 @@ void st__commit_submit(st__lane *L, int may_finish)
         return;
     }
     const char *params[2] = {msgs.ptr, rcpts.ptr};
-    b->sent_us = st_now_us();
+    b->sent_us = cm_now_us();
     if (st_pg_query(L->db, BATCH_SQL, 2, params, db_cb, L) == 0)
         b->in_db = 1;
     pr_buf_dispose(&msgs);

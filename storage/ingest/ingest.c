@@ -11,9 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cm_clock.h"
 #include "config.h"
 #include "ingest.h"
-#include "log.h"
+#include "cm_log.h"
 
 void st__ingest_kick(st_ingest *g)
 {
@@ -43,9 +44,9 @@ int st_ingest_start(st_ctx *c)
         snprintf(g->shards[s].lease_key, sizeof g->shards[s].lease_key, "{i:%u}:lease", s);
         g->shards[s].republish_above = INT64_MAX;
     }
-    g->seed = (unsigned)st_now_ms();
-    g->blocking_epoch = st_redis_epoch(c->blocking);
-    g->cmd_epoch = st_redis_epoch(c->redis);
+    g->seed = (unsigned)cm_now_ms();
+    g->blocking_epoch = cm_redis_epoch(c->blocking);
+    g->cmd_epoch = cm_redis_epoch(c->redis);
     g->kick = event_new(c->base, -1, 0, kick_cb, g);
     g->nlanes = c->cfg->ingest_connections < g->nshards ? c->cfg->ingest_connections : g->nshards;
     if (g->nlanes == 0)
@@ -120,7 +121,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     st_ingest *g = arg;
-    ST_WARN("event=stop_deadline batches=%u msg=\"unfinished entries stay pending for the next "
+    CM_WARN("event=stop_deadline batches=%u msg=\"unfinished entries stay pending for the next "
             "owner\"",
             queued_batches(g));
     finish_stop(g);

@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "ingest.h"
-#include "log.h"
+#include "cm_log.h"
 
 /* {st}:pos only moves forward, even if a deposed owner publishes late */
 static const char POS_LUA[] =
@@ -50,7 +50,7 @@ static void publish_env(st_ctx *c, const char *channel, pr_view env)
 {
     const char *argv[] = {"PUBLISH", channel, env.ptr};
     size_t lens[] = {7, strlen(channel), env.len};
-    st_redis_command(c->redis, NULL, NULL, 3, argv, lens);
+    cm_redis_command(c->redis, NULL, NULL, 3, argv, lens);
 }
 
 static void publish_joins_and_status(st_ingest *g, PGresult *res, char which)
@@ -77,8 +77,8 @@ static void publish_joins_and_status(st_ingest *g, PGresult *res, char which)
             size_t l1[] = {4, strlen(members), strlen(usr)};
             const char *a2[] = {"SADD", rooms, room};
             size_t l2[] = {4, strlen(rooms), strlen(room)};
-            st_redis_command(c->redis, NULL, NULL, 3, a1, l1);
-            st_redis_command(c->redis, NULL, NULL, 3, a2, l2);
+            cm_redis_command(c->redis, NULL, NULL, 3, a1, l1);
+            cm_redis_command(c->redis, NULL, NULL, 3, a2, l2);
             continue;
         }
         const char *status = st__col(res, i, ST__COL_STATUS),
@@ -223,7 +223,7 @@ static void publish_positions(st_ingest *g, const int64_t *top)
         any = 1;
     }
     if (any)
-        st_redis_command(g->c->redis, NULL, NULL, m.n, m.argv, m.lens);
+        cm_redis_command(g->c->redis, NULL, NULL, m.n, m.argv, m.lens);
     cmd_dispose(&m);
 }
 
@@ -233,11 +233,12 @@ typedef struct {
     int64_t before; /* the shard's published position before this batch */
 } ack_arg;
 
-static void ack_cb(redisReply *reply, void *arg)
+static void ack_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     ack_arg *x = arg;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        ST_WARN_RATELIMITED("event=xack_failed shard=%u err=\"%s\"", x->shard,
+        CM_WARN_RATELIMITED("event=xack_failed shard=%u err=\"%s\"", x->shard,
                             reply ? reply->str : "link lost");
         /* The link broke under this batch's commands: its M1s may be lost
          * with them. Its entries are still pending and come back as 'dup'
@@ -278,10 +279,10 @@ static void ack_entries(st_ingest *g, st__batch *b, const int64_t *before)
             x->g = g;
             x->shard = s;
             x->before = before[s];
-            if (st_redis_command(g->c->redis, ack_cb, x, ack.n, ack.argv, ack.lens) != 0) {
-                ack_cb(NULL, x); /* not even sent: the same as lost */
+            if (cm_redis_command(g->c->redis, ack_cb, x, ack.n, ack.argv, ack.lens) != 0) {
+                ack_cb(NULL, NULL, x); /* not even sent: the same as lost */
             } else {
-                st_redis_command(g->c->redis, NULL, NULL, del.n, del.argv, del.lens);
+                cm_redis_command(g->c->redis, NULL, NULL, del.n, del.argv, del.lens);
             }
         }
         cmd_dispose(&ack);
