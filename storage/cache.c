@@ -23,15 +23,13 @@
  * the next check.
  */
 #include <string.h>
-#include <time.h>
 
-#include "cm_clock.h"
 #include "chat.h"
-#include "config.h"
+#include "cm_clock.h"
 #include "cm_log.h"
+#include "config.h"
 #include "st.h"
 
-#define CACHE_KEY CHAT_KEY_CACHE
 #define CACHE_CHUNK 2000
 #define CACHE_PERIOD_MS 1000u
 
@@ -116,14 +114,11 @@ static void finish(st_cache *k)
     }
     /* "WALL_MS REPLICA": when Redis lost its data, so gateways know the
      * recovery records went with it (docs/storage.md, Membership cache) */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     pr_buf value;
     pr_buf_init(&value, CHAT_ID_MAX + 32);
-    chat_cache_mark_encode(&value, (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000),
-                           c->replica_id);
-    const char *argv[] = {"SET", CACHE_KEY, value.ptr ? value.ptr : ""};
-    size_t lens[] = {3, strlen(CACHE_KEY), value.len};
+    chat_cache_mark_encode(&value, cm_wall_ms(), c->replica_id);
+    const char *argv[] = {"SET", CHAT_KEY_CACHE, value.ptr ? value.ptr : ""};
+    size_t lens[] = {3, strlen(CHAT_KEY_CACHE), value.len};
     if (cm_redis_command(c->redis, marker_cb, k, 3, argv, lens) != 0)
         give_up(k, "redis down");
     pr_buf_dispose(&value);
@@ -166,21 +161,26 @@ static void write_cb(cm_redis *redis, redisReply *reply, void *arg)
         give_up(k, "database busy");
 }
 
-/* Sends verb (SADD/SREM) for one membership to both sets; counts replies. */
-static void write_pair(st_cache *k, const char *verb, const char *room, const char *user)
+unsigned st_cache_write(st_ctx *c, const char *verb, const char *room, const char *user,
+                        cm_redis_reply_cb cb, void *arg)
 {
     chat_key members = chat_key_room_members(room), rooms = chat_key_user_rooms(user);
     const char *a1[] = {verb, members.s, user};
-    size_t l1[] = {4, members.len, strlen(user)};
+    size_t l1[] = {strlen(verb), members.len, strlen(user)};
     const char *a2[] = {verb, rooms.s, room};
-    size_t l2[] = {4, rooms.len, strlen(room)};
-    if (cm_redis_command(k->c->redis, write_cb, k, 3, a1, l1) == 0)
-        k->pending++;
-    else
-        k->failed = 1;
-    if (cm_redis_command(k->c->redis, write_cb, k, 3, a2, l2) == 0)
-        k->pending++;
-    else
+    size_t l2[] = {strlen(verb), rooms.len, strlen(room)};
+    unsigned sent = 0;
+    sent += cm_redis_command(c->redis, cb, arg, 3, a1, l1) == 0;
+    sent += cm_redis_command(c->redis, cb, arg, 3, a2, l2) == 0;
+    return sent;
+}
+
+/* Sends verb (SADD/SREM) for one membership to both sets; counts replies. */
+static void write_pair(st_cache *k, const char *verb, const char *room, const char *user)
+{
+    unsigned sent = st_cache_write(k->c, verb, room, user, write_cb, k);
+    k->pending += sent;
+    if (sent < 2)
         k->failed = 1;
 }
 
@@ -262,7 +262,7 @@ static void exists_cb(cm_redis *redis, redisReply *reply, void *arg)
     k->started_ms = cm_now_ms();
     k->total = 0;
     set_pos(k, "", "");
-    CM_WARN("event=cache_rebuild_start why=marker_missing key=%s", CACHE_KEY);
+    CM_WARN("event=cache_rebuild_start why=marker_missing key=%s", CHAT_KEY_CACHE);
     chunk_read(k);
 }
 
@@ -274,8 +274,8 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     st_ctx *c = k->c;
     if (k->busy || c->stopping || !cm_redis_ready(c->redis) || !st_pg_ready(c->db))
         return;
-    const char *argv[] = {"EXISTS", CACHE_KEY};
-    size_t lens[] = {6, strlen(CACHE_KEY)};
+    const char *argv[] = {"EXISTS", CHAT_KEY_CACHE};
+    size_t lens[] = {6, strlen(CHAT_KEY_CACHE)};
     if (cm_redis_command(c->redis, exists_cb, k, 2, argv, lens) == 0)
         k->busy = 1;
 }

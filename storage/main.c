@@ -21,9 +21,9 @@
 
 #include "chat.h"
 #include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "http.h"
-#include "cm_log.h"
 #include "st.h"
 
 static st_config config;

@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "config.h"
 #include "cm_log.h"
+#include "config.h"
 #include "st.h"
 
 /* pg_advisory_xact_lock key of schema changes: "chat" in ASCII */

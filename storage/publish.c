@@ -1,68 +1,70 @@
 /*
- * publish.c - what storage tells gateways outside the ingest loop: user
- * events (U1), membership changes (J1/K1 and the membership cache), and
- * messages posted over HTTP, which go through the ingest stream like a
- * gateway's sendMessage and come back as an A1 ack on the replica's channel.
+ * publish.c - what storage tells gateways: the one PUBLISH of every
+ * envelope (st_publish) and the end of read stream entries (XACK + XDEL);
+ * outside the ingest loop, user events (U1), membership changes (J1/K1 and
+ * the membership cache), and messages posted over HTTP, which go through
+ * the ingest stream like a gateway's sendMessage and come back as an A1 ack
+ * on the replica's channel.
  */
 #include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "chat.h"
-#include "config.h"
 #include "cm_log.h"
-#include "sio.h"
+#include "config.h"
 #include "st.h"
 
-/* ---- the messageReceived packet (proto/chat_packets.h renders it; these
- * two go once ingest.c uses proto directly) ---- */
+/* ---- Redis commands of every publisher ---- */
 
-int st_message_packet(pr_buf *out, const st_msg *m)
+int st_publish(st_ctx *c, pr_view channel, pr_view payload)
 {
-    chat_message cm = {.id = m->id,
-                       .seq = m->seq,
-                       .room = m->room,
-                       .user = m->user,
-                       .first_name = m->first_name,
-                       .last_name = m->last_name,
-                       .text = m->text,
-                       .text_len = m->text_len,
-                       .created_at = m->created_at,
-                       .client_msg_id = m->client_msg_id};
-    return chat_message_packet(out, &cm);
+    const char *argv[3] = {"PUBLISH", channel.ptr, payload.ptr};
+    size_t lens[3] = {7, channel.len, payload.len};
+    return cm_redis_command(c->redis, NULL, NULL, 3, argv, lens);
 }
 
-int st__json_str(pr_buf *b, const char *s, size_t n)
+int st_stream_done(st_ctx *c, pr_view key, const char *const *ids, size_t n, cm_redis_reply_cb cb,
+                   void *arg)
 {
-    return chat_json_str(b, s, n);
+    const char **argv = pr_malloc((n + 3) * sizeof *argv);
+    size_t *lens = pr_malloc((n + 3) * sizeof *lens);
+    argv[0] = "XACK";
+    lens[0] = 4;
+    argv[1] = key.ptr;
+    lens[1] = key.len;
+    argv[2] = CHAT_GROUP;
+    lens[2] = strlen(CHAT_GROUP);
+    for (size_t i = 0; i < n; i++) {
+        argv[3 + i] = ids[i];
+        lens[3 + i] = strlen(ids[i]);
+    }
+    int rc = cm_redis_command(c->redis, cb, arg, (int)n + 3, argv, lens);
+    if (rc == 0) { /* XDEL key ids: the ids behind a new head */
+        argv[1] = "XDEL";
+        lens[1] = 4;
+        argv[2] = key.ptr;
+        lens[2] = key.len;
+        cm_redis_command(c->redis, NULL, NULL, (int)n + 2, argv + 1, lens + 1);
+    }
+    pr_free(argv);
+    pr_free(lens);
+    return rc;
 }
 
 /* ---- user events and membership ---- */
 
-static int publish(st_ctx *c, const char *channel, pr_view payload)
-{
-    const char *argv[3] = {"PUBLISH", channel, payload.ptr};
-    size_t lens[3] = {7, strlen(channel), payload.len};
-    return cm_redis_command(c->redis, NULL, NULL, 3, argv, lens);
-}
-
-int st_publish_user_event(st_ctx *c, const char *user, const char *event, json_t *payload)
+int st_publish_user_packet(st_ctx *c, const char *user, pr_view packet)
 {
     if (!chat_id_valid(user, strlen(user)))
         return PR_EINVAL;
-    pr_buf pkt, env;
-    pr_buf_init(&pkt, 1 << 20);
-    pr_buf_init(&env, (1 << 20) + 256);
-    json_t *data = json_pack("[sO]", event, payload);
-    int rc = sio_encode(&pkt, SIO_EVENT, "/", -1, 0, data);
-    json_decref(data);
-    if (rc == 0)
-        rc = chat_uenv_encode(&env, pr_view_make(user, strlen(user)), pr_buf_view(&pkt));
+    pr_buf env;
+    pr_buf_init(&env, packet.len + CHAT_ID_MAX + 16);
+    int rc = chat_uenv_encode(&env, pr_view_make(user, strlen(user)), packet);
     if (rc == 0) {
         chat_key channel = chat_chan_user(user);
-        rc = publish(c, channel.s, pr_buf_view(&env));
+        rc = st_publish(c, chat_key_view(&channel), pr_buf_view(&env));
     }
-    pr_buf_dispose(&pkt);
     pr_buf_dispose(&env);
     return rc;
 }
@@ -72,23 +74,15 @@ int st_publish_membership(st_ctx *c, char kind, const char *room, const char *us
     size_t rl = strlen(room), ul = strlen(user);
     if ((kind != 'J' && kind != 'K') || !chat_id_valid(room, rl) || !chat_id_valid(user, ul))
         return PR_EINVAL;
-    chat_key members = chat_key_room_members(room), rooms = chat_key_user_rooms(user),
-             channel = chat_chan_user(user);
-    const char *verb = kind == 'J' ? "SADD" : "SREM";
     /* the cache first: a gateway acting on J1/K1 may read it */
-    const char *a1[3] = {verb, members.s, user};
-    size_t l1[3] = {4, members.len, ul};
-    const char *a2[3] = {verb, rooms.s, room};
-    size_t l2[3] = {4, rooms.len, rl};
-    int rc = cm_redis_command(c->redis, NULL, NULL, 3, a1, l1);
-    if (rc == 0)
-        rc = cm_redis_command(c->redis, NULL, NULL, 3, a2, l2);
+    if (st_cache_write(c, kind == 'J' ? "SADD" : "SREM", room, user, NULL, NULL) != 2)
+        return PR_ECLOSED;
+    chat_key channel = chat_chan_user(user);
     pr_buf env;
     pr_buf_init(&env, 2 * CHAT_ID_MAX + 16);
+    int rc = chat_jenv_encode(&env, kind, pr_view_make(room, rl), pr_view_make(user, ul));
     if (rc == 0)
-        rc = chat_jenv_encode(&env, kind, pr_view_make(room, rl), pr_view_make(user, ul));
-    if (rc == 0)
-        rc = publish(c, channel.s, pr_buf_view(&env));
+        rc = st_publish(c, chat_key_view(&channel), pr_buf_view(&env));
     pr_buf_dispose(&env);
     return rc;
 }

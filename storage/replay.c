@@ -12,13 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
-#include "cm_clock.h"
 #include "chat.h"
+#include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "entry.h"
-#include "cm_log.h"
 #include "st.h"
 
 #define RPC_STREAM CHAT_KEY_RPC
@@ -78,12 +77,7 @@ static const char SYNC_SQL[] =
 
 static void ack_entry(st_ctx *c, const char *id)
 {
-    const char *a[] = {"XACK", RPC_STREAM, GROUP, id};
-    size_t al[] = {4, strlen(RPC_STREAM), strlen(GROUP), strlen(id)};
-    cm_redis_command(c->redis, NULL, NULL, 4, a, al);
-    const char *d[] = {"XDEL", RPC_STREAM, id};
-    size_t dl[] = {4, strlen(RPC_STREAM), strlen(id)};
-    cm_redis_command(c->redis, NULL, NULL, 3, d, dl);
+    st_stream_done(c, PR_VIEW_LIT(RPC_STREAM), &id, 1, NULL, NULL);
 }
 
 static void request_done(request *q)
@@ -139,11 +133,8 @@ static void reply(st_ctx *c, const request *q, const char *status, PGresult *res
                              PR_VIEW_LIT("overflow"));
         c->stats.replay_overflows++;
     }
-    if (rc == 0) {
-        const char *argv[] = {"PUBLISH", q->channel, out.ptr};
-        size_t lens[] = {7, strlen(q->channel), out.len};
-        cm_redis_command(c->redis, NULL, NULL, 3, argv, lens);
-    }
+    if (rc == 0)
+        st_publish(c, pr_view_make(q->channel, strlen(q->channel)), pr_buf_view(&out));
     pr_buf_dispose(&out);
     pr_buf_dispose(&pkt);
 }
@@ -184,13 +175,6 @@ static void copy_id(char *dst, pr_view v)
     dst[v.len] = '\0';
 }
 
-static uint64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
-
 static void handle_entry(st_replay *rp, const redisReply *item)
 {
     st_ctx *c = rp->c;
@@ -224,7 +208,7 @@ static void handle_entry(st_replay *rp, const redisReply *item)
     q->max = max > c->cfg->replay_max ? c->cfg->replay_max : (unsigned)max;
     /* an entry id is "MS-N": a request older than a minute is stale */
     unsigned long long ms = strtoull(id, NULL, 10);
-    if (ok && ms + MAX_AGE_MS < wall_ms()) {
+    if (ok && ms + MAX_AGE_MS < cm_wall_ms()) {
         ack_entry(c, id);
         pr_free(q);
         return;

@@ -12,12 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cm_backoff.h"
 #include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "cm_log.h"
 
 /* A batch failing with a data error this often is split, a single entry
  * dropped: one bad entry must not stop its shard. */
@@ -105,9 +105,7 @@ const unsigned st_latency_le[ST_LATENCY_BUCKETS - 1] = {1, 2, 5, 10, 20, 50, 100
 static void count_latency(st_ingest *g, const st__batch *b)
 {
     st_stats *st = &g->c->stats;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t now = cm_wall_ms();
     for (size_t i = 0; i < b->n; i++) {
         const entry *e = b->e[i];
         if (e->kind != 'm' || e->status != ST_E_NEW)
@@ -181,23 +179,18 @@ static void db_cb(PGresult *res, const char *error, void *arg)
         return;
     if (!res) {
         g->c->stats.db_errors++;
-        b->attempts++;
         CM_LOG_RATELIMITED(CM_LOG_ERROR,
                            "event=batch_failed lane=%u entries=%zu attempt=%u err=\"%s\"", L->index,
-                           b->n, b->attempts, error ? error : "?");
+                           b->n, b->failures + 1, error ? error : "?");
         if (data_error(error) && ++b->data_errors >= DATA_ERROR_ATTEMPTS) {
+            b->failures++;
             b->in_db = 0;
             split_head(L);
             st__ingest_kick(g);
             return;
         }
-        unsigned shift = b->attempts < 6 ? b->attempts : 6;
-        unsigned base = 50u << shift;
-        if (base > 5000)
-            base = 5000;
-        unsigned ms = base / 2 + (unsigned)(rand_r(&g->seed) % (base / 2 + 1));
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-        evtimer_add(L->retry_timer, &tv); /* in_db stays set until then */
+        /* counts the failure; in_db stays set until the timer fires */
+        cm_backoff_arm(L->retry_timer, &b->failures, &g->seed);
         return;
     }
     b->in_db = 0;

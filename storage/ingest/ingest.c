@@ -11,10 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "cm_clock.h"
+#include "cm_backoff.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "cm_log.h"
 
 void st__ingest_kick(st_ingest *g)
 {
@@ -40,11 +40,11 @@ int st_ingest_start(st_ctx *c)
     g->nshards = c->cfg->ingest_shards;
     g->shards = pr_calloc(g->nshards, sizeof *g->shards);
     for (unsigned s = 0; s < g->nshards; s++) {
-        snprintf(g->shards[s].in_key, sizeof g->shards[s].in_key, "{i:%u}:in", s);
-        snprintf(g->shards[s].lease_key, sizeof g->shards[s].lease_key, "{i:%u}:lease", s);
+        g->shards[s].in_key = chat_key_ingest(s);
+        g->shards[s].lease_key = chat_key_lease(s);
         g->shards[s].republish_above = INT64_MAX;
     }
-    g->seed = (unsigned)cm_now_ms();
+    g->seed = cm_backoff_seed(g);
     g->blocking_epoch = cm_redis_epoch(c->blocking);
     g->cmd_epoch = cm_redis_epoch(c->redis);
     g->kick = event_new(c->base, -1, 0, kick_cb, g);

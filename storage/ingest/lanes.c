@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "cm_log.h"
 
 /* Batches per lane: the one in the database and the one filling behind it.
  * What is read while a batch is in the database joins the batch behind it

@@ -13,9 +13,9 @@
 #include <string.h>
 
 #include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "cm_log.h"
 
 static const char RENEW_LUA[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
                                 "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
@@ -36,8 +36,8 @@ static void lease_lost(st_ingest *g, unsigned s, const char *why)
 static int release(st_ingest *g, const st__shard *sh, cm_redis_reply_cb cb, void *arg)
 {
     const char *id = g->c->replica_id;
-    const char *argv[] = {"EVAL", RELEASE_LUA, "1", sh->lease_key, id};
-    size_t lens[] = {4, strlen(RELEASE_LUA), 1, strlen(sh->lease_key), strlen(id)};
+    const char *argv[] = {"EVAL", RELEASE_LUA, "1", sh->lease_key.s, id};
+    size_t lens[] = {4, strlen(RELEASE_LUA), 1, sh->lease_key.len, strlen(id)};
     return cm_redis_command(g->c->redis, cb, arg, 5, argv, lens);
 }
 
@@ -115,8 +115,8 @@ static void group_cb(cm_redis *redis, redisReply *reply, void *arg)
     }
     char field_name[16];
     snprintf(field_name, sizeof field_name, "%u", op->shard);
-    const char *argv[] = {"HGET", "{st}:pos", field_name};
-    size_t lens[] = {4, 8, strlen(field_name)};
+    const char *argv[] = {"HGET", CHAT_KEY_POS, field_name};
+    size_t lens[] = {4, strlen(CHAT_KEY_POS), strlen(field_name)};
     if (cm_redis_command(g->c->redis, pos_cb, op, 3, argv, lens) != 0) {
         sh->acquiring = 0;
         pr_free(op);
@@ -137,8 +137,8 @@ static void acquire_cb(cm_redis *redis, redisReply *reply, void *arg)
         return;
     }
     /* the group starts at 0: entries added before it existed are read too */
-    const char *argv[] = {"XGROUP", "CREATE", sh->in_key, ST__INGEST_GROUP, "0", "MKSTREAM"};
-    size_t lens[] = {6, 6, strlen(sh->in_key), strlen(ST__INGEST_GROUP), 1, 8};
+    const char *argv[] = {"XGROUP", "CREATE", sh->in_key.s, CHAT_GROUP, "0", "MKSTREAM"};
+    size_t lens[] = {6, 6, sh->in_key.len, strlen(CHAT_GROUP), 1, 8};
     if (cm_redis_command(g->c->redis, group_cb, op, 6, argv, lens) != 0) {
         sh->acquiring = 0;
         pr_free(op);
@@ -159,17 +159,17 @@ static void lease_tick(st_ingest *g)
             lease_lost(g, s, "expired");
         }
         if (sh->owned && !sh->renewing) {
-            const char *argv[] = {"EVAL", RENEW_LUA, "1", sh->lease_key, c->replica_id, ms};
+            const char *argv[] = {"EVAL", RENEW_LUA, "1", sh->lease_key.s, c->replica_id, ms};
             size_t lens[] = {
-                4, strlen(RENEW_LUA), 1, strlen(sh->lease_key), strlen(c->replica_id), strlen(ms)};
+                4, strlen(RENEW_LUA), 1, sh->lease_key.len, strlen(c->replica_id), strlen(ms)};
             lease_op *op = op_new(g, s);
             if (cm_redis_command(c->redis, renew_cb, op, 6, argv, lens) == 0)
                 sh->renewing = 1;
             else
                 pr_free(op);
         } else if (!sh->owned && !sh->acquiring) {
-            const char *argv[] = {"SET", sh->lease_key, c->replica_id, "NX", "PX", ms};
-            size_t lens[] = {3, strlen(sh->lease_key), strlen(c->replica_id), 2, 2, strlen(ms)};
+            const char *argv[] = {"SET", sh->lease_key.s, c->replica_id, "NX", "PX", ms};
+            size_t lens[] = {3, sh->lease_key.len, strlen(c->replica_id), 2, 2, strlen(ms)};
             lease_op *op = op_new(g, s);
             if (cm_redis_command(c->redis, acquire_cb, op, 6, argv, lens) == 0)
                 sh->acquiring = 1;

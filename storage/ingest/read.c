@@ -11,23 +11,11 @@
 #include <string.h>
 
 #include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "cm_log.h"
 
 #define BLOCK_MS "100"
-
-static int shard_of_key(const st_ingest *g, const char *key, size_t len, unsigned *out)
-{
-    unsigned s;
-    char tail;
-    if (len < 8 || sscanf(key, "{i:%u}:i%c", &s, &tail) != 2 || tail != 'n' || s >= g->nshards)
-        return -1;
-    if (strcmp(key, g->shards[s].in_key) != 0)
-        return -1;
-    *out = s;
-    return 0;
-}
 
 static int read_shards(st_ingest *g, unsigned *which)
 {
@@ -93,10 +81,9 @@ static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
         if (!strncmp(reply->str, "NOGROUP", 7)) /* a stream was deleted: make it again */
             for (unsigned s = 0; s < g->nshards; s++)
                 if (g->shards[s].owned) {
-                    const char *argv[] = {"XGROUP",         "CREATE", g->shards[s].in_key,
-                                          ST__INGEST_GROUP, "0",      "MKSTREAM"};
-                    size_t lens[] = {6, 6, strlen(g->shards[s].in_key), strlen(ST__INGEST_GROUP),
-                                     1, 8};
+                    const char *argv[] = {"XGROUP",   "CREATE", g->shards[s].in_key.s,
+                                          CHAT_GROUP, "0",      "MKSTREAM"};
+                    size_t lens[] = {6, 6, g->shards[s].in_key.len, strlen(CHAT_GROUP), 1, 8};
                     cm_redis_command(g->c->redis, NULL, NULL, 6, argv, lens);
                 }
         /* the tick reads again: no tight loop against a failing Redis */
@@ -109,7 +96,8 @@ static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
             unsigned s;
             if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
                 st->element[0]->type != REDIS_REPLY_STRING ||
-                shard_of_key(g, st->element[0]->str, st->element[0]->len, &s) != 0)
+                chat_key_ingest_shard(pr_view_make(st->element[0]->str, st->element[0]->len),
+                                      g->nshards, &s) != 0)
                 continue;
             if (st->element[1]->type == REDIS_REPLY_ARRAY)
                 take_entries(g, s, st->element[1]);
@@ -157,8 +145,8 @@ void st__read_start(st_ingest *g)
 #define ARG(s) (argv[k] = (s), lens[k] = strlen(argv[k]), k++)
     ARG("XREADGROUP");
     ARG("GROUP");
-    ARG(ST__INGEST_GROUP);
-    ARG(ST__INGEST_CONSUMER);
+    ARG(CHAT_GROUP);
+    ARG(CHAT_CONSUMER_OWNER);
     ARG("COUNT");
     ARG(count_s);
     if (!any_pending) { /* a pending read returns at once anyway */
@@ -167,7 +155,7 @@ void st__read_start(st_ingest *g)
     }
     ARG("STREAMS");
     for (int i = 0; i < n; i++)
-        ARG(g->shards[which[i]].in_key);
+        ARG(g->shards[which[i]].in_key.s);
     for (int i = 0; i < n; i++) {
         st__shard *sh = &g->shards[which[i]];
         ARG(sh->mode == ST__MODE_PENDING ? sh->cursor : ">");
