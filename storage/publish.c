@@ -52,6 +52,13 @@ int st_stream_done(st_ctx *c, pr_view key, const char *const *ids, size_t n, cm_
     return rc;
 }
 
+int st_stream_create_group(st_ctx *c, pr_view key, cm_redis_reply_cb cb, void *arg)
+{
+    const char *argv[] = {"XGROUP", "CREATE", key.ptr, CHAT_GROUP, "0", "MKSTREAM"};
+    size_t lens[] = {6, 6, key.len, strlen(CHAT_GROUP), 1, 8};
+    return cm_redis_command(c->redis, cb, arg, 6, argv, lens);
+}
+
 /* ---- user events and membership ---- */
 
 int st_publish_user_packet(st_ctx *c, const char *user, pr_view packet)

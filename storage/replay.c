@@ -316,9 +316,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         return;
     if (!rp->group_ok) {
         if (!rp->group_pending) {
-            const char *argv[] = {"XGROUP", "CREATE", RPC_STREAM, GROUP, "0", "MKSTREAM"};
-            size_t lens[] = {6, 6, strlen(RPC_STREAM), strlen(GROUP), 1, 8};
-            if (cm_redis_command(c->redis, group_cb, rp, 6, argv, lens) == 0)
+            if (st_stream_create_group(c, PR_VIEW_LIT(RPC_STREAM), group_cb, rp) == 0)
                 rp->group_pending = 1;
         }
         return;

@@ -184,6 +184,9 @@ int st_publish(st_ctx *c, pr_view channel, pr_view payload);
  * reply; the XDEL's is dropped. Returns the XACK's cm_redis_command code. */
 int st_stream_done(st_ctx *c, pr_view key, const char *const *ids, size_t n, cm_redis_reply_cb cb,
                    void *arg);
+/* XGROUP CREATE key CHAT_GROUP 0 MKSTREAM: the group starts at 0, so
+ * entries added before it existed are read too. cb may be NULL. */
+int st_stream_create_group(st_ctx *c, pr_view key, cm_redis_reply_cb cb, void *arg);
 /* PUBLISH user:{USER} U1 with packet (a chat_packets.h packet text). */
 int st_publish_user_packet(st_ctx *c, const char *user, pr_view packet);
 /* PUBLISH user:{USER} J1/K1 and keep the membership cache

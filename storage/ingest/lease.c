@@ -136,10 +136,7 @@ static void acquire_cb(cm_redis *redis, redisReply *reply, void *arg)
         pr_free(op);
         return;
     }
-    /* the group starts at 0: entries added before it existed are read too */
-    const char *argv[] = {"XGROUP", "CREATE", sh->in_key.s, CHAT_GROUP, "0", "MKSTREAM"};
-    size_t lens[] = {6, 6, sh->in_key.len, strlen(CHAT_GROUP), 1, 8};
-    if (cm_redis_command(g->c->redis, group_cb, op, 6, argv, lens) != 0) {
+    if (st_stream_create_group(g->c, chat_key_view(&sh->in_key), group_cb, op) != 0) {
         sh->acquiring = 0;
         pr_free(op);
     }

@@ -80,12 +80,8 @@ static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
         CM_WARN_RATELIMITED("event=xreadgroup_failed err=\"%s\"", reply->str);
         if (!strncmp(reply->str, "NOGROUP", 7)) /* a stream was deleted: make it again */
             for (unsigned s = 0; s < g->nshards; s++)
-                if (g->shards[s].owned) {
-                    const char *argv[] = {"XGROUP",   "CREATE", g->shards[s].in_key.s,
-                                          CHAT_GROUP, "0",      "MKSTREAM"};
-                    size_t lens[] = {6, 6, g->shards[s].in_key.len, strlen(CHAT_GROUP), 1, 8};
-                    cm_redis_command(g->c->redis, NULL, NULL, 6, argv, lens);
-                }
+                if (g->shards[s].owned)
+                    st_stream_create_group(g->c, chat_key_view(&g->shards[s].in_key), NULL, NULL);
         /* the tick reads again: no tight loop against a failing Redis */
         g->read_pause_until = cm_now_ms() + 100;
         return;
