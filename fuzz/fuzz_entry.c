@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FUZZ_CHECK(e->u && chat_id_valid(e->u, strlen(e->u)));
         FUZZ_CHECK(e->n && chat_name_valid(e->n, strlen(e->n)));
         FUZZ_CHECK(e->x && pr_utf8_valid(e->x, e->x_len) && !memchr(e->x, '\0', e->x_len));
-        FUZZ_CHECK(e->x_len <= ST_TEXT_HARD_MAX);
+        FUZZ_CHECK(e->x_len <= CHAT_ENTRY_TEXT_MAX);
     }
     pr_buf msgs, rcpts;
     pr_buf_init(&msgs, SIZE_MAX);

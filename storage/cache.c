@@ -23,14 +23,13 @@
  * the next check.
  */
 #include <string.h>
-#include <time.h>
 
 #include "chat.h"
+#include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
-#include "log.h"
 #include "st.h"
 
-#define CACHE_KEY CHAT_KEY_CACHE
 #define CACHE_CHUNK 2000
 #define CACHE_PERIOD_MS 1000u
 
@@ -81,7 +80,7 @@ static void done(st_cache *k)
 
 static void give_up(st_cache *k, const char *why)
 {
-    ST_WARN("event=cache_rebuild_failed why=\"%s\" rows=%llu", why, (unsigned long long)k->total);
+    CM_WARN("event=cache_rebuild_failed why=\"%s\" rows=%llu", why, (unsigned long long)k->total);
     done(k);
 }
 
@@ -90,16 +89,17 @@ static int redis_ok(const redisReply *r)
     return r && r->type != REDIS_REPLY_ERROR;
 }
 
-static void marker_cb(redisReply *reply, void *arg)
+static void marker_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_cache *k = arg;
     if (!redis_ok(reply)) {
         give_up(k, "marker");
         return;
     }
     k->c->stats.cache_rebuilds++;
-    ST_INFO("event=cache_rebuilt rows=%llu ms=%llu", (unsigned long long)k->total,
-            (unsigned long long)(st_now_ms() - k->started_ms));
+    CM_INFO("event=cache_rebuilt rows=%llu ms=%llu", (unsigned long long)k->total,
+            (unsigned long long)(cm_now_ms() - k->started_ms));
     done(k);
 }
 
@@ -108,21 +108,18 @@ static void finish(st_cache *k)
     st_ctx *c = k->c;
     /* The link reconnected meanwhile: Redis may have restarted (empty) after
      * some chunks were written. Start over rather than vouch for them. */
-    if (st_redis_epoch(c->redis) != k->epoch) {
+    if (cm_redis_epoch(c->redis) != k->epoch) {
         give_up(k, "redis reconnected");
         return;
     }
     /* "WALL_MS REPLICA": when Redis lost its data, so gateways know the
      * recovery records went with it (docs/storage.md, Membership cache) */
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
     pr_buf value;
     pr_buf_init(&value, CHAT_ID_MAX + 32);
-    chat_cache_mark_encode(&value, (uint64_t)ts.tv_sec * 1000u + (uint64_t)(ts.tv_nsec / 1000000),
-                           c->replica_id);
-    const char *argv[] = {"SET", CACHE_KEY, value.ptr ? value.ptr : ""};
-    size_t lens[] = {3, strlen(CACHE_KEY), value.len};
-    if (st_redis_command(c->redis, marker_cb, k, 3, argv, lens) != 0)
+    chat_cache_mark_encode(&value, cm_wall_ms(), c->replica_id);
+    const char *argv[] = {"SET", CHAT_KEY_CACHE, value.ptr ? value.ptr : ""};
+    size_t lens[] = {3, strlen(CHAT_KEY_CACHE), value.len};
+    if (cm_redis_command(c->redis, marker_cb, k, 3, argv, lens) != 0)
         give_up(k, "redis down");
     pr_buf_dispose(&value);
 }
@@ -139,8 +136,9 @@ static void chunk_done(st_cache *k)
         chunk_read(k);
 }
 
-static void write_cb(redisReply *reply, void *arg)
+static void write_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_cache *k = arg;
     if (!redis_ok(reply))
         k->failed = 1;
@@ -163,21 +161,26 @@ static void write_cb(redisReply *reply, void *arg)
         give_up(k, "database busy");
 }
 
-/* Sends verb (SADD/SREM) for one membership to both sets; counts replies. */
-static void write_pair(st_cache *k, const char *verb, const char *room, const char *user)
+unsigned st_cache_write(st_ctx *c, const char *verb, const char *room, const char *user,
+                        cm_redis_reply_cb cb, void *arg)
 {
     chat_key members = chat_key_room_members(room), rooms = chat_key_user_rooms(user);
     const char *a1[] = {verb, members.s, user};
-    size_t l1[] = {4, members.len, strlen(user)};
+    size_t l1[] = {strlen(verb), members.len, strlen(user)};
     const char *a2[] = {verb, rooms.s, room};
-    size_t l2[] = {4, rooms.len, strlen(room)};
-    if (st_redis_command(k->c->redis, write_cb, k, 3, a1, l1) == 0)
-        k->pending++;
-    else
-        k->failed = 1;
-    if (st_redis_command(k->c->redis, write_cb, k, 3, a2, l2) == 0)
-        k->pending++;
-    else
+    size_t l2[] = {strlen(verb), rooms.len, strlen(room)};
+    unsigned sent = 0;
+    sent += cm_redis_command(c->redis, cb, arg, 3, a1, l1) == 0;
+    sent += cm_redis_command(c->redis, cb, arg, 3, a2, l2) == 0;
+    return sent;
+}
+
+/* Sends verb (SADD/SREM) for one membership to both sets; counts replies. */
+static void write_pair(st_cache *k, const char *verb, const char *room, const char *user)
+{
+    unsigned sent = st_cache_write(k->c, verb, room, user, write_cb, k);
+    k->pending += sent;
+    if (sent < 2)
         k->failed = 1;
 }
 
@@ -213,7 +216,7 @@ static void gone_cb(PGresult *res, const char *error, void *arg)
         if (row_valid(res, i))
             write_pair(k, "SREM", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1));
     if (PQntuples(res) > 0)
-        ST_INFO("event=cache_rebuild_retracted rows=%d", PQntuples(res));
+        CM_INFO("event=cache_rebuild_retracted rows=%d", PQntuples(res));
     step_sent(k, chunk_done);
 }
 
@@ -247,18 +250,19 @@ static void chunk_read(st_cache *k)
         give_up(k, "database busy");
 }
 
-static void exists_cb(redisReply *reply, void *arg)
+static void exists_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_cache *k = arg;
     if (!reply || reply->type != REDIS_REPLY_INTEGER || reply->integer != 0 || k->c->stopping) {
         k->busy = 0; /* there, or Redis away: asked again next period */
         return;
     }
-    k->epoch = st_redis_epoch(k->c->redis);
-    k->started_ms = st_now_ms();
+    k->epoch = cm_redis_epoch(k->c->redis);
+    k->started_ms = cm_now_ms();
     k->total = 0;
     set_pos(k, "", "");
-    ST_WARN("event=cache_rebuild_start why=marker_missing key=%s", CACHE_KEY);
+    CM_WARN("event=cache_rebuild_start why=marker_missing key=%s", CHAT_KEY_CACHE);
     chunk_read(k);
 }
 
@@ -268,11 +272,11 @@ static void tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     st_cache *k = arg;
     st_ctx *c = k->c;
-    if (k->busy || c->stopping || !st_redis_ready(c->redis) || !st_pg_ready(c->db))
+    if (k->busy || c->stopping || !cm_redis_ready(c->redis) || !st_pg_ready(c->db))
         return;
-    const char *argv[] = {"EXISTS", CACHE_KEY};
-    size_t lens[] = {6, strlen(CACHE_KEY)};
-    if (st_redis_command(c->redis, exists_cb, k, 2, argv, lens) == 0)
+    const char *argv[] = {"EXISTS", CHAT_KEY_CACHE};
+    size_t lens[] = {6, strlen(CHAT_KEY_CACHE)};
+    if (cm_redis_command(c->redis, exists_cb, k, 2, argv, lens) == 0)
         k->busy = 1;
 }
 

@@ -97,7 +97,7 @@ int st_config_load(st_config *cfg, int argc, char **argv)
         return cm_settings_fail(&table, "missing value for --jwt-secret (CHAT_JWT_SECRET): "
                                 "required with --auth jwt (or use --auth insecure-dev for "
                                 "tutorials)");
-    st_redis_addr addr;
+    pr_redis_addr addr;
     if (pr_redis_url_parse(cfg->redis_url, &addr) != 0)
         return cm_settings_fail(&table, "invalid value for --redis (CHAT_REDIS_URL): '%s': "
                                 "expected redis://[:password@]host[:port][/db]", cfg->redis_url);

@@ -47,7 +47,4 @@ struct st_config {
 int st_config_load(st_config *cfg, int argc, char **argv);
 void st_config_usage(FILE *out);
 
-/* Parsed by pr_redis_url_parse (proto/pr.h). */
-typedef pr_redis_addr st_redis_addr;
-
 #endif

@@ -1,8 +1,8 @@
 /*
  * entry.h - ingest stream entries (the field table is proto/chat_entry.h's):
  * taken from an XREADGROUP reply, parsed and checked by chat_entry_parse, and
- * turned into the JSON arguments of chat_batch. Private to ingest.c (and its
- * unit test, and replay.c for the request stream's fields); no I/O.
+ * turned into the JSON arguments of chat_batch. Private to storage/ingest/
+ * (and its unit test, and replay.c for the request stream's fields); no I/O.
  */
 #ifndef ST_ENTRY_H
 #define ST_ENTRY_H
@@ -14,9 +14,6 @@
 #include "pr.h"
 
 #include "chat_entry.h"
-
-/* The longest text an entry may carry (chat_entry.h). */
-#define ST_TEXT_HARD_MAX CHAT_ENTRY_TEXT_MAX
 
 /* What became of an entry. ST_E_REUSED: its (sender, room, clientMsgId)
  * names a message with another text, so it is no retry: refused. */

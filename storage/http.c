@@ -38,7 +38,7 @@
 #include <time.h>
 
 #include "cm_clock.h"
-#include "log.h"
+#include "cm_log.h"
 #include "pr.h"
 
 #define HTTP_SLOTS 4096          /* hash of connections by bufferevent */
@@ -282,7 +282,7 @@ static struct bufferevent *new_bev_cb(struct event_base *base, void *arg)
         c->refused = 1;
         h->full = 1;
         update_listener(h);
-        ST_WARN_RATELIMITED("event=http_full connections=%u", h->nconns);
+        CM_WARN_RATELIMITED("event=http_full connections=%u", h->nconns);
     }
     return bev;
 }
@@ -296,7 +296,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     http_conn *c;
     while ((c = h->waiting.head) != NULL && c->evcon &&
            now - c->since_ms >= h->o.request_timeout_ms) {
-        ST_DEBUG("event=http_request_timeout waited_ms=%llu",
+        CM_DEBUG("event=http_request_timeout waited_ms=%llu",
                  (unsigned long long)(now - c->since_ms));
         kill_conn(c);
     }
@@ -326,11 +326,11 @@ static void accept_error_cb(struct evconnlistener *listener, void *arg)
         return;
     if ((err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) && shed_oldest(h)) {
         /* a descriptor is free again: the next accept() takes it */
-        ST_WARN_RATELIMITED("event=http_accept_shed err=\"%s\" connections=%u", strerror(err),
+        CM_WARN_RATELIMITED("event=http_accept_shed err=\"%s\" connections=%u", strerror(err),
                             h->nconns);
         return;
     }
-    ST_WARN_RATELIMITED("event=http_accept_paused err=\"%s\" connections=%u", strerror(err),
+    CM_WARN_RATELIMITED("event=http_accept_paused err=\"%s\" connections=%u", strerror(err),
                         h->nconns);
     h->out_of_fds = 1;
     update_listener(h);
@@ -434,7 +434,7 @@ static void request_cb(struct evhttp_request *req, void *arg)
     }
     const char *why = bad_framing(req);
     if (why) {
-        ST_WARN_RATELIMITED("event=http_bad_framing why=\"%s\"", why);
+        CM_WARN_RATELIMITED("event=http_bad_framing why=\"%s\"", why);
         refuse(req, why);
         return;
     }

@@ -21,9 +21,9 @@
 
 #include "chat.h"
 #include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "http.h"
-#include "log.h"
 #include "st.h"
 
 static st_config config;
@@ -44,8 +44,8 @@ static void alloc_free(void *p)
 static int ready(const st_ctx *c)
 {
     return c->migrated && !c->stopping && st_pg_ready(c->ingest_db) && st_pg_ready(c->db) &&
-           st_redis_ready(c->redis) && st_redis_ready(c->blocking) &&
-           st_redis_ready(c->rpc_blocking);
+           cm_redis_ready(c->redis) && cm_redis_ready(c->blocking) &&
+           cm_redis_ready(c->rpc_blocking);
 }
 
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *type,
@@ -112,13 +112,14 @@ static void raise_fd_limit(const st_config *cfg)
             getrlimit(RLIMIT_NOFILE, &rl);
     }
     if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want)
-        ST_WARN("event=fd_limit_low limit=%llu http_max_connections=%u msg=\"the descriptor limit "
+        CM_WARN("event=fd_limit_low limit=%llu http_max_connections=%u msg=\"the descriptor limit "
                 "is below what --http-max-connections needs\"",
                 (unsigned long long)rl.rlim_cur, cfg->http_max_connections);
 }
 
-static void on_reply_message(pr_view channel, pr_view message, void *arg)
+static void on_reply_message(cm_redis *redis, pr_view channel, pr_view message, void *arg)
 {
+    (void)redis;
     st_publish_on_message(arg, channel, message);
 }
 
@@ -141,7 +142,7 @@ static int exit_code;
 static void stopped_cb(void *arg)
 {
     st_ctx *c = arg;
-    ST_INFO("event=stopped");
+    CM_INFO("event=stopped");
     /* a moment for the last replies (lease releases, acks) to be written */
     struct timeval tv = {0, 100 * 1000};
     event_base_loopexit(c->base, &tv);
@@ -152,12 +153,12 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     (void)what;
     st_ctx *c = arg;
     if (c->stopping) {
-        ST_WARN("event=exit_now signal=%d", (int)sig);
+        CM_WARN("event=exit_now signal=%d", (int)sig);
         event_base_loopbreak(c->base);
         return;
     }
     c->stopping = 1;
-    ST_INFO("event=stopping signal=%d", (int)sig);
+    CM_INFO("event=stopping signal=%d", (int)sig);
     st_ingest_stop(c, stopped_cb, c);
 }
 
@@ -167,14 +168,14 @@ int main(int argc, char **argv)
     int rc = st_config_load(&config, argc, argv);
     if (rc != 0)
         return rc > 0 ? 0 : 2;
-    st_log_set_replica(config.replica_id);
+    cm_log_set_label("replica", config.replica_id);
     event_set_mem_functions(alloc_malloc, alloc_realloc, alloc_free);
     signal(SIGPIPE, SIG_IGN);
     if (!strcmp(config.auth, "insecure-dev"))
-        ST_WARN("event=INSECURE_AUTH msg=\"--auth insecure-dev: the API trusts X-User-Id and "
+        CM_WARN("event=INSECURE_AUTH msg=\"--auth insecure-dev: the API trusts X-User-Id and "
                 "anyone can act as anyone. For tutorials only: never expose this service.\"");
 
-    st_redis_addr addr;
+    pr_redis_addr addr;
     pr_redis_url_parse(config.redis_url, &addr); /* checked by st_config_load */
 
     static st_ctx ctx;
@@ -183,7 +184,7 @@ int main(int argc, char **argv)
     c->cfg = &config;
     c->started_ms = cm_now_ms();
     snprintf(c->replica_id, sizeof c->replica_id, "%s", config.replica_id);
-    snprintf(c->reply_channel, sizeof c->reply_channel, "st:{%s}", config.replica_id);
+    c->reply_channel = chat_chan_storage(config.replica_id);
     chat_dm_key(config.room_secret, config.jwt_secret, c->room_key);
 
     raise_fd_limit(&config);
@@ -207,16 +208,17 @@ int main(int argc, char **argv)
 
     c->ingest_db = st_pg_new(c->base, config.database_url, 1, "ingest");
     c->db = st_pg_new(c->base, config.database_url, config.db_pool, "api");
-    c->redis = st_redis_new(c->base, &addr, "commands", on_reply_message, c);
-    c->blocking = st_redis_new(c->base, &addr, "ingest-read", NULL, NULL);
-    c->rpc_blocking = st_redis_new(c->base, &addr, "rpc-read", NULL, NULL);
+    cm_redis_options commands = {.name = "commands", .on_message = on_reply_message, .arg = c};
+    c->redis = cm_redis_new(c->base, &addr, &commands);
+    c->blocking = cm_redis_new(c->base, &addr, &(cm_redis_options){.name = "ingest-read"});
+    c->rpc_blocking = cm_redis_new(c->base, &addr, &(cm_redis_options){.name = "rpc-read"});
     st_publish_init(c);
-    st_redis_subscribe(c->redis, c->reply_channel);
+    cm_redis_subscribe(c->redis, chat_key_view(&c->reply_channel));
     if (st_api_init(c) != 0) {
         fprintf(stderr, "chat-storage: cannot start the HTTP API\n");
         return 1;
     }
-    ST_INFO("event=listening addr=%s port=%d ingest_shards=%u batch_size=%u lease_ms=%u",
+    CM_INFO("event=listening addr=%s port=%d ingest_shards=%u batch_size=%u lease_ms=%u",
             config.listen_host, port, config.ingest_shards, config.batch_size, config.lease_ms);
     st_migrate(c, migrated_cb, c);
 
@@ -243,9 +245,9 @@ int main(int argc, char **argv)
     st_publish_dispose(c); /* pending posts: NULL */
     st_api_dispose(c);
     st_http_free(http);
-    st_redis_free(c->blocking);
-    st_redis_free(c->rpc_blocking);
-    st_redis_free(c->redis);
+    cm_redis_free(c->blocking);
+    cm_redis_free(c->rpc_blocking);
+    cm_redis_free(c->redis);
     c->ingest_db = c->db = NULL;
     c->blocking = c->rpc_blocking = c->redis = NULL;
     st_replay_free(c);

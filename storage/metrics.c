@@ -1,35 +1,74 @@
 /* metrics.c - the Prometheus text page of /metrics. */
 #include <event2/buffer.h>
+#include <stddef.h>
 
 #include "cm_clock.h"
 #include "cm_metrics.h"
 #include "config.h"
 #include "st.h"
 
+/* The counters of st_stats, in the order of the page: before the
+ * histograms, then after them. */
+typedef struct {
+    const char *name, *help;
+    size_t offset; /* of a uint64_t in st_stats */
+} counter;
+
+static const counter ingest_counters[] = {
+    {"chat_storage_messages_stored_total", "New messages committed.",
+     offsetof(st_stats, messages_stored)},
+    {"chat_storage_messages_duplicate_total",
+     "Messages whose (sender, room, clientMsgId) was stored before.",
+     offsetof(st_stats, messages_duplicate)},
+    {"chat_storage_messages_reused_total",
+     "Messages refused: their (sender, room, clientMsgId) names another text.",
+     offsetof(st_stats, messages_reused)},
+    {"chat_storage_messages_forbidden_total",
+     "Messages refused because the sender is not a member.",
+     offsetof(st_stats, messages_forbidden)},
+    {"chat_storage_messages_retried_total", "Messages run again after a concurrent duplicate.",
+     offsetof(st_stats, messages_retried)},
+    {"chat_storage_entries_malformed_total", "Stream entries dropped as malformed.",
+     offsetof(st_stats, entries_malformed)},
+    {"chat_storage_receipts_applied_total", "Receipt lines applied.",
+     offsetof(st_stats, receipts_applied)},
+    {"chat_storage_status_events_total", "messageStatus events published.",
+     offsetof(st_stats, status_events)},
+    {"chat_storage_db_errors_total", "Failed batch transactions (retried).",
+     offsetof(st_stats, db_errors)},
+};
+
+static const counter other_counters[] = {
+    {"chat_storage_replay_requests_total", "Replay and sync requests answered.",
+     offsetof(st_stats, replay_requests)},
+    {"chat_storage_replay_overflows_total", "Replay and sync requests answered with overflow.",
+     offsetof(st_stats, replay_overflows)},
+    {"chat_storage_replay_errors_total", "Replay and sync requests that failed.",
+     offsetof(st_stats, replay_errors)},
+    {"chat_storage_posts_total", "Messages posted through the HTTP API.",
+     offsetof(st_stats, posts)},
+    {"chat_storage_post_timeouts_total", "Posted messages without an ack in time.",
+     offsetof(st_stats, post_timeouts)},
+    {"chat_storage_leases_acquired_total", "Shard leases acquired.",
+     offsetof(st_stats, lease_acquired)},
+    {"chat_storage_leases_lost_total", "Shard leases lost before release.",
+     offsetof(st_stats, lease_lost)},
+    {"chat_storage_cache_rebuilds_total",
+     "Membership cache rebuilt from PostgreSQL after Redis lost it.",
+     offsetof(st_stats, cache_rebuilds)},
+};
+
+static void counters(pr_buf *out, const st_stats *s, const counter *t, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        cm_metric_counter(out, t[i].name, t[i].help,
+                          *(const uint64_t *)((const char *)s + t[i].offset));
+}
+
 static void render(st_ctx *c, pr_buf *out)
 {
     const st_stats *s = &c->stats;
-    cm_metric_counter(out, "chat_storage_messages_stored_total", "New messages committed.",
-                      s->messages_stored);
-    cm_metric_counter(out, "chat_storage_messages_duplicate_total",
-                      "Messages whose (sender, room, clientMsgId) was stored before.",
-                      s->messages_duplicate);
-    cm_metric_counter(out, "chat_storage_messages_reused_total",
-                      "Messages refused: their (sender, room, clientMsgId) names another text.",
-                      s->messages_reused);
-    cm_metric_counter(out, "chat_storage_messages_forbidden_total",
-                      "Messages refused because the sender is not a member.",
-                      s->messages_forbidden);
-    cm_metric_counter(out, "chat_storage_messages_retried_total",
-                      "Messages run again after a concurrent duplicate.", s->messages_retried);
-    cm_metric_counter(out, "chat_storage_entries_malformed_total",
-                      "Stream entries dropped as malformed.", s->entries_malformed);
-    cm_metric_counter(out, "chat_storage_receipts_applied_total", "Receipt lines applied.",
-                      s->receipts_applied);
-    cm_metric_counter(out, "chat_storage_status_events_total", "messageStatus events published.",
-                      s->status_events);
-    cm_metric_counter(out, "chat_storage_db_errors_total", "Failed batch transactions (retried).",
-                      s->db_errors);
+    counters(out, s, ingest_counters, sizeof ingest_counters / sizeof ingest_counters[0]);
 
     /* entries per committed batch */
     static const double batch_le[] = {1, 10, 100, 1000, 10000};
@@ -56,23 +95,7 @@ static void render(st_ctx *c, pr_buf *out)
                                              ST_LATENCY_BUCKETS, latency_le, s->latency_le,
                                              (double)s->latency_ms_sum / 1000.0, latency_count});
 
-    cm_metric_counter(out, "chat_storage_replay_requests_total",
-                      "Replay and sync requests answered.", s->replay_requests);
-    cm_metric_counter(out, "chat_storage_replay_overflows_total",
-                      "Replay and sync requests answered with overflow.", s->replay_overflows);
-    cm_metric_counter(out, "chat_storage_replay_errors_total",
-                      "Replay and sync requests that failed.", s->replay_errors);
-    cm_metric_counter(out, "chat_storage_posts_total", "Messages posted through the HTTP API.",
-                      s->posts);
-    cm_metric_counter(out, "chat_storage_post_timeouts_total",
-                      "Posted messages without an ack in time.", s->post_timeouts);
-    cm_metric_counter(out, "chat_storage_leases_acquired_total", "Shard leases acquired.",
-                      s->lease_acquired);
-    cm_metric_counter(out, "chat_storage_leases_lost_total", "Shard leases lost before release.",
-                      s->lease_lost);
-    cm_metric_counter(out, "chat_storage_cache_rebuilds_total",
-                      "Membership cache rebuilt from PostgreSQL after Redis lost it.",
-                      s->cache_rebuilds);
+    counters(out, s, other_counters, sizeof other_counters / sizeof other_counters[0]);
     cm_metric_gauge(out, "chat_storage_owned_shards", "Ingest shards this replica owns.",
                     st_ingest_owned(c));
     cm_metric_gauge(out, "chat_storage_db_queued",
@@ -80,7 +103,7 @@ static void render(st_ctx *c, pr_buf *out)
                     c->db ? st_pg_queued(c->db) : 0);
     cm_metric_gauge(out, "chat_storage_ready", "1 when PostgreSQL and Redis are up and migrated.",
                     c->migrated && c->db && st_pg_ready(c->db) && st_pg_ready(c->ingest_db) &&
-                            st_redis_ready(c->redis)
+                            cm_redis_ready(c->redis)
                         ? 1
                         : 0);
     cm_metric_gauge(out, "chat_storage_uptime_seconds", "Seconds since start.",

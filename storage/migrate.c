@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_log.h"
 #include "config.h"
-#include "log.h"
 #include "st.h"
 
 /* pg_advisory_xact_lock key of schema changes: "chat" in ASCII */
@@ -74,7 +74,7 @@ static void rollback_cb(PGresult *res, const char *error, void *arg)
 static void fail(migration_run *m, const char *what, const char *error)
 {
     /* while PostgreSQL is away this repeats: once per backoff, rate-limited */
-    ST_LOG_RATELIMITED(ST_LOG_ERROR, "event=migration_failed step=%s version=%u err=\"%s\"", what,
+    CM_LOG_RATELIMITED(CM_LOG_ERROR, "event=migration_failed step=%s version=%u err=\"%s\"", what,
                        m->index < st_nmigrations ? st_migrations[m->index].version : 0,
                        error ? error : "?");
     /* a connection that broke lost its transaction; one that is fine must
@@ -118,7 +118,7 @@ static void query_cb(PGresult *res, const char *error, void *arg)
         }
         break;
     case M_APPLY:
-        ST_INFO("event=migration_applied version=%u name=%s", st_migrations[m->index].version,
+        CM_INFO("event=migration_applied version=%u name=%s", st_migrations[m->index].version,
                 st_migrations[m->index].name);
         m->index++;
         m->step = m->index < st_nmigrations ? M_CHECK : M_FUNCTIONS_CHECK;
@@ -127,14 +127,14 @@ static void query_cb(PGresult *res, const char *error, void *arg)
         if (PQntuples(res) == 1 && !strcmp(PQgetvalue(res, 0, 0), "0")) {
             m->step = M_FUNCTIONS_APPLY;
         } else {
-            ST_WARN("event=functions_kept msg=\"the database has migrations this binary does "
+            CM_WARN("event=functions_kept msg=\"the database has migrations this binary does "
                     "not know: its functions stay\"");
             m->step = M_META;
             st_pg_query(c->ingest_db, "COMMIT", 0, NULL, rollback_cb, NULL);
         }
         break;
     case M_FUNCTIONS_APPLY:
-        ST_INFO("event=functions_applied count=%u", st_nsql_functions);
+        CM_INFO("event=functions_applied count=%u", st_nsql_functions);
         m->step = M_META;
         break;
     case M_META: {
@@ -142,14 +142,14 @@ static void query_cb(PGresult *res, const char *error, void *arg)
         char want[16];
         snprintf(want, sizeof want, "%u", c->cfg->ingest_shards);
         if (strcmp(stored, want) != 0) {
-            ST_ERROR("event=ingest_shards_mismatch stored=%s configured=%s msg=\"--ingest-shards "
+            CM_ERROR("event=ingest_shards_mismatch stored=%s configured=%s msg=\"--ingest-shards "
                      "must equal the value the database was created with\"",
                      stored, want);
             m->step = M_FINISHED;
             m->done(-1, m->arg);
             return;
         }
-        ST_INFO("event=migrations_done versions=%u ingest_shards=%s", st_nmigrations, stored);
+        CM_INFO("event=migrations_done versions=%u ingest_shards=%s", st_nmigrations, stored);
         m->step = M_FINISHED;
         c->migrated = 1;
         m->done(0, m->arg);

@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "cm_backoff.h"
-#include "log.h"
+#include "cm_log.h"
 #include "st.h"
 
 /* Queries may pile up while PostgreSQL is down; past this the caller is told
@@ -81,9 +81,9 @@ static void note_ready(st_pg *pg)
 {
     int ready = st_pg_ready(pg);
     if (ready && !pg->was_ready)
-        ST_INFO("event=pg_ready pool=%s", pg->name);
+        CM_INFO("event=pg_ready pool=%s", pg->name);
     else if (!ready && pg->was_ready)
-        ST_WARN("event=pg_down pool=%s", pg->name);
+        CM_WARN("event=pg_down pool=%s", pg->name);
     pg->was_ready = ready;
 }
 
@@ -118,7 +118,7 @@ static void conn_lost(pgconn *k, const char *why)
 {
     st_pg *pg = k->pg;
     if (k->state == C_IDLE || k->state == C_BUSY)
-        ST_WARN("event=pg_connection_lost pool=%s conn=%u err=\"%s\"", pg->name, k->index, why);
+        CM_WARN("event=pg_connection_lost pool=%s conn=%u err=\"%s\"", pg->name, k->index, why);
     conn_disarm(k);
     if (k->conn) {
         PQfinish(k->conn);
@@ -279,7 +279,7 @@ static void notice_cb(void *arg, const char *message)
     char line[256];
     snprintf(line, sizeof line, "%s", message);
     first_line(line);
-    ST_DEBUG("event=pg_notice pool=%s conn=%u msg=\"%s\"", k->pg->name, k->index, line);
+    CM_DEBUG("event=pg_notice pool=%s conn=%u msg=\"%s\"", k->pg->name, k->index, line);
 }
 
 static void connect_poll(pgconn *k)
@@ -293,7 +293,7 @@ static void connect_poll(pgconn *k)
         snprintf(err, sizeof err, "%s", PQerrorMessage(k->conn));
         first_line(err);
         if (k->failures == 0)
-            ST_WARN("event=pg_connect_failed pool=%s conn=%u err=\"%s\"", k->pg->name, k->index,
+            CM_WARN("event=pg_connect_failed pool=%s conn=%u err=\"%s\"", k->pg->name, k->index,
                     err);
         conn_disarm(k);
         PQfinish(k->conn);
@@ -310,7 +310,7 @@ static void connect_poll(pgconn *k)
     }
     k->state = C_IDLE;
     k->failures = 0;
-    ST_DEBUG("event=pg_connected pool=%s conn=%u", k->pg->name, k->index);
+    CM_DEBUG("event=pg_connected pool=%s conn=%u", k->pg->name, k->index);
     conn_arm(k, EV_READ);
     note_ready(k->pg);
     schedule_dispatch(k->pg);
@@ -335,7 +335,7 @@ static void conn_start(pgconn *k)
     k->conn = PQconnectStartParams(keys, vals, 1);
     if (!k->conn || PQstatus(k->conn) == CONNECTION_BAD) {
         if (k->failures == 0)
-            ST_WARN("event=pg_connect_failed pool=%s conn=%u err=\"%s\"", pg->name, k->index,
+            CM_WARN("event=pg_connect_failed pool=%s conn=%u err=\"%s\"", pg->name, k->index,
                     k->conn ? "bad connection string" : "out of memory");
         if (k->conn)
             PQfinish(k->conn);

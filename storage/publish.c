@@ -1,68 +1,77 @@
 /*
- * publish.c - what storage tells gateways outside the ingest loop: user
- * events (U1), membership changes (J1/K1 and the membership cache), and
- * messages posted over HTTP, which go through the ingest stream like a
- * gateway's sendMessage and come back as an A1 ack on the replica's channel.
+ * publish.c - what storage tells gateways: the one PUBLISH of every
+ * envelope (st_publish) and the end of read stream entries (XACK + XDEL);
+ * outside the ingest loop, user events (U1), membership changes (J1/K1 and
+ * the membership cache), and messages posted over HTTP, which go through
+ * the ingest stream like a gateway's sendMessage and come back as an A1 ack
+ * on the replica's channel.
  */
 #include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "chat.h"
+#include "cm_log.h"
 #include "config.h"
-#include "log.h"
-#include "sio.h"
 #include "st.h"
 
-/* ---- the messageReceived packet (proto/chat_packets.h renders it; these
- * two go once ingest.c uses proto directly) ---- */
+/* ---- Redis commands of every publisher ---- */
 
-int st_message_packet(pr_buf *out, const st_msg *m)
+int st_publish(st_ctx *c, pr_view channel, pr_view payload)
 {
-    chat_message cm = {.id = m->id,
-                       .seq = m->seq,
-                       .room = m->room,
-                       .user = m->user,
-                       .first_name = m->first_name,
-                       .last_name = m->last_name,
-                       .text = m->text,
-                       .text_len = m->text_len,
-                       .created_at = m->created_at,
-                       .client_msg_id = m->client_msg_id};
-    return chat_message_packet(out, &cm);
+    const char *argv[3] = {"PUBLISH", channel.ptr, payload.ptr};
+    size_t lens[3] = {7, channel.len, payload.len};
+    return cm_redis_command(c->redis, NULL, NULL, 3, argv, lens);
 }
 
-int st__json_str(pr_buf *b, const char *s, size_t n)
+int st_stream_done(st_ctx *c, pr_view key, const char *const *ids, size_t n, cm_redis_reply_cb cb,
+                   void *arg)
 {
-    return chat_json_str(b, s, n);
+    const char **argv = pr_malloc((n + 3) * sizeof *argv);
+    size_t *lens = pr_malloc((n + 3) * sizeof *lens);
+    argv[0] = "XACK";
+    lens[0] = 4;
+    argv[1] = key.ptr;
+    lens[1] = key.len;
+    argv[2] = CHAT_GROUP;
+    lens[2] = strlen(CHAT_GROUP);
+    for (size_t i = 0; i < n; i++) {
+        argv[3 + i] = ids[i];
+        lens[3 + i] = strlen(ids[i]);
+    }
+    int rc = cm_redis_command(c->redis, cb, arg, (int)n + 3, argv, lens);
+    if (rc == 0) { /* XDEL key ids: the ids behind a new head */
+        argv[1] = "XDEL";
+        lens[1] = 4;
+        argv[2] = key.ptr;
+        lens[2] = key.len;
+        cm_redis_command(c->redis, NULL, NULL, (int)n + 2, argv + 1, lens + 1);
+    }
+    pr_free(argv);
+    pr_free(lens);
+    return rc;
+}
+
+int st_stream_create_group(st_ctx *c, pr_view key, cm_redis_reply_cb cb, void *arg)
+{
+    const char *argv[] = {"XGROUP", "CREATE", key.ptr, CHAT_GROUP, "0", "MKSTREAM"};
+    size_t lens[] = {6, 6, key.len, strlen(CHAT_GROUP), 1, 8};
+    return cm_redis_command(c->redis, cb, arg, 6, argv, lens);
 }
 
 /* ---- user events and membership ---- */
 
-static int publish(st_ctx *c, const char *channel, pr_view payload)
-{
-    const char *argv[3] = {"PUBLISH", channel, payload.ptr};
-    size_t lens[3] = {7, strlen(channel), payload.len};
-    return st_redis_command(c->redis, NULL, NULL, 3, argv, lens);
-}
-
-int st_publish_user_event(st_ctx *c, const char *user, const char *event, json_t *payload)
+int st_publish_user_packet(st_ctx *c, const char *user, pr_view packet)
 {
     if (!chat_id_valid(user, strlen(user)))
         return PR_EINVAL;
-    pr_buf pkt, env;
-    pr_buf_init(&pkt, 1 << 20);
-    pr_buf_init(&env, (1 << 20) + 256);
-    json_t *data = json_pack("[sO]", event, payload);
-    int rc = sio_encode(&pkt, SIO_EVENT, "/", -1, 0, data);
-    json_decref(data);
-    if (rc == 0)
-        rc = chat_uenv_encode(&env, pr_view_make(user, strlen(user)), pr_buf_view(&pkt));
+    pr_buf env;
+    pr_buf_init(&env, packet.len + CHAT_ID_MAX + 16);
+    int rc = chat_uenv_encode(&env, pr_view_make(user, strlen(user)), packet);
     if (rc == 0) {
         chat_key channel = chat_chan_user(user);
-        rc = publish(c, channel.s, pr_buf_view(&env));
+        rc = st_publish(c, chat_key_view(&channel), pr_buf_view(&env));
     }
-    pr_buf_dispose(&pkt);
     pr_buf_dispose(&env);
     return rc;
 }
@@ -72,23 +81,15 @@ int st_publish_membership(st_ctx *c, char kind, const char *room, const char *us
     size_t rl = strlen(room), ul = strlen(user);
     if ((kind != 'J' && kind != 'K') || !chat_id_valid(room, rl) || !chat_id_valid(user, ul))
         return PR_EINVAL;
-    chat_key members = chat_key_room_members(room), rooms = chat_key_user_rooms(user),
-             channel = chat_chan_user(user);
-    const char *verb = kind == 'J' ? "SADD" : "SREM";
     /* the cache first: a gateway acting on J1/K1 may read it */
-    const char *a1[3] = {verb, members.s, user};
-    size_t l1[3] = {4, members.len, ul};
-    const char *a2[3] = {verb, rooms.s, room};
-    size_t l2[3] = {4, rooms.len, rl};
-    int rc = st_redis_command(c->redis, NULL, NULL, 3, a1, l1);
-    if (rc == 0)
-        rc = st_redis_command(c->redis, NULL, NULL, 3, a2, l2);
+    if (st_cache_write(c, kind == 'J' ? "SADD" : "SREM", room, user, NULL, NULL) != 2)
+        return PR_ECLOSED;
+    chat_key channel = chat_chan_user(user);
     pr_buf env;
     pr_buf_init(&env, 2 * CHAT_ID_MAX + 16);
+    int rc = chat_jenv_encode(&env, kind, pr_view_make(room, rl), pr_view_make(user, ul));
     if (rc == 0)
-        rc = chat_jenv_encode(&env, kind, pr_view_make(room, rl), pr_view_make(user, ul));
-    if (rc == 0)
-        rc = publish(c, channel.s, pr_buf_view(&env));
+        rc = st_publish(c, chat_key_view(&channel), pr_buf_view(&env));
     pr_buf_dispose(&env);
     return rc;
 }
@@ -143,13 +144,14 @@ typedef struct {
     char req_id[24];
 } xadd_arg;
 
-static void xadd_cb(redisReply *reply, void *arg)
+static void xadd_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     xadd_arg *x = arg;
     /* the post may have timed out already: find it again by id */
     post *p = post_find(x->c, pr_view_make(x->req_id, strlen(x->req_id)));
     if (p && (!reply || reply->type == REDIS_REPLY_ERROR)) {
-        ST_WARN("event=post_xadd_failed req=%s err=\"%s\"", p->req_id,
+        CM_WARN("event=post_xadd_failed req=%s err=\"%s\"", p->req_id,
                 reply ? reply->str : "link lost");
         post_finish(p, NULL);
     }
@@ -213,7 +215,7 @@ int st_post_message(st_ctx *c, const st_post *m, unsigned timeout_ms, st_post_cb
         e.client_msg_id = pr_view_make(m->client_msg_id, strlen(m->client_msg_id));
     if (m->peer)
         e.peer = pr_view_make(m->peer, strlen(m->peer));
-    e.reply_to = pr_view_make(c->reply_channel, strlen(c->reply_channel));
+    e.reply_to = chat_key_view(&c->reply_channel);
     e.socket = pr_view_make(p->req_id, strlen(p->req_id));
     e.ack_id = 0;
     chat_xadd xadd;
@@ -224,7 +226,7 @@ int st_post_message(st_ctx *c, const st_post *m, unsigned timeout_ms, st_post_cb
     xadd_arg *x = pr_malloc(sizeof *x);
     x->c = c;
     memcpy(x->req_id, p->req_id, sizeof x->req_id);
-    if (st_redis_command(c->redis, xadd_cb, x, xadd.argc, xadd.argv, xadd.lens) != 0) {
+    if (cm_redis_command(c->redis, xadd_cb, x, xadd.argc, xadd.argv, xadd.lens) != 0) {
         pr_free(x);
         pr_free(p);
         return PR_ECLOSED;

@@ -12,12 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "chat.h"
+#include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "entry.h"
-#include "log.h"
 #include "st.h"
 
 #define RPC_STREAM CHAT_KEY_RPC
@@ -77,12 +77,7 @@ static const char SYNC_SQL[] =
 
 static void ack_entry(st_ctx *c, const char *id)
 {
-    const char *a[] = {"XACK", RPC_STREAM, GROUP, id};
-    size_t al[] = {4, strlen(RPC_STREAM), strlen(GROUP), strlen(id)};
-    st_redis_command(c->redis, NULL, NULL, 4, a, al);
-    const char *d[] = {"XDEL", RPC_STREAM, id};
-    size_t dl[] = {4, strlen(RPC_STREAM), strlen(id)};
-    st_redis_command(c->redis, NULL, NULL, 3, d, dl);
+    st_stream_done(c, PR_VIEW_LIT(RPC_STREAM), &id, 1, NULL, NULL);
 }
 
 static void request_done(request *q)
@@ -138,11 +133,8 @@ static void reply(st_ctx *c, const request *q, const char *status, PGresult *res
                              PR_VIEW_LIT("overflow"));
         c->stats.replay_overflows++;
     }
-    if (rc == 0) {
-        const char *argv[] = {"PUBLISH", q->channel, out.ptr};
-        size_t lens[] = {7, strlen(q->channel), out.len};
-        st_redis_command(c->redis, NULL, NULL, 3, argv, lens);
-    }
+    if (rc == 0)
+        st_publish(c, pr_view_make(q->channel, strlen(q->channel)), pr_buf_view(&out));
     pr_buf_dispose(&out);
     pr_buf_dispose(&pkt);
 }
@@ -153,7 +145,7 @@ static void query_cb(PGresult *res, const char *error, void *arg)
     st_ctx *c = q->rp->c;
     if (!res) {
         c->stats.replay_errors++;
-        ST_LOG_RATELIMITED(ST_LOG_ERROR, "event=replay_failed req=%s err=\"%s\"", q->req_id,
+        CM_LOG_RATELIMITED(CM_LOG_ERROR, "event=replay_failed req=%s err=\"%s\"", q->req_id,
                            error ? error : "?");
         /* not acked: XAUTOCLAIM offers it again after CLAIM_IDLE_MS, by
          * which time the gateway may have given up (no harm) */
@@ -170,7 +162,7 @@ static void query_cb(PGresult *res, const char *error, void *arg)
         reply(c, q, "ok", res, rows);
     }
     ack_entry(c, q->entry_id);
-    ST_DEBUG("event=replay kind=%s req=%s user=%s rows=%d overflow=%d",
+    CM_DEBUG("event=replay kind=%s req=%s user=%s rows=%d overflow=%d",
              q->kind == CHAT_RPC_REPLAY ? "replay" : "sync", q->req_id, q->user, rows, overflow);
     request_done(q);
 }
@@ -181,13 +173,6 @@ static void copy_id(char *dst, pr_view v)
 {
     memcpy(dst, v.ptr, v.len);
     dst[v.len] = '\0';
-}
-
-static uint64_t wall_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
 }
 
 static void handle_entry(st_replay *rp, const redisReply *item)
@@ -223,7 +208,7 @@ static void handle_entry(st_replay *rp, const redisReply *item)
     q->max = max > c->cfg->replay_max ? c->cfg->replay_max : (unsigned)max;
     /* an entry id is "MS-N": a request older than a minute is stale */
     unsigned long long ms = strtoull(id, NULL, 10);
-    if (ok && ms + MAX_AGE_MS < wall_ms()) {
+    if (ok && ms + MAX_AGE_MS < cm_wall_ms()) {
         ack_entry(c, id);
         pr_free(q);
         return;
@@ -243,7 +228,7 @@ static void handle_entry(st_replay *rp, const redisReply *item)
         }
     }
     if (!ok) {
-        ST_WARN_RATELIMITED("event=bad_replay_request id=%s", id);
+        CM_WARN_RATELIMITED("event=bad_replay_request id=%s", id);
         if (addressable) /* an answer the gateway handles: start afresh */
             reply(c, q, "overflow", NULL, 0);
         ack_entry(c, id);
@@ -278,17 +263,18 @@ static void handle_entries(st_replay *rp, const redisReply *items)
         handle_entry(rp, items->element[i]);
 }
 
-static void read_cb(redisReply *reply, void *arg)
+static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_replay *rp = arg;
     rp->reading = 0;
     if (!reply)
         return;
     if (reply->type == REDIS_REPLY_ERROR) {
-        ST_WARN_RATELIMITED("event=rpc_read_failed err=\"%s\"", reply->str);
+        CM_WARN_RATELIMITED("event=rpc_read_failed err=\"%s\"", reply->str);
         if (!strncmp(reply->str, "NOGROUP", 7))
             rp->group_ok = 0;
-        rp->pause_until = st_now_ms() + 500;
+        rp->pause_until = cm_now_ms() + 500;
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY)
@@ -300,8 +286,9 @@ static void read_cb(redisReply *reply, void *arg)
     }
 }
 
-static void claim_cb(redisReply *reply, void *arg)
+static void claim_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_replay *rp = arg;
     rp->claiming = 0;
     /* [next cursor, [entries], [deleted ids]] */
@@ -310,8 +297,9 @@ static void claim_cb(redisReply *reply, void *arg)
     handle_entries(rp, reply->element[1]);
 }
 
-static void group_cb(redisReply *reply, void *arg)
+static void group_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_replay *rp = arg;
     rp->group_pending = 0;
     if (reply && (reply->type != REDIS_REPLY_ERROR || !strncmp(reply->str, "BUSYGROUP", 9)))
@@ -324,18 +312,16 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     st_replay *rp = arg;
     st_ctx *c = rp->c;
-    if (c->stopping || !c->migrated || !st_redis_ready(c->redis))
+    if (c->stopping || !c->migrated || !cm_redis_ready(c->redis))
         return;
     if (!rp->group_ok) {
         if (!rp->group_pending) {
-            const char *argv[] = {"XGROUP", "CREATE", RPC_STREAM, GROUP, "0", "MKSTREAM"};
-            size_t lens[] = {6, 6, strlen(RPC_STREAM), strlen(GROUP), 1, 8};
-            if (st_redis_command(c->redis, group_cb, rp, 6, argv, lens) == 0)
+            if (st_stream_create_group(c, PR_VIEW_LIT(RPC_STREAM), group_cb, rp) == 0)
                 rp->group_pending = 1;
         }
         return;
     }
-    uint64_t now = st_now_ms();
+    uint64_t now = cm_now_ms();
     if (rp->outstanding || now < rp->pause_until)
         return;
     if (!rp->claiming && now - rp->last_claim_ms >= 1000) {
@@ -345,16 +331,16 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
         size_t lens[8];
         for (int i = 0; i < 8; i++)
             lens[i] = strlen(argv[i]);
-        if (st_redis_command(c->redis, claim_cb, rp, 8, argv, lens) == 0)
+        if (cm_redis_command(c->redis, claim_cb, rp, 8, argv, lens) == 0)
             rp->claiming = 1;
     }
-    if (!rp->reading && st_redis_ready(c->rpc_blocking)) {
+    if (!rp->reading && cm_redis_ready(c->rpc_blocking)) {
         const char *argv[] = {"XREADGROUP", "GROUP", GROUP,     c->replica_id, "COUNT", READ_COUNT,
                               "BLOCK",      "1000",  "STREAMS", RPC_STREAM,    ">"};
         size_t lens[11];
         for (int i = 0; i < 11; i++)
             lens[i] = strlen(argv[i]);
-        if (st_redis_command(c->rpc_blocking, read_cb, rp, 11, argv, lens) == 0)
+        if (cm_redis_command(c->rpc_blocking, read_cb, rp, 11, argv, lens) == 0)
             rp->reading = 1;
     }
 }

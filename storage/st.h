@@ -19,13 +19,14 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
+#include "chat_keys.h"
+#include "cm_redis.h"
 #include "pr.h"
 
 struct evhttp_request;
 struct evhttp_connection;
 
-typedef struct st_config st_config;         /* config.h */
-typedef pr_redis_addr st_redis_addr; /* proto/pr.h */
+typedef struct st_config st_config; /* config.h */
 
 /* ---- PostgreSQL (pg.c) ----
  * A pool of non-blocking libpq connections on the loop. Queries run in the
@@ -40,45 +41,19 @@ typedef struct st_pg st_pg;
  * PGRES_FATAL_ERROR is reported as a failure. */
 typedef void (*st_pg_cb)(PGresult *res, const char *error, void *arg);
 
-st_pg *st_pg_new(struct event_base *base, const char *conninfo, unsigned nconns,
-                 const char *name);
+st_pg *st_pg_new(struct event_base *base, const char *conninfo, unsigned nconns, const char *name);
 void st_pg_free(st_pg *pg); /* pending callbacks run with res NULL */
 /* Text parameters (NULL = SQL NULL); text results. PR_ETOOBIG when too many
  * queries wait already (the database has been away a while). With nparams 0
  * the text may hold several statements (PQsendQuery): the callback gets the
  * last result that has rows, else the last result; the first error fails the
  * whole call. */
-int st_pg_query(st_pg *pg, const char *sql, int nparams, const char *const *values,
-                st_pg_cb cb, void *arg);
+int st_pg_query(st_pg *pg, const char *sql, int nparams, const char *const *values, st_pg_cb cb,
+                void *arg);
 /* 1 when at least one connection is up. */
 int st_pg_ready(const st_pg *pg);
 /* Queries queued or running. */
 unsigned st_pg_queued(const st_pg *pg);
-
-/* ---- Redis (redis.c) ----
- * One command connection and one subscribe connection, reconnecting with
- * jittered backoff. Callbacks: exactly once with the reply, or NULL when the
- * link is lost first; the reply is borrowed until the callback returns. */
-typedef struct st_redis st_redis;
-typedef void (*st_redis_cb)(redisReply *reply, void *arg);
-typedef void (*st_redis_message_cb)(pr_view channel, pr_view message, void *arg);
-
-/* cb may be NULL: the reply is dropped. PR_ECLOSED while the link is down. */
-int st_redis_command(st_redis *r, st_redis_cb cb, void *arg, int argc, const char **argv,
-                     const size_t *argvlen);
-/* 1 when every link is up. */
-int st_redis_ready(const st_redis *r);
-
-/* on_message NULL: a command link only. Else also a subscribe link that
- * delivers every message of the channels given to st_redis_subscribe. */
-st_redis *st_redis_new(struct event_base *base, const st_redis_addr *addr,
-                       const char *name, st_redis_message_cb on_message, void *arg);
-void st_redis_free(st_redis *r); /* pending callbacks run with NULL */
-/* Subscribes now (if up) and after every reconnect. */
-int st_redis_subscribe(st_redis *r, const char *channel);
-/* Counts connections of the command link: a change means commands sent
- * before may have been lost with the old connection. */
-unsigned st_redis_epoch(const st_redis *r);
 
 /* ---- counters for /metrics (metrics.c) ---- */
 #define ST_LATENCY_BUCKETS 11 /* message latency histogram; the last is +Inf */
@@ -99,18 +74,18 @@ typedef struct {
      * to their publish (this host's wall clock): <= st_latency_le[i] ms */
     uint64_t latency_le[ST_LATENCY_BUCKETS];
     uint64_t latency_ms_sum;
-    uint64_t batch_size_le[6];   /* batches of <= 1, 10, 100, 1000, 10000, +Inf entries */
-    uint64_t db_errors;          /* failed batch transactions (retried) */
-    uint64_t receipts_applied;   /* receipt lines given to chat_receipts */
-    uint64_t status_events;      /* messageStatus events published */
-    uint64_t replay_requests;    /* replay and sync requests answered */
+    uint64_t batch_size_le[6]; /* batches of <= 1, 10, 100, 1000, 10000, +Inf entries */
+    uint64_t db_errors;        /* failed batch transactions (retried) */
+    uint64_t receipts_applied; /* receipt lines given to chat_receipts */
+    uint64_t status_events;    /* messageStatus events published */
+    uint64_t replay_requests;  /* replay and sync requests answered */
     uint64_t replay_overflows;
     uint64_t replay_errors;
-    uint64_t posts;              /* messages posted through st_post_message */
+    uint64_t posts; /* messages posted through st_post_message */
     uint64_t post_timeouts;
     uint64_t lease_acquired;
     uint64_t lease_lost;
-    uint64_t cache_rebuilds;     /* membership cache rebuilt from PostgreSQL (cache.c) */
+    uint64_t cache_rebuilds; /* membership cache rebuilt from PostgreSQL (cache.c) */
 } st_stats;
 
 /* ---- the process (main.c) ---- */
@@ -122,16 +97,16 @@ typedef struct st_api st_api;       /* api/ */
 typedef struct st_ctx {
     struct event_base *base;
     const st_config *cfg;
-    st_pg *ingest_db; /* one connection: batches, in order */
-    st_pg *db;        /* pool: HTTP API and replay requests */
-    st_redis *redis;  /* commands; its subscribe link carries reply_channel */
-    st_redis *blocking; /* XREADGROUP ... BLOCK: nothing else may use it */
+    st_pg *ingest_db;           /* one connection: batches, in order */
+    st_pg *db;                  /* pool: HTTP API and replay requests */
+    cm_redis *redis;            /* commands; its subscribe link carries reply_channel */
+    cm_redis *blocking;         /* XREADGROUP ... BLOCK: nothing else may use it */
     unsigned char room_key[32]; /* chat_dm_key() */
     char replica_id[64];
-    char reply_channel[96]; /* "st:{REPLICA}": acks for messages posted over HTTP */
+    chat_key reply_channel; /* st:{REPLICA}: acks for messages posted over HTTP */
     uint64_t started_ms;
     /* added by the core (additive) */
-    st_redis *rpc_blocking; /* XREADGROUP on {st}:rpc: replay.c only */
+    cm_redis *rpc_blocking; /* XREADGROUP on {st}:rpc: replay.c only */
     int migrated;           /* migrations applied, shard count checked */
     int stopping;           /* SIGTERM: no new work */
     st_ingest *ingest;
@@ -141,9 +116,6 @@ typedef struct st_ctx {
     st_api *api;            /* the HTTP API's state: st_api_init to st_api_dispose */
     st_stats stats;
 } st_ctx;
-
-uint64_t st_now_ms(void); /* CLOCK_MONOTONIC (clock.c) */
-uint64_t st_now_us(void); /* CLOCK_MONOTONIC, microseconds */
 
 /* ---- migrations (migrate.c, migrations.c generated from sql/) ---- */
 typedef struct {
@@ -193,33 +165,30 @@ unsigned st_ingest_owned(const st_ctx *c); /* shards held now */
 typedef struct st_cache st_cache;
 int st_cache_start(st_ctx *c);
 void st_cache_free(st_ctx *c);
+/* verb ("SADD" or "SREM") of one membership to both sets of the cache;
+ * cb (may be NULL) runs once per command sent. Returns how many were sent
+ * (2, or fewer when the link is down). */
+unsigned st_cache_write(st_ctx *c, const char *verb, const char *room, const char *user,
+                        cm_redis_reply_cb cb, void *arg);
 
 /* ---- replay and sync requests (replay.c) ---- */
 int st_replay_start(st_ctx *c);
 void st_replay_free(st_ctx *c);
 
-/* ---- the messageReceived packet, as live and in replays (publish.c) ---- */
-typedef struct {
-    const char *id; /* decimal */
-    int64_t seq;
-    const char *room;
-    const char *user;
-    const char *first_name;
-    const char *last_name; /* NULL: none */
-    const char *text;
-    size_t text_len;
-    const char *created_at; /* ISO 8601 UTC with milliseconds */
-    const char *client_msg_id; /* NULL: none */
-} st_msg;
-/* 2["messageReceived",{id,seq,roomId,userId,firstName,lastName,text,
- * createdAt,clientMsgId}] */
-int st_message_packet(pr_buf *out, const st_msg *m);
-/* Appends s (valid UTF-8) as a JSON string. */
-int st__json_str(pr_buf *b, const char *s, size_t n);
-
 /* ---- publishing to gateways (publish.c) ---- */
-/* PUBLISH user:{USER} U1 with packet `2["event",payload]`. */
-int st_publish_user_event(st_ctx *c, const char *user, const char *event, json_t *payload);
+/* PUBLISH channel payload on the command link, reply dropped (every PUBLISH
+ * of storage goes through here). PR_ECLOSED while the link is down. */
+int st_publish(st_ctx *c, pr_view channel, pr_view payload);
+/* The end of stream entries read in group CHAT_GROUP: XACK key GROUP ids,
+ * then (if that was sent) XDEL key ids. cb (may be NULL) gets the XACK's
+ * reply; the XDEL's is dropped. Returns the XACK's cm_redis_command code. */
+int st_stream_done(st_ctx *c, pr_view key, const char *const *ids, size_t n, cm_redis_reply_cb cb,
+                   void *arg);
+/* XGROUP CREATE key CHAT_GROUP 0 MKSTREAM: the group starts at 0, so
+ * entries added before it existed are read too. cb may be NULL. */
+int st_stream_create_group(st_ctx *c, pr_view key, cm_redis_reply_cb cb, void *arg);
+/* PUBLISH user:{USER} U1 with packet (a chat_packets.h packet text). */
+int st_publish_user_packet(st_ctx *c, const char *user, pr_view packet);
 /* PUBLISH user:{USER} J1/K1 and keep the membership cache
  * ({r:ROOM}:members, {u:USER}:rooms) in step. kind 'J' or 'K'. */
 int st_publish_membership(st_ctx *c, char kind, const char *room, const char *user);

@@ -14,9 +14,10 @@
 #include <time.h>
 
 #include "api.h"
+#include "cm_cors.h"
+#include "cm_log.h"
 #include "config.h"
 #include "jwt.h"
-#include "log.h"
 
 #define API_MAX_SEGMENTS 8
 
@@ -51,32 +52,6 @@ static const api_route routes[] = {
 
 /* ---- answering ---- */
 
-/* The origin's entry in --cors-origin: "*" matches any. */
-static int origin_allowed(const st_config *cfg, const char *origin)
-{
-    if (!cfg->cors_origin[0] || !origin || !origin[0])
-        return 0;
-    if (!strcmp(cfg->cors_origin, "*"))
-        return 1;
-    size_t olen = strlen(origin);
-    const char *p = cfg->cors_origin;
-    for (;;) {
-        const char *e = strchr(p, ',');
-        size_t n = e ? (size_t)(e - p) : strlen(p);
-        while (n && p[0] == ' ') {
-            p++;
-            n--;
-        }
-        while (n && p[n - 1] == ' ')
-            n--;
-        if (n == olen && !memcmp(p, origin, n))
-            return 1;
-        if (!e)
-            return 0;
-        p = e + 1;
-    }
-}
-
 /* The CORS headers this request earns, as the gateway gives them; a
  * preflight also gets the methods and the headers it asked for. */
 static void add_cors(const st_config *cfg, struct evhttp_request *req)
@@ -84,9 +59,11 @@ static void add_cors(const st_config *cfg, struct evhttp_request *req)
     struct evkeyvalq *in = evhttp_request_get_input_headers(req);
     struct evkeyvalq *out = evhttp_request_get_output_headers(req);
     const char *origin = evhttp_find_header(in, "Origin");
-    if (!origin_allowed(cfg, origin))
+    cm_cors_allow allow = cm_cors_check(cfg->cors_origin, cfg->cors_credentials,
+                                        pr_view_make(origin, origin ? strlen(origin) : 0));
+    if (allow == CM_CORS_NONE)
         return;
-    if (!strcmp(cfg->cors_origin, "*") && !cfg->cors_credentials) {
+    if (allow == CM_CORS_ANY) {
         evhttp_add_header(out, "Access-Control-Allow-Origin", "*");
     } else {
         /* with credentials the wildcard is not allowed: echo the origin */
@@ -215,7 +192,7 @@ void st__api_after_step(st__api_req *q)
     if (q->busy)
         return;
     if (q->req) {
-        ST_ERROR("event=api_unanswered");
+        CM_ERROR("event=api_unanswered");
         st__api_reply_error(q, 500, "internal error");
     }
     unlink_req(q);
@@ -231,7 +208,7 @@ static void pg_done(PGresult *res, const char *error, void *arg)
         return;
     }
     if (!res) {
-        ST_WARN_RATELIMITED("event=api_query_failed err=\"%s\"", error ? error : "");
+        CM_WARN_RATELIMITED("event=api_query_failed err=\"%s\"", error ? error : "");
         st__api_reply_error(q, 503, "database unavailable");
     } else {
         q->step(q, res);
@@ -410,6 +387,17 @@ static int parse_body(st__api_req *q, struct evhttp_request *req)
         st__api_reply_error(q, 400, q->body ? "body must be a JSON object" : "malformed JSON");
         return 0;
     }
+    return 1;
+}
+
+int st__api_body_user(st__api_req *q, char out[CHAT_ID_MAX + 1])
+{
+    json_t *u = json_object_get(q->body, "userId");
+    if (!json_is_string(u) || !chat_id_valid(json_string_value(u), json_string_length(u))) {
+        st__api_reply_error(q, 400, "userId must be a user id");
+        return 0;
+    }
+    memcpy(out, json_string_value(u), json_string_length(u) + 1);
     return 1;
 }
 

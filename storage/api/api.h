@@ -5,7 +5,7 @@
  *
  *   api.c        routing, authentication, the request's life, answering
  *   params.c     path and query parameters (ids, seq, limit, cursors)
- *   ratelimit.c  the token bucket per user (to be replaced by a shared one)
+ *   ratelimit.c  a token bucket per user (common's cm_tbucket)
  *   rooms.c messages.c receipts.c members.c dm.c   the handlers, by resource
  *
  * One request is one st__api_req: routed, authenticated, rate limited, its
@@ -13,8 +13,9 @@
  * chain of asynchronous steps (PostgreSQL queries, st_post_message) with at
  * most one operation outstanding at a time. PostgreSQL builds the JSON of
  * the reads itself, so text goes from the table to the client without being
- * re-encoded here. Every input reaches SQL as a parameter ($1...), never as
- * SQL text.
+ * re-encoded here, except for messages: those are rendered as clients get
+ * them live (chat_message_json), one writer for every program. Every input reaches SQL as a
+ * parameter ($1...), never as SQL text.
  *
  * Answering exactly once: a step either answers (st__api_reply*), or starts
  * the next operation (st__api_query, or st__api_go_busy before its own);
@@ -85,6 +86,8 @@ void st__api_go_busy(st__api_req *q);
 void st__api_after_step(st__api_req *q);
 /* A result of exactly one row of at least ncols columns, else answered 500. */
 int st__api_one_row(st__api_req *q, const PGresult *res, int ncols);
+/* The body's "userId" into out; else answers 400 and returns 0. */
+int st__api_body_user(st__api_req *q, char out[CHAT_ID_MAX + 1]);
 /* A column's text, NULL for SQL NULL. */
 const char *st__api_val(const PGresult *res, int row, int col);
 

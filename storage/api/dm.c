@@ -33,12 +33,9 @@ static void dm_opened(st__api_req *q, PGresult *res)
 
 void st__api_open_dm(st__api_req *q)
 {
-    json_t *u = json_object_get(q->body, "userId");
-    if (!json_is_string(u) || !chat_id_valid(json_string_value(u), json_string_length(u))) {
-        st__api_reply_error(q, 400, "userId must be a user id");
+    if (!st__api_body_user(q, q->arg[1]))
         return;
-    }
-    const char *peer = json_string_value(u);
+    const char *peer = q->arg[1];
     if (!strcmp(peer, q->user)) {
         st__api_reply_error(q, 400, "a direct room needs two users");
         return;

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "api.h"
-#include "log.h"
+#include "cm_log.h"
 
 /* clang-format off */
 /* A new member's watermarks start at the room's last message: what came
@@ -30,34 +30,53 @@ static const char SQL_REMOVE_MEMBER[] =
     "SELECT me.kind, (SELECT count(*) FROM del) FROM me";
 /* clang-format on */
 
+/* J1 or K1 (with the membership cache), then the user's packet. */
+static void announce(st__api_req *q, char kind, const char *room, const char *user,
+                     const pr_buf *packet)
+{
+    int rc = st_publish_membership(q->c, kind, room, user);
+    rc |= st_publish_user_packet(q->c, user, pr_buf_view(packet));
+    if (rc != 0)
+        CM_WARN_RATELIMITED("event=api_publish_failed kind=%c room=%s user=%s", kind, room, user);
+}
+
 void st__api_announce_added(st__api_req *q, const char *user, const char *name, const char *type)
 {
-    json_t *ev = json_pack("{ss ss? ss}", "roomId", q->room, "name", name, "type", type);
-    int rc = st_publish_membership(q->c, 'J', q->room, user);
-    rc |= st_publish_user_event(q->c, user, "roomAdded", ev);
-    if (rc != 0)
-        ST_WARN_RATELIMITED("event=api_publish_failed kind=J room=%s user=%s", q->room, user);
-    json_decref(ev);
+    pr_buf pkt;
+    pr_buf_init(&pkt, 4 * (CHAT_ID_MAX + CHAT_NAME_MAX) + 64);
+    chat_room_added_packet(&pkt, q->room, name, type);
+    announce(q, 'J', q->room, user, &pkt);
+    pr_buf_dispose(&pkt);
+}
+
+/* The row of SQL_ADD_MEMBER or SQL_REMOVE_MEMBER: 1 when the caller is a
+ * member of the group and a membership changed (column count_col counts
+ * them); else q is answered, with code and msg when nothing changed. */
+static int group_changed(st__api_req *q, PGresult *res, int count_col, int code, const char *msg)
+{
+    if (PQntuples(res) == 0) {
+        st__api_reply_error(q, 403, CHAT_ERR_NOT_MEMBER);
+        return 0;
+    }
+    if (!st__api_one_row(q, res, count_col + 1))
+        return 0;
+    if (strcmp(PQgetvalue(res, 0, 0), "group") != 0) {
+        st__api_reply_error(q, 400, "not a group: direct rooms keep their two members");
+        return 0;
+    }
+    if (strcmp(PQgetvalue(res, 0, count_col), "0") == 0) {
+        st__api_reply_error(q, code, msg);
+        return 0;
+    }
+    return 1;
 }
 
 /* ---- POST /api/rooms/{roomId}/members ---- */
 
 static void member_added(st__api_req *q, PGresult *res)
 {
-    if (PQntuples(res) == 0) {
-        st__api_reply_error(q, 403, "not a member");
+    if (!group_changed(q, res, 2, 409, "already a member"))
         return;
-    }
-    if (!st__api_one_row(q, res, 3))
-        return;
-    if (strcmp(PQgetvalue(res, 0, 0), "group") != 0) {
-        st__api_reply_error(q, 400, "not a group: direct rooms keep their two members");
-        return;
-    }
-    if (strcmp(PQgetvalue(res, 0, 2), "0") == 0) {
-        st__api_reply_error(q, 409, "already a member");
-        return;
-    }
     st__api_announce_added(q, q->arg[1], st__api_val(res, 0, 1), "group");
     json_t *o = json_pack("{ss ss}", "roomId", q->room, "userId", q->arg[1]);
     st__api_reply_json(q, 201, o);
@@ -66,12 +85,8 @@ static void member_added(st__api_req *q, PGresult *res)
 
 void st__api_add_member(st__api_req *q)
 {
-    json_t *u = json_object_get(q->body, "userId");
-    if (!json_is_string(u) || !chat_id_valid(json_string_value(u), json_string_length(u))) {
-        st__api_reply_error(q, 400, "userId must be a user id");
+    if (!st__api_body_user(q, q->arg[1]))
         return;
-    }
-    snprintf(q->arg[1], sizeof q->arg[1], "%s", json_string_value(u));
     snprintf(q->room, sizeof q->room, "%s", q->arg[0]);
     const char *p[] = {q->arg[0], q->user, q->arg[1]};
     st__api_query(q, SQL_ADD_MEMBER, 3, p, member_added);
@@ -81,28 +96,14 @@ void st__api_add_member(st__api_req *q)
 
 static void member_removed(st__api_req *q, PGresult *res)
 {
-    if (PQntuples(res) == 0) {
-        st__api_reply_error(q, 403, "not a member");
+    if (!group_changed(q, res, 1, 404, "no such member"))
         return;
-    }
-    if (!st__api_one_row(q, res, 2))
-        return;
-    if (strcmp(PQgetvalue(res, 0, 0), "group") != 0) {
-        st__api_reply_error(q, 400, "not a group: direct rooms keep their two members");
-        return;
-    }
-    if (strcmp(PQgetvalue(res, 0, 1), "0") == 0) {
-        st__api_reply_error(q, 404, "no such member");
-        return;
-    }
     /* K1 first: the removed user's sockets leave the room at once */
-    json_t *ev = json_pack("{ss}", "roomId", q->arg[0]);
-    int rc = st_publish_membership(q->c, 'K', q->arg[0], q->arg[1]);
-    rc |= st_publish_user_event(q->c, q->arg[1], "roomRemoved", ev);
-    if (rc != 0)
-        ST_WARN_RATELIMITED("event=api_publish_failed kind=K room=%s user=%s", q->arg[0],
-                            q->arg[1]);
-    json_decref(ev);
+    pr_buf pkt;
+    pr_buf_init(&pkt, 4 * CHAT_ID_MAX + 64);
+    chat_room_removed_packet(&pkt, q->arg[0]);
+    announce(q, 'K', q->arg[0], q->arg[1], &pkt);
+    pr_buf_dispose(&pkt);
     st__api_reply(q, 204, NULL, 0);
 }
 

@@ -2,14 +2,15 @@
  * api/ratelimit.c - the API's rate limiter: a token bucket per user
  * (--rate-limit per second, --rate-burst), in a hash table of users swept
  * every 30 s of the buckets that are full again (idle users cost nothing).
- * Kept apart, with its FNV hash, to be replaced by the shared token bucket
- * and hash of the common module.
+ * The bucket is common's (cm_tbucket.h), the hash proto's (pr_fnv1a32).
  */
 #include <event2/event.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "api.h"
+#include "cm_clock.h"
+#include "cm_tbucket.h"
 #include "config.h"
 
 #define BUCKET_SLOTS 4096
@@ -18,8 +19,7 @@
 
 typedef struct bucket {
     struct bucket *next;
-    double tokens;
-    uint64_t refill_ms;
+    cm_tbucket tb;
     char user[CHAT_ID_MAX + 1];
 } bucket;
 
@@ -32,10 +32,7 @@ struct st__api_limiter {
 
 static unsigned user_hash(const char *s)
 {
-    uint32_t h = 2166136261u;
-    for (; *s; s++)
-        h = (h ^ (unsigned char)*s) * 16777619u;
-    return h % BUCKET_SLOTS;
+    return pr_fnv1a32(s, strlen(s)) % BUCKET_SLOTS;
 }
 
 /* Drops the buckets that have refilled: their users are idle. */
@@ -46,8 +43,8 @@ static void sweep_buckets(st__api_limiter *l, uint64_t now)
         bucket **pp = &l->slots[i];
         while (*pp) {
             bucket *b = *pp;
-            double t = b->tokens + (double)(now - b->refill_ms) * cfg->rate_limit / 1000.0;
-            if (t >= cfg->rate_burst) {
+            if (cm_tbucket_level(&b->tb, now, cfg->rate_limit, cfg->rate_burst) >=
+                cfg->rate_burst) {
                 *pp = b->next;
                 pr_free(b);
                 l->nbuckets--;
@@ -62,13 +59,13 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
-    sweep_buckets(arg, st_now_ms());
+    sweep_buckets(arg, cm_now_ms());
 }
 
 int st__api_take_token(st__api_limiter *l, const char *user)
 {
     const st_config *cfg = l->cfg;
-    uint64_t now = st_now_ms();
+    uint64_t now = cm_now_ms();
     unsigned slot = user_hash(user);
     bucket *b = l->slots[slot];
     while (b && strcmp(b->user, user) != 0)
@@ -80,20 +77,12 @@ int st__api_take_token(st__api_limiter *l, const char *user)
             return 0; /* that many users busy at once: shed load */
         b = pr_calloc(1, sizeof *b);
         snprintf(b->user, sizeof b->user, "%s", user);
-        b->tokens = cfg->rate_burst;
-        b->refill_ms = now;
+        cm_tbucket_init(&b->tb, cfg->rate_burst, now);
         b->next = l->slots[slot];
         l->slots[slot] = b;
         l->nbuckets++;
     }
-    b->tokens += (double)(now - b->refill_ms) * cfg->rate_limit / 1000.0;
-    if (b->tokens > cfg->rate_burst)
-        b->tokens = cfg->rate_burst;
-    b->refill_ms = now;
-    if (b->tokens < 1.0)
-        return 0;
-    b->tokens -= 1.0;
-    return 1;
+    return cm_tbucket_take(&b->tb, now, cfg->rate_limit, cfg->rate_burst);
 }
 
 st__api_limiter *st__api_limiter_new(st_ctx *c)

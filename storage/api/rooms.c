@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "api.h"
-#include "log.h"
+#include "cm_log.h"
 
 #define GROUP_MAX 1000 /* members given when a group is created */
 

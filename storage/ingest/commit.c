@@ -12,11 +12,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "cm_backoff.h"
+#include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "log.h"
 
 /* A batch failing with a data error this often is split, a single entry
  * dropped: one bad entry must not stop its shard. */
@@ -87,7 +88,7 @@ static void count_batch(st_ingest *g, st__batch *b)
     static const size_t le[] = {1, 10, 100, 1000, 10000};
     st->batches++;
     st->batch_entries += b->n;
-    st->batch_seconds_us += (st_now_ms() - b->read_ms) * 1000;
+    st->batch_seconds_us += (cm_now_ms() - b->read_ms) * 1000;
     size_t k = 0;
     while (k < 5 && b->n > le[k])
         k++;
@@ -104,9 +105,7 @@ const unsigned st_latency_le[ST_LATENCY_BUCKETS - 1] = {1, 2, 5, 10, 20, 50, 100
 static void count_latency(st_ingest *g, const st__batch *b)
 {
     st_stats *st = &g->c->stats;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    uint64_t now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    uint64_t now = cm_wall_ms();
     for (size_t i = 0; i < b->n; i++) {
         const entry *e = b->e[i];
         if (e->kind != 'm' || e->status != ST_E_NEW)
@@ -149,7 +148,7 @@ static void split_head(st__lane *L)
     st__batch *b = L->head;
     if (b->n == 1) {
         entry *e = b->e[0];
-        ST_ERROR("event=entry_dropped shard=%u id=%s msg=\"the database keeps refusing it\"",
+        CM_ERROR("event=entry_dropped shard=%u id=%s msg=\"the database keeps refusing it\"",
                  e->shard, e->id);
         L->g->c->stats.entries_malformed++;
         e->status = ST_E_INVALID;
@@ -180,27 +179,22 @@ static void db_cb(PGresult *res, const char *error, void *arg)
         return;
     if (!res) {
         g->c->stats.db_errors++;
-        b->attempts++;
-        ST_LOG_RATELIMITED(ST_LOG_ERROR,
+        CM_LOG_RATELIMITED(CM_LOG_ERROR,
                            "event=batch_failed lane=%u entries=%zu attempt=%u err=\"%s\"", L->index,
-                           b->n, b->attempts, error ? error : "?");
+                           b->n, b->failures + 1, error ? error : "?");
         if (data_error(error) && ++b->data_errors >= DATA_ERROR_ATTEMPTS) {
+            b->failures++;
             b->in_db = 0;
             split_head(L);
             st__ingest_kick(g);
             return;
         }
-        unsigned shift = b->attempts < 6 ? b->attempts : 6;
-        unsigned base = 50u << shift;
-        if (base > 5000)
-            base = 5000;
-        unsigned ms = base / 2 + (unsigned)(rand_r(&g->seed) % (base / 2 + 1));
-        struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
-        evtimer_add(L->retry_timer, &tv); /* in_db stays set until then */
+        /* counts the failure; in_db stays set until the timer fires */
+        cm_backoff_arm(L->retry_timer, &b->failures, &g->seed);
         return;
     }
     b->in_db = 0;
-    g->c->stats.batch_db_us += st_now_us() - b->sent_us;
+    g->c->stats.batch_db_us += cm_now_us() - b->sent_us;
     /* the next batch goes to the database first, then this one is
      * published: the database works while Redis and this process do */
     st__lane_detach_head(L);
@@ -216,7 +210,7 @@ void st__commit_submit(st__lane *L, int may_finish)
         return;
     /* publishing needs the command link: a batch committed while it is down
      * would be acked nowhere; wait for it first */
-    if (!st_redis_ready(g->c->redis))
+    if (!cm_redis_ready(g->c->redis))
         return;
     int has_db_work = 0;
     for (size_t i = 0; i < b->n && !has_db_work; i++)
@@ -239,7 +233,7 @@ void st__commit_submit(st__lane *L, int may_finish)
         return;
     }
     const char *params[2] = {msgs.ptr, rcpts.ptr};
-    b->sent_us = st_now_us();
+    b->sent_us = cm_now_us();
     if (st_pg_query(L->db, BATCH_SQL, 2, params, db_cb, L) == 0)
         b->in_db = 1;
     pr_buf_dispose(&msgs);

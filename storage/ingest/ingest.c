@@ -11,9 +11,10 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cm_backoff.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "log.h"
 
 void st__ingest_kick(st_ingest *g)
 {
@@ -39,13 +40,13 @@ int st_ingest_start(st_ctx *c)
     g->nshards = c->cfg->ingest_shards;
     g->shards = pr_calloc(g->nshards, sizeof *g->shards);
     for (unsigned s = 0; s < g->nshards; s++) {
-        snprintf(g->shards[s].in_key, sizeof g->shards[s].in_key, "{i:%u}:in", s);
-        snprintf(g->shards[s].lease_key, sizeof g->shards[s].lease_key, "{i:%u}:lease", s);
+        g->shards[s].in_key = chat_key_ingest(s);
+        g->shards[s].lease_key = chat_key_lease(s);
         g->shards[s].republish_above = INT64_MAX;
     }
-    g->seed = (unsigned)st_now_ms();
-    g->blocking_epoch = st_redis_epoch(c->blocking);
-    g->cmd_epoch = st_redis_epoch(c->redis);
+    g->seed = cm_backoff_seed(g);
+    g->blocking_epoch = cm_redis_epoch(c->blocking);
+    g->cmd_epoch = cm_redis_epoch(c->redis);
     g->kick = event_new(c->base, -1, 0, kick_cb, g);
     g->nlanes = c->cfg->ingest_connections < g->nshards ? c->cfg->ingest_connections : g->nshards;
     if (g->nlanes == 0)
@@ -120,7 +121,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     st_ingest *g = arg;
-    ST_WARN("event=stop_deadline batches=%u msg=\"unfinished entries stay pending for the next "
+    CM_WARN("event=stop_deadline batches=%u msg=\"unfinished entries stay pending for the next "
             "owner\"",
             queued_batches(g));
     finish_stop(g);

@@ -24,8 +24,6 @@
 #include "entry.h"
 #include "st.h"
 
-#define ST__INGEST_GROUP "storage" /* the consumer group of every {i:S}:in */
-#define ST__INGEST_CONSUMER "owner"
 #define ST__INGEST_MAX_LANES 16
 
 typedef st__entry entry;
@@ -36,16 +34,16 @@ typedef struct st__batch {
     entry **e;
     size_t n, cap;
     uint64_t read_ms;
-    uint64_t sent_us; /* last sent to the database */
-    unsigned attempts, data_errors;
+    uint64_t sent_us;               /* last sent to the database */
+    unsigned failures, data_errors; /* failed attempts in the database */
     int in_db;
 } st__batch;
 
 enum { ST__MODE_PENDING, ST__MODE_LIVE };
 
 typedef struct {
-    char in_key[32];
-    char lease_key[32];
+    chat_key in_key;    /* {i:S}:in */
+    chat_key lease_key; /* {i:S}:lease */
     /* lease.c */
     int owned;
     int acquiring; /* SET NX / XGROUP / HGET in flight */

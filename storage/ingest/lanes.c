@@ -12,9 +12,10 @@
  */
 #include <string.h>
 
+#include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "log.h"
 
 /* Batches per lane: the one in the database and the one filling behind it.
  * What is read while a batch is in the database joins the batch behind it
@@ -69,7 +70,7 @@ static void enqueue(st__lane *L, st__batch *b)
 static st__batch *lane_batch(st__lane *L)
 {
     st__batch *b = pr_calloc(1, sizeof *b);
-    b->read_ms = st_now_ms();
+    b->read_ms = cm_now_ms();
     for (size_t i = 0; i < L->ncarry; i++) {
         batch_add(b, L->carry[i]);
         L->g->shards[L->carry[i]->shard].inflight--; /* enqueue counts them again */
@@ -116,7 +117,7 @@ void st__lane_split_head(st__lane *L)
     if (L->tail == b)
         L->tail = second;
     L->nbatches++;
-    ST_WARN("event=batch_split lane=%u size=%zu", L->index, half);
+    CM_WARN("event=batch_split lane=%u size=%zu", L->index, half);
 }
 
 void st__lane_retire(st__lane *L, st__batch *b)

@@ -12,9 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "log.h"
 
 static const char RENEW_LUA[] = "if redis.call('get', KEYS[1]) == ARGV[1] then "
                                 "return redis.call('pexpire', KEYS[1], ARGV[2]) else return 0 end";
@@ -28,16 +29,16 @@ static void lease_lost(st_ingest *g, unsigned s, const char *why)
         return;
     sh->owned = 0;
     g->c->stats.lease_lost++;
-    ST_WARN("event=lease_lost shard=%u why=%s", s, why);
+    CM_WARN("event=lease_lost shard=%u why=%s", s, why);
 }
 
 /* Gives shard sh's lease back if it is still ours. */
-static int release(st_ingest *g, const st__shard *sh, st_redis_cb cb, void *arg)
+static int release(st_ingest *g, const st__shard *sh, cm_redis_reply_cb cb, void *arg)
 {
     const char *id = g->c->replica_id;
-    const char *argv[] = {"EVAL", RELEASE_LUA, "1", sh->lease_key, id};
-    size_t lens[] = {4, strlen(RELEASE_LUA), 1, strlen(sh->lease_key), strlen(id)};
-    return st_redis_command(g->c->redis, cb, arg, 5, argv, lens);
+    const char *argv[] = {"EVAL", RELEASE_LUA, "1", sh->lease_key.s, id};
+    size_t lens[] = {4, strlen(RELEASE_LUA), 1, sh->lease_key.len, strlen(id)};
+    return cm_redis_command(g->c->redis, cb, arg, 5, argv, lens);
 }
 
 typedef struct {
@@ -51,12 +52,13 @@ static lease_op *op_new(st_ingest *g, unsigned s)
     lease_op *op = pr_malloc(sizeof *op);
     op->g = g;
     op->shard = s;
-    op->sent_ms = st_now_ms();
+    op->sent_ms = cm_now_ms();
     return op;
 }
 
-static void renew_cb(redisReply *reply, void *arg)
+static void renew_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     lease_op *op = arg;
     st__shard *sh = &op->g->shards[op->shard];
     sh->renewing = 0;
@@ -71,8 +73,9 @@ static void renew_cb(redisReply *reply, void *arg)
 }
 
 /* The last step of taking a shard: its published position is known. */
-static void pos_cb(redisReply *reply, void *arg)
+static void pos_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     lease_op *op = arg;
     st_ingest *g = op->g;
     st__shard *sh = &g->shards[op->shard];
@@ -92,18 +95,19 @@ static void pos_cb(redisReply *reply, void *arg)
     strcpy(sh->cursor, "0");
     sh->republish_above = INT64_MAX;
     g->c->stats.lease_acquired++;
-    ST_INFO("event=lease_acquired shard=%u published=%lld", op->shard, (long long)sh->published);
+    CM_INFO("event=lease_acquired shard=%u published=%lld", op->shard, (long long)sh->published);
     pr_free(op);
     st__ingest_kick(g);
 }
 
-static void group_cb(redisReply *reply, void *arg)
+static void group_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     lease_op *op = arg;
     st_ingest *g = op->g;
     st__shard *sh = &g->shards[op->shard];
     if (!reply || (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "BUSYGROUP", 9))) {
-        ST_WARN("event=xgroup_create_failed shard=%u err=\"%s\"", op->shard,
+        CM_WARN("event=xgroup_create_failed shard=%u err=\"%s\"", op->shard,
                 reply ? reply->str : "link lost");
         sh->acquiring = 0;
         pr_free(op);
@@ -111,16 +115,17 @@ static void group_cb(redisReply *reply, void *arg)
     }
     char field_name[16];
     snprintf(field_name, sizeof field_name, "%u", op->shard);
-    const char *argv[] = {"HGET", "{st}:pos", field_name};
-    size_t lens[] = {4, 8, strlen(field_name)};
-    if (st_redis_command(g->c->redis, pos_cb, op, 3, argv, lens) != 0) {
+    const char *argv[] = {"HGET", CHAT_KEY_POS, field_name};
+    size_t lens[] = {4, strlen(CHAT_KEY_POS), strlen(field_name)};
+    if (cm_redis_command(g->c->redis, pos_cb, op, 3, argv, lens) != 0) {
         sh->acquiring = 0;
         pr_free(op);
     }
 }
 
-static void acquire_cb(redisReply *reply, void *arg)
+static void acquire_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     lease_op *op = arg;
     st_ingest *g = op->g;
     st__shard *sh = &g->shards[op->shard];
@@ -131,10 +136,7 @@ static void acquire_cb(redisReply *reply, void *arg)
         pr_free(op);
         return;
     }
-    /* the group starts at 0: entries added before it existed are read too */
-    const char *argv[] = {"XGROUP", "CREATE", sh->in_key, ST__INGEST_GROUP, "0", "MKSTREAM"};
-    size_t lens[] = {6, 6, strlen(sh->in_key), strlen(ST__INGEST_GROUP), 1, 8};
-    if (st_redis_command(g->c->redis, group_cb, op, 6, argv, lens) != 0) {
+    if (st_stream_create_group(g->c, chat_key_view(&sh->in_key), group_cb, op) != 0) {
         sh->acquiring = 0;
         pr_free(op);
     }
@@ -143,30 +145,30 @@ static void acquire_cb(redisReply *reply, void *arg)
 static void lease_tick(st_ingest *g)
 {
     st_ctx *c = g->c;
-    if (!st_redis_ready(c->redis) || g->stopping)
+    if (!cm_redis_ready(c->redis) || g->stopping)
         return;
     char ms[16];
     snprintf(ms, sizeof ms, "%u", c->cfg->lease_ms);
-    uint64_t now = st_now_ms();
+    uint64_t now = cm_now_ms();
     for (unsigned s = 0; s < g->nshards; s++) {
         st__shard *sh = &g->shards[s];
         if (sh->owned && now >= sh->lease_until) {
             lease_lost(g, s, "expired");
         }
         if (sh->owned && !sh->renewing) {
-            const char *argv[] = {"EVAL", RENEW_LUA, "1", sh->lease_key, c->replica_id, ms};
+            const char *argv[] = {"EVAL", RENEW_LUA, "1", sh->lease_key.s, c->replica_id, ms};
             size_t lens[] = {
-                4, strlen(RENEW_LUA), 1, strlen(sh->lease_key), strlen(c->replica_id), strlen(ms)};
+                4, strlen(RENEW_LUA), 1, sh->lease_key.len, strlen(c->replica_id), strlen(ms)};
             lease_op *op = op_new(g, s);
-            if (st_redis_command(c->redis, renew_cb, op, 6, argv, lens) == 0)
+            if (cm_redis_command(c->redis, renew_cb, op, 6, argv, lens) == 0)
                 sh->renewing = 1;
             else
                 pr_free(op);
         } else if (!sh->owned && !sh->acquiring) {
-            const char *argv[] = {"SET", sh->lease_key, c->replica_id, "NX", "PX", ms};
-            size_t lens[] = {3, strlen(sh->lease_key), strlen(c->replica_id), 2, 2, strlen(ms)};
+            const char *argv[] = {"SET", sh->lease_key.s, c->replica_id, "NX", "PX", ms};
+            size_t lens[] = {3, sh->lease_key.len, strlen(c->replica_id), 2, 2, strlen(ms)};
             lease_op *op = op_new(g, s);
-            if (st_redis_command(c->redis, acquire_cb, op, 6, argv, lens) == 0)
+            if (cm_redis_command(c->redis, acquire_cb, op, 6, argv, lens) == 0)
                 sh->acquiring = 1;
             else
                 pr_free(op);
@@ -198,8 +200,9 @@ void st__lease_stop(st_ingest *g)
     event_del(g->lease_timer);
 }
 
-static void release_cb(redisReply *reply, void *arg)
+static void release_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     (void)reply;
     st_ingest *g = arg;
     if (g->releases && --g->releases == 0)

@@ -5,15 +5,17 @@
  * After COMMIT, in the contract's order: the membership cache of new direct
  * rooms, messages (M1 on room:{ROOM}), acks (A1 on each reply channel),
  * shard positions ({st}:pos), statuses (U1 on user:{SENDER}), then XACK and
- * XDEL. Commands are pipelined on the command link. (storage/publish.c is
- * the other publishing: the messageReceived packet itself, posts over HTTP
- * and membership changes of the API.)
+ * XDEL. Commands are pipelined on the command link. The packets are
+ * proto's (chat_packets.h); storage/publish.c sends them (st_publish,
+ * st_stream_done) and is the other publishing: posts over HTTP and the
+ * API's membership changes.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "cm_log.h"
 #include "ingest.h"
-#include "log.h"
 
 /* {st}:pos only moves forward, even if a deposed owner publishes late */
 static const char POS_LUA[] =
@@ -22,44 +24,15 @@ static const char POS_LUA[] =
     "if tonumber(ARGV[i + 1]) > cur then redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end "
     "end return 0";
 
-typedef struct {
-    const char **argv;
-    size_t *lens;
-    int n, cap;
-} cmd;
-
-static void cmd_add(cmd *m, const char *s, size_t len)
-{
-    if (m->n == m->cap) {
-        m->cap = m->cap ? m->cap * 2 : 16;
-        m->argv = pr_realloc(m->argv, (size_t)m->cap * sizeof *m->argv);
-        m->lens = pr_realloc(m->lens, (size_t)m->cap * sizeof *m->lens);
-    }
-    m->argv[m->n] = s;
-    m->lens[m->n] = len;
-    m->n++;
-}
-
-static void cmd_dispose(cmd *m)
-{
-    pr_free(m->argv);
-    pr_free(m->lens);
-}
-
-static void publish_env(st_ctx *c, const char *channel, pr_view env)
-{
-    const char *argv[] = {"PUBLISH", channel, env.ptr};
-    size_t lens[] = {7, strlen(channel), env.len};
-    st_redis_command(c->redis, NULL, NULL, 3, argv, lens);
-}
-
+/* The 'j' rows (the membership cache only: for direct rooms the gateways
+ * publish J1 themselves, docs/storage.md J1) or the 's' rows (messageStatus
+ * for the message's sender, U1 on user:{SENDER}). */
 static void publish_joins_and_status(st_ingest *g, PGresult *res, char which)
 {
     st_ctx *c = g->c;
     int rows = PQntuples(res);
-    pr_buf pkt, env;
+    pr_buf pkt;
     pr_buf_init(&pkt, 4096);
-    pr_buf_init(&env, 4096);
     for (int i = 0; i < rows; i++) {
         const char *k = st__col(res, i, ST__COL_K);
         if (!k || k[0] != which)
@@ -68,47 +41,44 @@ static void publish_joins_and_status(st_ingest *g, PGresult *res, char which)
         if (!room || !usr)
             continue;
         if (which == 'j') {
-            /* the membership cache only: for direct rooms the gateways
-             * publish J1 themselves (docs/storage.md, J1) */
-            char members[CHAT_ID_MAX + 16], rooms[CHAT_ID_MAX + 16];
-            snprintf(members, sizeof members, "{r:%s}:members", room);
-            snprintf(rooms, sizeof rooms, "{u:%s}:rooms", usr);
-            const char *a1[] = {"SADD", members, usr};
-            size_t l1[] = {4, strlen(members), strlen(usr)};
-            const char *a2[] = {"SADD", rooms, room};
-            size_t l2[] = {4, strlen(rooms), strlen(room)};
-            st_redis_command(c->redis, NULL, NULL, 3, a1, l1);
-            st_redis_command(c->redis, NULL, NULL, 3, a2, l2);
+            st_cache_write(c, "SADD", room, usr, NULL, NULL);
             continue;
         }
-        const char *status = st__col(res, i, ST__COL_STATUS),
-                   *sender = st__col(res, i, ST__COL_SENDER),
-                   *agg = st__col(res, i, ST__COL_AGGREGATE), *seq = st__col(res, i, ST__COL_SEQ);
-        if (!status || !sender || !agg || !seq)
+        const char *sender = st__col(res, i, ST__COL_SENDER), *seq = st__col(res, i, ST__COL_SEQ);
+        chat_status s = {room, 0, usr, st__col(res, i, ST__COL_STATUS),
+                         st__col(res, i, ST__COL_AGGREGATE)};
+        if (!s.status || !sender || !s.aggregate || !seq)
             continue;
+        s.seq = strtoll(seq, NULL, 10);
         pr_buf_reset(&pkt);
-        pr_buf_reset(&env);
-        pr_buf_append(&pkt, "2[\"messageStatus\",{\"roomId\":", 28);
-        st__json_str(&pkt, room, strlen(room));
-        pr_buf_appendf(&pkt, ",\"seq\":%s,\"userId\":", seq);
-        st__json_str(&pkt, usr, strlen(usr));
-        pr_buf_appendf(&pkt, ",\"status\":\"%s\",\"aggregate\":\"%s\"}]", status, agg);
-        if (chat_uenv_encode(&env, pr_view_make(sender, strlen(sender)), pr_buf_view(&pkt)) != 0)
+        if (!chat_id_valid(sender, strlen(sender)) || chat_status_packet(&pkt, &s) != 0)
             continue;
-        char channel[CHAT_ID_MAX + 16];
-        snprintf(channel, sizeof channel, "user:{%s}", sender);
-        publish_env(c, channel, pr_buf_view(&env));
+        st_publish_user_packet(c, sender, pr_buf_view(&pkt));
         c->stats.status_events++;
     }
     pr_buf_dispose(&pkt);
-    pr_buf_dispose(&env);
+}
+
+/* The message of entry e as stored (status new or dup). */
+static chat_message stored_message(const entry *e)
+{
+    return (chat_message){.id = e->mid,
+                          .seq = e->seq,
+                          .room = e->r,
+                          .user = e->u,
+                          .first_name = e->n,
+                          .last_name = e->l,
+                          .text = e->x,
+                          .text_len = e->x_len,
+                          .created_at = e->created,
+                          .client_msg_id = e->c};
 }
 
 static void publish_messages(st_ingest *g, st__batch *b, int64_t *top)
 {
     pr_buf pkt, env;
-    pr_buf_init(&pkt, ST_TEXT_HARD_MAX * 6 + 4096);
-    pr_buf_init(&env, ST_TEXT_HARD_MAX * 6 + 8192);
+    pr_buf_init(&pkt, CHAT_ENTRY_TEXT_MAX * 6 + 4096);
+    pr_buf_init(&env, CHAT_ENTRY_TEXT_MAX * 6 + 8192);
     for (size_t i = 0; i < b->n; i++) {
         entry *e = b->e[i];
         if (e->kind != 'm')
@@ -120,16 +90,16 @@ static void publish_messages(st_ingest *g, st__batch *b, int64_t *top)
         if (!(e->status == ST_E_NEW || (e->status == ST_E_DUP && e->rshard == e->shard &&
                                         (e->pos > sh->published || e->pos > sh->republish_above))))
             continue;
-        st_msg m = {e->mid, e->seq, e->r, e->u, e->n, e->l, e->x, e->x_len, e->created, e->c};
+        chat_message m = stored_message(e);
         pr_buf_reset(&pkt);
         pr_buf_reset(&env);
         chat_menv h = {pr_view_make(e->r, strlen(e->r)), e->seq, e->rshard, e->pos,
                        pr_view_make(e->u, strlen(e->u))};
-        if (st_message_packet(&pkt, &m) != 0 || chat_menv_encode(&env, &h, pr_buf_view(&pkt)) != 0)
+        if (chat_message_packet(&pkt, &m) != 0 ||
+            chat_menv_encode(&env, &h, pr_buf_view(&pkt)) != 0)
             continue;
-        char channel[CHAT_ID_MAX + 16];
-        snprintf(channel, sizeof channel, "room:{%s}", e->r);
-        publish_env(g->c, channel, pr_buf_view(&env));
+        chat_key channel = chat_chan_room(e->r);
+        st_publish(g->c, chat_key_view(&channel), pr_buf_view(&env));
         if (e->pos > top[e->rshard])
             top[e->rshard] = e->pos;
     }
@@ -143,21 +113,19 @@ static void append_ack(pr_buf *json, entry *e)
     if (e->kind == 'o' && e->status == ST_E_NONE) {
         /* committed (a batch with a valid open always goes to the
          * database): the room and its two members exist */
-        pr_buf_append(json, "{\"roomId\":", 10);
-        st__json_str(json, e->r, strlen(e->r));
-        pr_buf_append_byte(json, '}');
+        chat_ack_room(json, e->r);
         return;
     }
     switch (e->status) {
     case ST_E_NEW:
-    case ST_E_DUP:
-        pr_buf_appendf(json, "{\"id\":\"%s\",\"seq\":%lld,\"roomId\":", e->mid, (long long)e->seq);
-        st__json_str(json, e->r, strlen(e->r));
-        pr_buf_appendf(json, ",\"createdAt\":\"%s\",\"status\":\"sent\"}", e->created);
+    case ST_E_DUP: {
+        chat_message m = stored_message(e);
+        chat_ack_message(json, &m);
         break;
-    case ST_E_FORBIDDEN: pr_buf_append(json, "{\"error\":\"not a member\"}", 24); break;
-    case ST_E_REUSED: pr_buf_append(json, "{\"error\":\"clientMsgId reused\"}", 30); break;
-    default: pr_buf_append(json, "{\"error\":\"invalid payload\"}", 27); break;
+    }
+    case ST_E_FORBIDDEN: chat_ack_error(json, CHAT_ERR_NOT_MEMBER); break;
+    case ST_E_REUSED: chat_ack_error(json, CHAT_ERR_CMID_REUSED); break;
+    default: chat_ack_error(json, CHAT_ERR_INVALID); break;
     }
 }
 
@@ -195,7 +163,7 @@ static void publish_acks(st_ingest *g, st__batch *b)
             append_ack(&json, f);
             chat_aenv_add(&env, pr_view_make(f->s, strlen(f->s)), f->a, pr_buf_view(&json));
         }
-        publish_env(g->c, e->g, pr_buf_view(&env));
+        st_publish(g->c, pr_view_make(e->g, strlen(e->g)), pr_buf_view(&env));
     }
     pr_buf_dispose(&env);
     pr_buf_dispose(&json);
@@ -204,13 +172,10 @@ static void publish_acks(st_ingest *g, st__batch *b)
 
 static void publish_positions(st_ingest *g, const int64_t *top)
 {
-    cmd m = {0};
+    const char *argv[4 + 2 * CHAT_SHARDS_MAX] = {"EVAL", POS_LUA, "1", CHAT_KEY_POS};
+    size_t lens[4 + 2 * CHAT_SHARDS_MAX] = {4, strlen(POS_LUA), 1, strlen(CHAT_KEY_POS)};
     char nums[CHAT_SHARDS_MAX][2][24];
-    cmd_add(&m, "EVAL", 4);
-    cmd_add(&m, POS_LUA, strlen(POS_LUA));
-    cmd_add(&m, "1", 1);
-    cmd_add(&m, "{st}:pos", 8);
-    int any = 0;
+    int n = 4;
     for (unsigned s = 0; s < g->nshards; s++) {
         if (top[s] <= 0)
             continue;
@@ -218,13 +183,13 @@ static void publish_positions(st_ingest *g, const int64_t *top)
             g->shards[s].published = top[s];
         snprintf(nums[s][0], sizeof nums[s][0], "%u", s);
         snprintf(nums[s][1], sizeof nums[s][1], "%lld", (long long)top[s]);
-        cmd_add(&m, nums[s][0], strlen(nums[s][0]));
-        cmd_add(&m, nums[s][1], strlen(nums[s][1]));
-        any = 1;
+        for (int j = 0; j < 2; j++) {
+            argv[n] = nums[s][j];
+            lens[n++] = strlen(nums[s][j]);
+        }
     }
-    if (any)
-        st_redis_command(g->c->redis, NULL, NULL, m.n, m.argv, m.lens);
-    cmd_dispose(&m);
+    if (n > 4)
+        cm_redis_command(g->c->redis, NULL, NULL, n, argv, lens);
 }
 
 typedef struct {
@@ -233,11 +198,12 @@ typedef struct {
     int64_t before; /* the shard's published position before this batch */
 } ack_arg;
 
-static void ack_cb(redisReply *reply, void *arg)
+static void ack_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     ack_arg *x = arg;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
-        ST_WARN_RATELIMITED("event=xack_failed shard=%u err=\"%s\"", x->shard,
+        CM_WARN_RATELIMITED("event=xack_failed shard=%u err=\"%s\"", x->shard,
                             reply ? reply->str : "link lost");
         /* The link broke under this batch's commands: its M1s may be lost
          * with them. Its entries are still pending and come back as 'dup'
@@ -257,36 +223,24 @@ static void ack_cb(redisReply *reply, void *arg)
 
 static void ack_entries(st_ingest *g, st__batch *b, const int64_t *before)
 {
+    const char **ids = pr_malloc((b->n ? b->n : 1) * sizeof *ids);
     for (unsigned s = 0; s < g->nshards; s++) {
-        cmd ack = {0}, del = {0};
+        size_t n = 0;
         for (size_t i = 0; i < b->n; i++) {
             entry *e = b->e[i];
-            if (e->shard != s || e->status == ST_E_RETRY)
-                continue;
-            if (ack.n == 0) {
-                cmd_add(&ack, "XACK", 4);
-                cmd_add(&ack, g->shards[s].in_key, strlen(g->shards[s].in_key));
-                cmd_add(&ack, ST__INGEST_GROUP, strlen(ST__INGEST_GROUP));
-                cmd_add(&del, "XDEL", 4);
-                cmd_add(&del, g->shards[s].in_key, strlen(g->shards[s].in_key));
-            }
-            cmd_add(&ack, e->id, strlen(e->id));
-            cmd_add(&del, e->id, strlen(e->id));
+            if (e->shard == s && e->status != ST_E_RETRY)
+                ids[n++] = e->id;
         }
-        if (ack.n) {
-            ack_arg *x = pr_malloc(sizeof *x);
-            x->g = g;
-            x->shard = s;
-            x->before = before[s];
-            if (st_redis_command(g->c->redis, ack_cb, x, ack.n, ack.argv, ack.lens) != 0) {
-                ack_cb(NULL, x); /* not even sent: the same as lost */
-            } else {
-                st_redis_command(g->c->redis, NULL, NULL, del.n, del.argv, del.lens);
-            }
-        }
-        cmd_dispose(&ack);
-        cmd_dispose(&del);
+        if (n == 0)
+            continue;
+        ack_arg *x = pr_malloc(sizeof *x);
+        x->g = g;
+        x->shard = s;
+        x->before = before[s];
+        if (st_stream_done(g->c, chat_key_view(&g->shards[s].in_key), ids, n, ack_cb, x) != 0)
+            ack_cb(NULL, NULL, x); /* not even sent: the same as lost */
     }
+    pr_free(ids);
 }
 
 /* After COMMIT, in the contract's order (see the top of this file). */

@@ -10,27 +10,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "cm_clock.h"
+#include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
-#include "log.h"
 
 #define BLOCK_MS "100"
 
-static int shard_of_key(const st_ingest *g, const char *key, size_t len, unsigned *out)
-{
-    unsigned s;
-    char tail;
-    if (len < 8 || sscanf(key, "{i:%u}:i%c", &s, &tail) != 2 || tail != 'n' || s >= g->nshards)
-        return -1;
-    if (strcmp(key, g->shards[s].in_key) != 0)
-        return -1;
-    *out = s;
-    return 0;
-}
-
 static int read_shards(st_ingest *g, unsigned *which)
 {
-    uint64_t now = st_now_ms();
+    uint64_t now = cm_now_ms();
     int n = 0;
     for (unsigned s = 0; s < g->nshards; s++) {
         st__shard *sh = &g->shards[s];
@@ -55,7 +44,7 @@ static void take_entries(st_ingest *g, unsigned s, const redisReply *items)
          * batches, so everything read again has been published */
         sh->mode = ST__MODE_LIVE;
         sh->republish_above = INT64_MAX;
-        ST_DEBUG("event=pending_done shard=%u", s);
+        CM_DEBUG("event=pending_done shard=%u", s);
     }
     for (size_t j = 0; j < items->elements; j++) {
         entry *e = st__entry_parse(items->element[j], s, g->nshards, g->c->room_key);
@@ -63,10 +52,10 @@ static void take_entries(st_ingest *g, unsigned s, const redisReply *items)
             continue;
         if (e->status == ST_E_INVALID) {
             g->c->stats.entries_malformed++;
-            ST_WARN_RATELIMITED("event=malformed_entry shard=%u id=%s kind=%c", s, e->id,
+            CM_WARN_RATELIMITED("event=malformed_entry shard=%u id=%s kind=%c", s, e->id,
                                 e->kind ? e->kind : '?');
         } else if (e->kind == 'o' && e->status == ST_E_FORBIDDEN) {
-            ST_WARN_RATELIMITED("event=open_refused shard=%u id=%s msg=\"not the direct "
+            CM_WARN_RATELIMITED("event=open_refused shard=%u id=%s msg=\"not the direct "
                                 "room of its user and peer\"",
                                 s, e->id);
         }
@@ -76,8 +65,9 @@ static void take_entries(st_ingest *g, unsigned s, const redisReply *items)
     }
 }
 
-static void read_cb(redisReply *reply, void *arg)
+static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
+    (void)redis;
     st_ingest *g = arg;
     g->reading = 0;
     if (!reply) {
@@ -87,18 +77,13 @@ static void read_cb(redisReply *reply, void *arg)
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
-        ST_WARN_RATELIMITED("event=xreadgroup_failed err=\"%s\"", reply->str);
+        CM_WARN_RATELIMITED("event=xreadgroup_failed err=\"%s\"", reply->str);
         if (!strncmp(reply->str, "NOGROUP", 7)) /* a stream was deleted: make it again */
             for (unsigned s = 0; s < g->nshards; s++)
-                if (g->shards[s].owned) {
-                    const char *argv[] = {"XGROUP",         "CREATE", g->shards[s].in_key,
-                                          ST__INGEST_GROUP, "0",      "MKSTREAM"};
-                    size_t lens[] = {6, 6, strlen(g->shards[s].in_key), strlen(ST__INGEST_GROUP),
-                                     1, 8};
-                    st_redis_command(g->c->redis, NULL, NULL, 6, argv, lens);
-                }
+                if (g->shards[s].owned)
+                    st_stream_create_group(g->c, chat_key_view(&g->shards[s].in_key), NULL, NULL);
         /* the tick reads again: no tight loop against a failing Redis */
-        g->read_pause_until = st_now_ms() + 100;
+        g->read_pause_until = cm_now_ms() + 100;
         return;
     }
     if (reply->type == REDIS_REPLY_ARRAY) {
@@ -107,7 +92,8 @@ static void read_cb(redisReply *reply, void *arg)
             unsigned s;
             if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
                 st->element[0]->type != REDIS_REPLY_STRING ||
-                shard_of_key(g, st->element[0]->str, st->element[0]->len, &s) != 0)
+                chat_key_ingest_shard(pr_view_make(st->element[0]->str, st->element[0]->len),
+                                      g->nshards, &s) != 0)
                 continue;
             if (st->element[1]->type == REDIS_REPLY_ARRAY)
                 take_entries(g, s, st->element[1]);
@@ -119,15 +105,15 @@ static void read_cb(redisReply *reply, void *arg)
 void st__read_start(st_ingest *g)
 {
     st_ctx *c = g->c;
-    if (g->reading || g->stopping || !st_redis_ready(c->blocking) ||
-        st_now_ms() < g->read_pause_until)
+    if (g->reading || g->stopping || !cm_redis_ready(c->blocking) ||
+        cm_now_ms() < g->read_pause_until)
         return;
     for (unsigned i = 0; i < g->nlanes; i++)
         if (st__lane_full(&g->lanes[i]))
             return;
     /* the links' connections changed: what was read or acked on the old
      * ones may be lost, so owned shards read their pending entries again */
-    unsigned be = st_redis_epoch(c->blocking), ce = st_redis_epoch(c->redis);
+    unsigned be = cm_redis_epoch(c->blocking), ce = cm_redis_epoch(c->redis);
     if (be != g->blocking_epoch || ce != g->cmd_epoch) {
         g->blocking_epoch = be;
         g->cmd_epoch = ce;
@@ -155,8 +141,8 @@ void st__read_start(st_ingest *g)
 #define ARG(s) (argv[k] = (s), lens[k] = strlen(argv[k]), k++)
     ARG("XREADGROUP");
     ARG("GROUP");
-    ARG(ST__INGEST_GROUP);
-    ARG(ST__INGEST_CONSUMER);
+    ARG(CHAT_GROUP);
+    ARG(CHAT_CONSUMER_OWNER);
     ARG("COUNT");
     ARG(count_s);
     if (!any_pending) { /* a pending read returns at once anyway */
@@ -165,13 +151,13 @@ void st__read_start(st_ingest *g)
     }
     ARG("STREAMS");
     for (int i = 0; i < n; i++)
-        ARG(g->shards[which[i]].in_key);
+        ARG(g->shards[which[i]].in_key.s);
     for (int i = 0; i < n; i++) {
         st__shard *sh = &g->shards[which[i]];
         ARG(sh->mode == ST__MODE_PENDING ? sh->cursor : ">");
     }
 #undef ARG
-    if (st_redis_command(c->blocking, read_cb, g, k, argv, lens) == 0)
+    if (cm_redis_command(c->blocking, read_cb, g, k, argv, lens) == 0)
         g->reading = 1;
     pr_free(argv);
     pr_free(lens);

@@ -105,7 +105,7 @@ int main(void)
     char *missing_value[] = {"x", "--database"};
     CHECK_EQ(load(&cfg, 2, missing_value), -1);
 
-    st_redis_addr a;
+    pr_redis_addr a;
     CHECK_EQ(pr_redis_url_parse("redis://127.0.0.1:6380", &a), 0);
     CHECK(!strcmp(a.host, "127.0.0.1"));
     CHECK_EQ(a.port, 6380);
