@@ -22,7 +22,6 @@ static void test_names(void)
     CHECK(!strcmp(CHAT_KEY_RPC, "{st}:rpc"));
     CHECK(!strcmp(CHAT_KEY_POS, "{st}:pos"));
     CHECK(!strcmp(CHAT_KEY_CACHE, "{st}:cache"));
-    CHECK(!strcmp(CHAT_CACHE_MARK_KEY, "{st}:cache"));
     CHECK(!strcmp(CHAT_GROUP, "storage"));
     CHECK(!strcmp(CHAT_CONSUMER_OWNER, "owner"));
 
