@@ -298,8 +298,7 @@ void gw__metrics_render(pr_buf *out)
     COUNTER("bytes_sent_total", "Bytes written to clients.", t.bytes_out);
     COUNTER("packets_received_total", "Engine.IO messages received.", t.eio_packets_in);
     COUNTER("packets_sent_total", "Engine.IO packets queued.", t.eio_packets_out);
-    COUNTER("bad_input_total", "Connections or sessions closed for bad input.",
-            t.closed_bad_input);
+    COUNTER("bad_input_total", "Connections or sessions closed for bad input.", t.closed_bad_input);
     COUNTER("accept_errors_total", "Accepts refused or failed.", t.accept_errors);
     COUNTER("output_limit_drops_total", "Clients cut for exceeding output limits.",
             t.conns_dropped_output);

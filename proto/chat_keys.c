@@ -151,8 +151,7 @@ int chat_cache_mark_decode(pr_view in, uint64_t *wall_ms)
     return sp ? decimal(pr_view_make(in.ptr, (size_t)(sp - in.ptr)), wall_ms) : PR_EINVAL;
 }
 
-int chat_pos_decode(pr_view field, pr_view value, unsigned nshards, unsigned *shard,
-                    uint64_t *pos)
+int chat_pos_decode(pr_view field, pr_view value, unsigned nshards, unsigned *shard, uint64_t *pos)
 {
     uint64_t s, p;
     if (decimal(field, &s) != PR_OK || decimal(value, &p) != PR_OK || s >= nshards)

@@ -100,8 +100,7 @@ int chat_cache_mark_decode(pr_view in, uint64_t *wall_ms);
  * published of each shard. Decodes one field/value pair of the hash: PR_OK
  * when both are decimals of at most 19 digits and SHARD < nshards,
  * PR_EINVAL otherwise. */
-int chat_pos_decode(pr_view field, pr_view value, unsigned nshards, unsigned *shard,
-                    uint64_t *pos);
+int chat_pos_decode(pr_view field, pr_view value, unsigned nshards, unsigned *shard, uint64_t *pos);
 
 /* {c:PID}:sess = "USER\nVECTOR" (VECTOR: chat_vec_encode of n positions).
  * Decode splits at the first '\n' (PR_EINVAL without one); the vector is

@@ -200,7 +200,8 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
         return;
     }
     if (rc != 0) {
-        gc__reply_error(sock, event, p->id, rc == PR_ETOOBIG ? CHAT_ERR_TOO_LONG : CHAT_ERR_INVALID);
+        gc__reply_error(sock, event, p->id,
+                        rc == PR_ETOOBIG ? CHAT_ERR_TOO_LONG : CHAT_ERR_INVALID);
         return;
     }
     gc_req q = {cw, cs, sock, event, p->id, &a, NULL, NULL};

@@ -123,7 +123,8 @@ static void store_subscribed(cm_redis *r, int ok, void *arg)
         .first_name = pr_view_make(x->first, strlen(x->first)),
         .last_name = x->has_last ? pr_view_make(x->last, strlen(x->last)) : pr_view_make(NULL, 0),
         .text = pr_view_make(x->text, x->text_len),
-        .client_msg_id = x->cmid[0] ? pr_view_make(x->cmid, strlen(x->cmid)) : pr_view_make(NULL, 0),
+        .client_msg_id =
+            x->cmid[0] ? pr_view_make(x->cmid, strlen(x->cmid)) : pr_view_make(NULL, 0),
         .peer = x->peer[0] ? pr_view_make(x->peer, strlen(x->peer)) : pr_view_make(NULL, 0),
         .reply_to = chat_key_view(&cw->reply_channel),
         .socket = pr_view_make(x->sid, strlen(x->sid)),

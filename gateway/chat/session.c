@@ -185,8 +185,8 @@ int gc__request(gc_worker *cw, gc_sock *cs, const char *kind, const uint64_t *ve
     pr_buf_init(&v, (size_t)cw->nshards * 17 + 1);
     chat_request r = {
         .kind = !strcmp(kind, "replay") ? CHAT_RPC_REPLAY
-                : !strcmp(kind, "sync")   ? CHAT_RPC_SYNC
-                                          : 0,
+                : !strcmp(kind, "sync") ? CHAT_RPC_SYNC
+                                        : 0,
         .reply_to = chat_key_view(&cw->reply_channel),
         .req_id = pr_view_make(req, strlen(req)),
         .user = pr_view_make(cs->user->e.key, cs->user->e.len),
@@ -337,8 +337,7 @@ static void subscribed_cb(cm_redis *r, int ok, void *arg)
 static void wait_channel(gc_worker *cw, gc_sock *cs, const chat_key *channel)
 {
     cs->subs_pending++;
-    cm_redis_when_subscribed(cw->redis, chat_key_view(channel), subscribed_cb,
-                             gc__ref_new(cw, cs));
+    cm_redis_when_subscribed(cw->redis, chat_key_view(channel), subscribed_cb, gc__ref_new(cw, cs));
 }
 
 static void rooms_cb(cm_redis *r, redisReply *rep, void *arg)
@@ -405,8 +404,8 @@ static void positions_cb(cm_redis *r, redisReply *rep, void *arg)
         unsigned shard;
         uint64_t pos;
         if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
-            chat_pos_decode(pr_view_make(k->str, k->len), pr_view_make(v->str, v->len),
-                            cw->nshards, &shard, &pos) == 0)
+            chat_pos_decode(pr_view_make(k->str, k->len), pr_view_make(v->str, v->len), cw->nshards,
+                            &shard, &pos) == 0)
             cs->fresh[shard] = pos;
     }
 }

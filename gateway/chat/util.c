@@ -109,7 +109,6 @@ int gc__redis_cmd(gc_worker *cw, cm_redis_reply_cb cb, void *arg, int argc,
     return cm_redis_command(cw->redis, cb, arg, argc, argv, lens);
 }
 
-
 int gc__redis_xadd(gc_worker *cw, chat_xadd *x, cm_redis_reply_cb cb, void *arg)
 {
     return cm_redis_command(cw->redis, cb, arg, x->argc, x->argv, x->lens);
@@ -134,8 +133,8 @@ int gc__publish(gc_worker *cw, const char *room, const char *except_user, pr_vie
     int rc = chat_env_encode(&env, &h, packet);
     if (rc == 0) {
         chat_key room_chan = chat_chan_room(room);
-        pr_view channel = strcmp(room, CHAT_ROOM_ALL) ? chat_key_view(&room_chan)
-                                                      : PR_VIEW_LIT(CHAT_CHAN_ALL);
+        pr_view channel =
+            strcmp(room, CHAT_ROOM_ALL) ? chat_key_view(&room_chan) : PR_VIEW_LIT(CHAT_CHAN_ALL);
         rc = gc__redis_publish(cw, channel, pr_buf_view(&env), cb, arg);
     }
     gw_app_count(cw->w, GC_COUNT_PUBLISHED, rc == 0);
@@ -228,4 +227,3 @@ gc_sock *gc__ref_take_session(gc_ref *r)
     pr_free(r);
     return cs;
 }
-

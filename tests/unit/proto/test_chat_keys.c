@@ -118,8 +118,7 @@ static void test_positions(void)
 {
     unsigned shard = 99;
     uint64_t pos = 0;
-    CHECK_EQ(chat_pos_decode(PR_VIEW_LIT("3"), PR_VIEW_LIT("1234567890123456789"), 4, &shard,
-                             &pos),
+    CHECK_EQ(chat_pos_decode(PR_VIEW_LIT("3"), PR_VIEW_LIT("1234567890123456789"), 4, &shard, &pos),
              0);
     CHECK_EQ(shard, 3);
     CHECK_EQ(pos, 1234567890123456789ull);

@@ -160,8 +160,7 @@ static void test_offset(void)
     pr_buf out;
     pr_buf_init(&out, 4096);
     uint64_t v[3] = {0, 17, 9007199254740991ull};
-    CHECK_EQ(chat_offset_packet(&out, PR_VIEW_LIT("2[\"messageReceived\",{\"seq\":1}]"), v, 3),
-             0);
+    CHECK_EQ(chat_offset_packet(&out, PR_VIEW_LIT("2[\"messageReceived\",{\"seq\":1}]"), v, 3), 0);
     CHECK_MEM(out.ptr, out.len, "2[\"messageReceived\",{\"seq\":1},\"0.17.9007199254740991\"]");
 
     /* appends after what is there, and nothing when refused */
