@@ -122,6 +122,10 @@ int gw_socket_emit(gw_socket *sock, const char *event, const json_t *args,
 /* Acknowledges the client's packet id with args (a JSON array, borrowed). */
 int gw_socket_ack(gw_socket *sock, int64_t id, const json_t *args, const sio_attachment *att,
                   unsigned natt);
+/* The same with args given as JSON text, the array of the ack's arguments
+ * (e.g. "[{\"ok\":true}]"), written as it is: for apps that render their
+ * acks themselves (proto/chat_packets.h), with no JSON tree in between. */
+int gw_socket_ack_raw(gw_socket *sock, int64_t id, pr_view args);
 /*
  * Finish a pending CONNECT (on_connect returned GW_CONNECT_PENDING; may also
  * be called from inside on_connect). accept sends the CONNECT reply

@@ -23,10 +23,7 @@ static void session_bury(gw_session *s);
 
 static size_t sid_hash(pr_view sid)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < sid.len; i++)
-        h = (h ^ (unsigned char)sid.ptr[i]) * 1099511628211ull;
-    return (size_t)h;
+    return (size_t)pr_fnv1a64(sid.ptr, sid.len);
 }
 
 static void map_grow(gw_worker *w)

@@ -185,7 +185,7 @@ static int cmd_announce(int argc, char **argv)
     pr_buf pkt, env;
     pr_buf_init(&pkt, 1 << 20);
     pr_buf_init(&env, 1 << 20);
-    chat_env h = {PR_VIEW_LIT("all"), PR_VIEW_LIT(""), PR_VIEW_LIT("")};
+    chat_env h = {PR_VIEW_LIT(CHAT_ROOM_ALL), PR_VIEW_LIT(""), PR_VIEW_LIT("")};
     int rc = sio_encode(&pkt, SIO_EVENT, "/", -1, 0, data);
     if (rc == 0)
         rc = chat_env_encode(&env, &h, pr_buf_view(&pkt));
@@ -195,7 +195,7 @@ static int cmd_announce(int argc, char **argv)
     if (rc_ctx && !rc_ctx->err) {
         if (addr.password[0])
             freeReplyObject(redisCommand(rc_ctx, "AUTH %s", addr.password));
-        redisReply *rep = redisCommand(rc_ctx, "PUBLISH chat:all %b", env.ptr, env.len);
+        redisReply *rep = redisCommand(rc_ctx, "PUBLISH " CHAT_CHAN_ALL " %b", env.ptr, env.len);
         if (rep && rep->type == REDIS_REPLY_INTEGER) {
             printf("delivered to %lld gateway workers\n", rep->integer);
             status = 0;

@@ -120,6 +120,21 @@ int gw_socket_ack(gw_socket *sock, int64_t id, const json_t *args, const sio_att
     return rc;
 }
 
+int gw_socket_ack_raw(gw_socket *sock, int64_t id, pr_view args)
+{
+    gw_session *s = sock->as->s;
+    if (sock->pending)
+        return PR_ESTATE;
+    pr_buf *enc = &s->w->enc;
+    pr_buf_reset(enc);
+    int rc = sio_encode(enc, SIO_ACK, sock->nsp, id, 0, NULL); /* "3" [nsp ","] id */
+    if (rc == 0)
+        rc = pr_buf_append_view(enc, args);
+    if (rc == 0)
+        rc = gw__eio_send(s, EIO_MESSAGE, 0, pr_buf_view(enc));
+    return rc;
+}
+
 int gw_socket_send_blob(gw_socket *sock, gw_blob *b)
 {
     if (sock->pending)

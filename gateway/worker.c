@@ -14,6 +14,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -286,31 +287,28 @@ void gw__metrics_render(pr_buf *out)
             SUM(app[k]);
 #undef SUM
     }
-#define METRIC(name, type, help, v)                                                                \
-    (type[0] == 'g' ? cm_metric_gauge(out, "chat_gateway_" name, help, (double)(v))                \
-                    : cm_metric_counter(out, "chat_gateway_" name, help, (v)))
-    METRIC("connections", "gauge", "Open TCP connections.", t.conns_open);
-    METRIC("connections_total", "counter", "Accepted TCP connections.", t.conns_total);
-    METRIC("sessions", "gauge", "Open Engine.IO sessions.", t.sessions_open);
-    METRIC("sessions_total", "counter", "Engine.IO sessions opened.", t.sessions_total);
-    METRIC("handoffs_total", "counter", "Requests moved to the worker owning their session.",
-           t.handoffs);
-    METRIC("bytes_received_total", "counter", "Bytes read from clients.", t.bytes_in);
-    METRIC("bytes_sent_total", "counter", "Bytes written to clients.", t.bytes_out);
-    METRIC("packets_received_total", "counter", "Engine.IO messages received.", t.eio_packets_in);
-    METRIC("packets_sent_total", "counter", "Engine.IO packets queued.", t.eio_packets_out);
-    METRIC("bad_input_total", "counter", "Connections or sessions closed for bad input.",
-           t.closed_bad_input);
-    METRIC("accept_errors_total", "counter", "Accepts refused or failed.", t.accept_errors);
-    METRIC("output_limit_drops_total", "counter", "Clients cut for exceeding output limits.",
-           t.conns_dropped_output);
+#define GAUGE(name, help, v) cm_metric_gauge(out, "chat_gateway_" name, help, (double)(v))
+#define COUNTER(name, help, v) cm_metric_counter(out, "chat_gateway_" name, help, (v))
+    GAUGE("connections", "Open TCP connections.", t.conns_open);
+    COUNTER("connections_total", "Accepted TCP connections.", t.conns_total);
+    GAUGE("sessions", "Open Engine.IO sessions.", t.sessions_open);
+    COUNTER("sessions_total", "Engine.IO sessions opened.", t.sessions_total);
+    COUNTER("handoffs_total", "Requests moved to the worker owning their session.", t.handoffs);
+    COUNTER("bytes_received_total", "Bytes read from clients.", t.bytes_in);
+    COUNTER("bytes_sent_total", "Bytes written to clients.", t.bytes_out);
+    COUNTER("packets_received_total", "Engine.IO messages received.", t.eio_packets_in);
+    COUNTER("packets_sent_total", "Engine.IO packets queued.", t.eio_packets_out);
+    COUNTER("bad_input_total", "Connections or sessions closed for bad input.", t.closed_bad_input);
+    COUNTER("accept_errors_total", "Accepts refused or failed.", t.accept_errors);
+    COUNTER("output_limit_drops_total", "Clients cut for exceeding output limits.",
+            t.conns_dropped_output);
+#undef GAUGE
+#undef COUNTER
     /* the app's own counters (gw_app.counters) */
     const gw_app *app = nworkers ? workers[0]->app : NULL;
-    for (unsigned k = 0; app && k < app->ncounters && k < GW_APP_COUNTERS_MAX; k++)
-        pr_buf_appendf(out,
-                       "# HELP chat_gateway_%s %s\n# TYPE chat_gateway_%s counter\n"
-                       "chat_gateway_%s %llu\n",
-                       app->counters[k].name, app->counters[k].help, app->counters[k].name,
-                       app->counters[k].name, (unsigned long long)t.app[k]);
-#undef METRIC
+    for (unsigned k = 0; app && k < app->ncounters && k < GW_APP_COUNTERS_MAX; k++) {
+        char name[96];
+        snprintf(name, sizeof name, "chat_gateway_%s", app->counters[k].name);
+        cm_metric_counter(out, name, app->counters[k].help, t.app[k]);
+    }
 }

@@ -86,12 +86,6 @@ int chat_env_decode(pr_view in, chat_env *h, pr_view *packet);
 
 #define CHAT_SHARDS_MAX 256
 
-/* Set by chat-storage once {r:ROOM}:members and {u:USER}:rooms hold every
- * membership of PostgreSQL; absent after Redis lost its data, until the
- * rebuild is over. While absent, a cache miss proves nothing. The name is
- * chat_keys.h's; this alias goes once gateway/ uses CHAT_KEY_CACHE. */
-#define CHAT_CACHE_MARK_KEY CHAT_KEY_CACHE
-
 /* The ingest shard of a room: FNV-1a 32 of the id, modulo nshards (>= 1). */
 unsigned chat_room_shard(const char *room, size_t len, unsigned nshards);
 

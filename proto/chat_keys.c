@@ -130,19 +130,34 @@ int chat_cache_mark_encode(pr_buf *out, uint64_t wall_ms, const char *replica)
     return rc;
 }
 
-int chat_cache_mark_decode(pr_view in, uint64_t *wall_ms)
+/* 1..19 decimal digits, nothing else. */
+static int decimal(pr_view in, uint64_t *out)
 {
-    const char *sp = in.len ? memchr(in.ptr, ' ', in.len) : NULL;
-    size_t n = sp ? (size_t)(sp - in.ptr) : 0;
-    if (n == 0 || n > 19)
+    if (in.len == 0 || in.len > 19)
         return PR_EINVAL;
     uint64_t x = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < in.len; i++) {
         if (in.ptr[i] < '0' || in.ptr[i] > '9')
             return PR_EINVAL;
         x = x * 10 + (uint64_t)(in.ptr[i] - '0');
     }
-    *wall_ms = x;
+    *out = x;
+    return PR_OK;
+}
+
+int chat_cache_mark_decode(pr_view in, uint64_t *wall_ms)
+{
+    const char *sp = in.len ? memchr(in.ptr, ' ', in.len) : NULL;
+    return sp ? decimal(pr_view_make(in.ptr, (size_t)(sp - in.ptr)), wall_ms) : PR_EINVAL;
+}
+
+int chat_pos_decode(pr_view field, pr_view value, unsigned nshards, unsigned *shard, uint64_t *pos)
+{
+    uint64_t s, p;
+    if (decimal(field, &s) != PR_OK || decimal(value, &p) != PR_OK || s >= nshards)
+        return PR_EINVAL;
+    *shard = (unsigned)s;
+    *pos = p;
     return PR_OK;
 }
 

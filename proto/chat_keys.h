@@ -59,6 +59,9 @@ int chat_key_ingest_shard(pr_view key, unsigned nshards, unsigned *shard);
 
 #define CHAT_KEY_RPC "{st}:rpc"     /* replay and sync requests */
 #define CHAT_KEY_POS "{st}:pos"     /* hash: shard -> last published position */
+/* Set by chat-storage once {r:ROOM}:members and {u:USER}:rooms hold every
+ * membership of PostgreSQL; absent after Redis lost its data, until the
+ * rebuild is over. While absent, a cache miss proves nothing. */
 #define CHAT_KEY_CACHE "{st}:cache" /* the membership cache is whole */
 
 /* The consumer group of both streams ({i:S}:in and {st}:rpc), and the one
@@ -82,6 +85,8 @@ chat_key chat_chan_user(const char *user);                     /* user:{USER} */
 chat_key chat_chan_gateway(const char *node, unsigned worker); /* gw:{NODE.W} */
 chat_key chat_chan_storage(const char *replica);               /* st:{REPLICA} */
 #define CHAT_CHAN_ALL "chat:all"
+/* The room C1 envelopes on CHAT_CHAN_ALL name: every socket gets them. */
+#define CHAT_ROOM_ALL "all"
 
 /* ---- values ---- */
 
@@ -90,6 +95,12 @@ chat_key chat_chan_storage(const char *replica);               /* st:{REPLICA} *
  * WALL_MS (decimal, at most 19 digits, then a space); PR_EINVAL otherwise. */
 int chat_cache_mark_encode(pr_buf *out, uint64_t wall_ms, const char *replica);
 int chat_cache_mark_decode(pr_view in, uint64_t *wall_ms);
+
+/* {st}:pos, field SHARD -> value POS (both decimal): the last position
+ * published of each shard. Decodes one field/value pair of the hash: PR_OK
+ * when both are decimals of at most 19 digits and SHARD < nshards,
+ * PR_EINVAL otherwise. */
+int chat_pos_decode(pr_view field, pr_view value, unsigned nshards, unsigned *shard, uint64_t *pos);
 
 /* {c:PID}:sess = "USER\nVECTOR" (VECTOR: chat_vec_encode of n positions).
  * Decode splits at the first '\n' (PR_EINVAL without one); the vector is

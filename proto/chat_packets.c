@@ -4,6 +4,8 @@
 #include <inttypes.h>
 #include <string.h>
 
+#include "chat.h"
+
 int chat_json_str(pr_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
@@ -180,6 +182,24 @@ int chat_message_packet(pr_buf *out, const chat_message *m)
     message(&x, m);
     lit(&x, "]");
     return end(&x);
+}
+
+int chat_offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigned n)
+{
+    /* an event's arguments are a JSON array: the offset goes before its ']' */
+    if (packet.len < 3 || packet.ptr[0] != '2' || packet.ptr[packet.len - 1] != ']')
+        return PR_EINVAL;
+    size_t mark = out->len;
+    int rc = pr_buf_append(out, packet.ptr, packet.len - 1);
+    if (rc == 0)
+        rc = pr_buf_append(out, ",\"", 2);
+    if (rc == 0)
+        rc = chat_vec_encode(out, vec, n);
+    if (rc == 0)
+        rc = pr_buf_append(out, "\"]", 2);
+    if (rc != 0)
+        out->len = mark;
+    return rc;
 }
 
 int chat_status_packet(pr_buf *out, const chat_status *s)

@@ -46,6 +46,12 @@ int chat_message_json(pr_buf *out, const chat_message *m);
 /* 2["messageReceived",MESSAGE] (the gateway appends the recovery offset). */
 int chat_message_packet(pr_buf *out, const chat_message *m);
 
+/* Appends packet (an EVENT "2[...]") with the shard position vector
+ * vec[0..n) added as its last argument, a string (chat_vec_encode): the
+ * client's connection-state-recovery offset. PR_EINVAL (out unchanged) when
+ * packet is not an event array or vec cannot be encoded. */
+int chat_offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigned n);
+
 /* 2["messageStatus",{roomId, seq, userId, status, aggregate}]: user's
  * status (and the aggregate over the members) of the message seq of room,
  * for its sender. */

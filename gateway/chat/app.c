@@ -25,7 +25,7 @@ static void on_redis_ready(cm_redis *r, void *arg)
     gc_worker *cw = arg;
     gc__lua_load(cw); /* before the first EVALSHA on this connection */
     if (cw->storage && !cw->cache_seen) {
-        const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
+        const char *argv[] = {"EXISTS", CHAT_KEY_CACHE};
         gc__redis_cmd(cw, cache_seen_cb, cw, 2, argv);
     }
     gc__presence_tick(-1, 0, cw); /* re-register our users at once */
@@ -48,14 +48,7 @@ static int take_token(gc_worker *cw, gc_sock *cs)
             u->rl = gw_rl_acquire(u->e.key, u->e.len, cw->cfg->rate_burst, now);
         return gw_rl_take(u->rl, now, cw->cfg->rate_limit, cw->cfg->rate_burst);
     }
-    cs->tokens += (double)(now - cs->refill_ms) * cw->cfg->rate_limit / 1000.0;
-    if (cs->tokens > cw->cfg->rate_burst)
-        cs->tokens = cw->cfg->rate_burst;
-    cs->refill_ms = now;
-    if (cs->tokens < 1.0)
-        return 0;
-    cs->tokens -= 1.0;
-    return 1;
+    return cm_tbucket_take(&cs->bucket, now, cw->cfg->rate_limit, cw->cfg->rate_burst);
 }
 
 /* ---- the events: adding one is a row here plus its handler ---- */
@@ -101,9 +94,9 @@ static _Thread_local gw_pool sock_pool = GW_POOL(gc_sock);
 static void token_arm(gc_worker *cw, gc_sock *cs, int64_t exp)
 {
     /* beyond ~30 years: never on this process's watch */
-    if (exp > (int64_t)(gc__wall_ms() / 1000) + (1ll << 30))
+    if (exp > (int64_t)(cm_wall_ms() / 1000) + (1ll << 30))
         return;
-    int64_t left = exp * 1000 - (int64_t)gc__wall_ms();
+    int64_t left = exp * 1000 - (int64_t)cm_wall_ms();
     uint64_t now = gw_worker_now_ms(cw->w);
     gw_th_add(&cw->exp_th, &cs->exp_node, left > 0 ? now + (uint64_t)left : now);
 }
@@ -125,9 +118,11 @@ static void token_expired(gw_th *th, gw_th_node *n)
         gw_socket_drop_transport(sock);
         return;
     }
-    json_t *args = json_pack("[{ss}]", "error", "token expired");
-    gw_socket_emit(sock, "chatError", args, NULL, 0, NULL, NULL);
-    json_decref(args);
+    pr_buf obj;
+    pr_buf_init(&obj, 64);
+    if (chat_ack_error(&obj, "token expired") == 0)
+        gc__chat_error(sock, pr_buf_view(&obj)); /* {error}, no event */
+    pr_buf_dispose(&obj);
     gw_socket_disconnect(sock); /* frees cs (chat_disconnect) */
 }
 
@@ -140,7 +135,7 @@ static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
         const char *token = json_string_value(json_object_get(auth, "token"));
         if (!token)
             token = gw_session_http_token(gw_socket_session(sock));
-        int64_t now = (int64_t)(gc__wall_ms() / 1000);
+        int64_t now = (int64_t)(cm_wall_ms() / 1000);
         if (!token ||
             pr_jwt_verify_hs256(pr_view_make(token, strlen(token)),
                                 pr_view_make(cw->cfg->jwt_secret, strlen(cw->cfg->jwt_secret)),
@@ -151,8 +146,7 @@ static int chat_connect(gw_socket *sock, const json_t *auth, json_t **error)
     }
     gc_sock *cs = gw_pool_get(&sock_pool);
     cs->sock = sock;
-    cs->tokens = cw->cfg->rate_burst;
-    cs->refill_ms = gw_worker_now_ms(w);
+    cm_tbucket_init(&cs->bucket, cw->cfg->rate_burst, gw_worker_now_ms(w));
     cs->held_tail = &cs->held;
     snprintf(cs->sid, sizeof cs->sid, "%s", gw_session_sid(gw_socket_session(sock)));
     cs->next = cw->socks;
@@ -206,7 +200,8 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
         return;
     }
     if (rc != 0) {
-        gc__reply_error(sock, event, p->id, rc == PR_ETOOBIG ? "text too long" : "invalid payload");
+        gc__reply_error(sock, event, p->id,
+                        rc == PR_ETOOBIG ? CHAT_ERR_TOO_LONG : CHAT_ERR_INVALID);
         return;
     }
     gc_req q = {cw, cs, sock, event, p->id, &a, NULL, NULL};
@@ -214,7 +209,7 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
     if (cw->insecure) {
         /* --auth insecure-dev: whoever the payload says, as the tutorials do */
         if (!a.user_id) {
-            gc__reply_error(sock, event, p->id, "invalid payload");
+            gc__reply_error(sock, event, p->id, CHAT_ERR_INVALID);
             return;
         }
         q.uid = a.user_id;
@@ -233,7 +228,7 @@ static void chat_event(gw_socket *sock, const char *event, const sio_packet *p)
     if (((d->needs & NEEDS_TARGET) && !a.target_user_id) ||
         ((d->needs & NEEDS_ROOM_ID) && !a.room_id) ||
         ((d->needs & NEEDS_TEXT) && (!a.text || a.text_len == 0))) {
-        gc__reply_error(sock, event, p->id, "invalid payload");
+        gc__reply_error(sock, event, p->id, CHAT_ERR_INVALID);
         return;
     }
     d->handler(&q);
@@ -277,7 +272,7 @@ static void storage_init(gc_worker *cw)
     const gw_config *cfg = cw->cfg;
     cw->nshards = cfg->ingest_shards;
     cw->pos = pr_calloc(cw->nshards, sizeof *cw->pos);
-    snprintf(cw->reply_channel, sizeof cw->reply_channel, "gw:{%s.%d}", cfg->node_id, cw->index);
+    cw->reply_channel = chat_chan_gateway(cfg->node_id, (unsigned)cw->index);
     gc__receipts_init(cw);
     gw_th_init(&cw->wait_th, w, gc__wait_timeout);
     gc__map_init(&cw->joins);
@@ -290,7 +285,7 @@ static void storage_init(gc_worker *cw)
         struct timeval tv = {period / 1000, (period % 1000) * 1000};
         event_add(cw->renew_timer, &tv);
     }
-    cm_redis_subscribe(cw->redis, pr_view_make(cw->reply_channel, strlen(cw->reply_channel)));
+    cm_redis_subscribe(cw->redis, chat_key_view(&cw->reply_channel));
     cm_redis_set_lost_cb(cw->redis, gc__on_sub_lost);
 }
 
@@ -326,7 +321,7 @@ static int chat_worker_init(gw_worker *w, void **state)
     gc__map_init(&cw->rooms);
     gc__map_init(&cw->users);
     chat_dm_key(cfg->room_secret, cfg->jwt_secret, cw->room_key);
-    snprintf(cw->member, sizeof cw->member, "%s/%d", cfg->node_id, cw->index);
+    cw->member = chat_presence_member(cfg->node_id, (unsigned)cw->index);
     unsigned char rnd[6];
     RAND_bytes(rnd, sizeof rnd);
     snprintf(cw->msg_prefix, sizeof cw->msg_prefix, "%02x%02x%02x%02x%02x%02x%02x-", rnd[0],
@@ -346,7 +341,7 @@ static int chat_worker_init(gw_worker *w, void **state)
         .after_arg = w,
     };
     cw->redis = cm_redis_new(gw_worker_base(w), &addr, &ro);
-    cm_redis_subscribe(cw->redis, PR_VIEW_LIT(ALL_CHANNEL));
+    cm_redis_subscribe(cw->redis, PR_VIEW_LIT(CHAT_CHAN_ALL));
     if (cw->storage)
         storage_init(cw);
     gw_th_init(&cw->exp_th, w, token_expired);

@@ -12,24 +12,6 @@
 
 /* ---- packets with a recovery offset ---- */
 
-int gc__offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigned n)
-{
-    /* an event's arguments are a JSON array: the offset goes before its ']' */
-    if (packet.len < 3 || packet.ptr[0] != '2' || packet.ptr[packet.len - 1] != ']')
-        return PR_EINVAL;
-    size_t mark = out->len;
-    int rc = pr_buf_append(out, packet.ptr, packet.len - 1);
-    if (rc == 0)
-        rc = pr_buf_append(out, ",\"", 2);
-    if (rc == 0)
-        rc = chat_vec_encode(out, vec, n);
-    if (rc == 0)
-        rc = pr_buf_append(out, "\"]", 2);
-    if (rc != 0)
-        out->len = mark;
-    return rc;
-}
-
 /* Frames the packet once; the same blob goes to every local recipient. */
 static gw_blob *packet_blob(pr_view packet)
 {
@@ -43,7 +25,7 @@ static gw_blob *offset_blob(gc_worker *cw, pr_view packet, const uint64_t *vec)
     pr_buf out;
     pr_buf_init(&out, packet.len + (size_t)cw->nshards * 17 + 8);
     gw_blob *b;
-    if (vec && gc__offset_packet(&out, packet, vec, cw->nshards) == 0) {
+    if (vec && chat_offset_packet(&out, packet, vec, cw->nshards) == 0) {
         b = packet_blob(pr_buf_view(&out));
     } else {
         CM_WARN_RATELIMITED("event=no_offset worker=%d len=%zu", cw->index, packet.len);
@@ -288,12 +270,14 @@ static void on_acks(gc_worker *cw, pr_view msg)
         gw_socket *sock = gw_socket_find(cw->w, s, "/");
         if (!sock)
             continue; /* gone: the client's ack callback died with it */
+        /* parsed only to be checked (and for the error of an ack nobody
+         * waits for): the client gets storage's text as it came */
         json_t *arg = json_loadb(json.ptr, json.len, 0, NULL);
         const char *error = json_string_value(json_object_get(arg, "error"));
         if (!arg)
             CM_WARN_RATELIMITED("event=bad_ack worker=%d", cw->index);
         else if (id >= 0)
-            gc__ack_json(sock, id, arg);
+            gc__ack(sock, id, json);
         else if (error) /* no callback: the error as a chatError event */
             gc__reply_error(sock, "sendMessage", -1, error);
         json_decref(arg);
@@ -319,7 +303,7 @@ static void on_replay_reply(gc_worker *cw, pr_view msg)
     gc_sock *cs = gc__sock_by_sid(cw, sid);
     char want[REQ_ID_MAX];
     if (cs)
-        snprintf(want, sizeof want, "%s.%u", cs->sid, cs->gen);
+        gc__req_id(want, cs, cs->gen);
     if (!cs || cs->phase != GC_CATCHUP || !gc__view_is(req, want, strlen(want))) {
         CM_DEBUG("event=late_replay worker=%d sid=%s", cw->index, sid);
         return; /* timed out, or the socket is gone */
@@ -362,7 +346,7 @@ void gc__on_redis_message(cm_redis *r, pr_view channel, pr_view message, void *a
         pr_view packet;
         if (chat_env_decode(message, &h, &packet) != 0)
             break;
-        if (pr_view_eq_cstr(h.room, ALL_ROOM))
+        if (pr_view_eq_cstr(h.room, CHAT_ROOM_ALL))
             deliver_all(cw, packet);
         else
             deliver_room(cw, &h, packet);

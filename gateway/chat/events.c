@@ -26,12 +26,12 @@ const char *gc__event_room(const gc_req *q, char *room, size_t n, int auto_join)
     if (q->a->room_id) {
         snprintf(room, n, "%s", q->a->room_id);
         if (!gc__membership(q->cs, room)) {
-            gc__reply_error(q->sock, q->event, q->ack_id, "not a member");
+            gc__reply_error(q->sock, q->event, q->ack_id, CHAT_ERR_NOT_MEMBER);
             return NULL;
         }
         return room;
     }
-    gc__reply_error(q->sock, q->event, q->ack_id, "invalid payload");
+    gc__reply_error(q->sock, q->event, q->ack_id, CHAT_ERR_INVALID);
     return NULL;
 }
 
@@ -52,7 +52,7 @@ void gc__on_leave(const gc_req *q)
     } else {
         gc__room_leave(q->cw, q->cs, room);
     }
-    gc__reply_ok(q->sock, q->ack_id, json_pack("{sb}", "ok", 1));
+    gc__reply_ok(q->sock, q->ack_id);
 }
 
 /* markSeen {roomId, seq?}: the user saw the room up to seq (everything when
@@ -61,11 +61,11 @@ void gc__on_mark_seen(const gc_req *q)
 {
     gc_member *m = gc__membership(q->cs, q->a->room_id);
     if (!m) {
-        gc__reply_error(q->sock, q->event, q->ack_id, "not a member");
+        gc__reply_error(q->sock, q->event, q->ack_id, CHAT_ERR_NOT_MEMBER);
         return;
     }
     gc__receipt_add(q->cw, m->room->e.key, q->cs->user, 'v', q->a->seq >= 0 ? q->a->seq : -1);
-    gc__reply_ok(q->sock, q->ack_id, json_pack("{sb}", "ok", 1));
+    gc__reply_ok(q->sock, q->ack_id);
 }
 
 
@@ -74,15 +74,12 @@ void gc__on_typing(const gc_req *q)
     char room[CHAT_ID_MAX + 1];
     if (!gc__event_room(q, room, sizeof room, 0))
         return;
-    json_t *p = json_pack("{ssssss}", "roomId", room, "userId", q->uid, "firstName", q->fname);
     pr_buf pkt;
     pr_buf_init(&pkt, 4096);
-    if (gc__encode_event(&pkt, "showTyping", p) == 0)
+    if (chat_typing_packet(&pkt, room, q->uid, q->fname) == 0)
         gc__publish(q->cw, room, q->uid, pr_buf_view(&pkt), NULL, NULL);
     pr_buf_dispose(&pkt);
-    json_decref(p);
-    if (q->ack_id >= 0)
-        gc__reply_ok(q->sock, q->ack_id, json_pack("{sb}", "ok", 1));
+    gc__reply_ok(q->sock, q->ack_id);
 }
 
 

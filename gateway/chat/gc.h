@@ -6,7 +6,10 @@
  *
  * Names: gc_ types, gc__ functions shared between the files of gateway/chat
  * (never used outside it), static otherwise. The chat reaches the transport
- * only through app.h (never gw.h), and Redis through redis.h.
+ * only through app.h (never gw.h), and Redis through cm_redis.h. What it
+ * writes to Redis and to clients is proto's chat contract (chat.h): key and
+ * channel names (chat_keys.h), stream entries (chat_entry.h), packets and
+ * ack objects (chat_packets.h).
  *
  * Files: app.c (gw_app table, connect/disconnect, event dispatch table,
  * worker life), events.c, send.c, join.c (event handlers), rooms.c (users,
@@ -28,6 +31,7 @@
  *   to a room except the sender gc__publish(except user) showTyping, presence
  *   to every socket of a user   U1 from storage    messageStatus, roomAdded, roomRemoved
  *   to every socket             chat:all (deliver.c) announcement (chat-gateway announce)
+ * Acks and chatError carry the objects proto renders (gc__ack, gc__reply_*).
  *
  * With storage, sendMessage is an XADD to the room's ingest shard; the ack
  * comes back from storage (A1 on this worker's channel gw:{NODE.W}) after
@@ -42,17 +46,8 @@
  * replayed what it missed); then storage's sync (or replay) is written before
  * any live message, which is held until then (cs->held).
  *
- * Redis keys carry hash tags so each command touches one slot:
- *   {r:ROOM}:members   set of the room's user ids
- *   {u:USER}:rooms     set of the user's room ids
- *   {pN}:on:USER       zset: member "NODE/WORKER", score = expiry (ms)
- *   {pN}:exp           zset: member "USER NODE/WORKER", score = expiry (ms)
- *   {i:S}:in           ingest stream of shard S (storage)
- *   {st}:rpc, {st}:pos sync/replay requests, published shard positions
- *   {st}:cache         storage's mark: the membership cache is whole
- *   {c:PID}:sess       a recoverable session: "USER\nVECTOR"
- * Channels: room:{ROOM} per room, user:{USER} per user, gw:{NODE.W} per
- * worker, chat:all for announcements.
+ * The Redis keys and channels the chat uses, and what they hold:
+ * proto/chat_keys.h.
  */
 #ifndef GC_H
 #define GC_H
@@ -63,14 +58,13 @@
 
 #include "app.h"
 #include "chat.h"
-#include "config.h"
+#include "cm_clock.h"
 #include "cm_log.h"
-#include "pr.h"
 #include "cm_redis.h"
+#include "cm_tbucket.h"
+#include "config.h"
+#include "pr.h"
 
-#define PRESENCE_SHARDS 16
-#define ALL_CHANNEL "chat:all"
-#define ALL_ROOM "all"
 #define PID_LEN 22       /* 132 random bits, base64url */
 #define PID_MAX 64       /* longest pid accepted from a client */
 #define REQ_ID_MAX 48    /* "SID.GEN" */
@@ -138,8 +132,7 @@ struct gc_sock {
     gc_member *rooms; /* via snext */
     struct gc_sock *prev, *next; /* every chat socket of the worker */
     struct gc_sock *unext;       /* the user's sockets */
-    double tokens;      /* rate-limit bucket while the socket has no user */
-    uint64_t refill_ms;
+    cm_tbucket bucket;  /* rate limit while the socket has no user */
     char *first_name;   /* from the token (jwt); NULL under insecure-dev */
     gw_th_node exp_node; /* the token's exp (jwt): the socket ends then */
     char sid[GW_SID_LEN + 1]; /* the session: how asynchronous work finds us */
@@ -201,13 +194,13 @@ typedef struct gc_worker {
     struct event *presence_timer;
     gw_th exp_th;           /* sockets by their token's exp (jwt) */
     unsigned char room_key[32];
-    char member[96];        /* "NODE/WORKER": this worker in presence sets */
+    chat_key member;        /* "NODE/WORKER": this worker in presence sets */
     uint64_t msg_counter;
     char msg_prefix[24];
     /* storage */
     unsigned nshards;
     uint64_t *pos;          /* last shard position received, per shard */
-    char reply_channel[96]; /* "gw:{NODE.W}": acks and replay replies */
+    chat_key reply_channel; /* "gw:{NODE.W}": acks and replay replies */
     uint32_t gen;
     struct event *receipt_timer; /* armed while receipts wait */
     pr_buf *rbufs;          /* flush scratch: d and v lines per shard */
@@ -220,13 +213,6 @@ typedef struct gc_worker {
     uint8_t cache_seen;     /* {st}:cache was there once: now its absence means a loss */
     uint64_t cache_built_ms; /* when storage last rebuilt the cache (wall clock), 0: unknown */
 } gc_worker;
-
-/* A command built field by field (XADD with optional fields). */
-typedef struct {
-    const char *v[40];
-    size_t l[40];
-    int n;
-} gc_cmd;
 
 /* An event being handled: who sent it, what it says, where to answer. */
 typedef struct {
@@ -253,7 +239,7 @@ struct gc_join {
     int64_t ack_id;
     uint8_t waiting;    /* for storage's answer */
     uint8_t subscribed; /* join_subscribed ran */
-    json_t *answer;     /* storage's error (or ours), NULL: the room exists */
+    char *answer;       /* the ack's object: storage's error (or ours), NULL: the room exists */
     gc_join *next_due; /* in the socket's acks_due */
     char sid[GW_SID_LEN + 1];
     char room[CHAT_ID_MAX + 1];
@@ -267,34 +253,32 @@ static inline gc_worker *gc__cw(gw_worker *w)
     return gw_worker_app(w);
 }
 
-/* ---- util.c: string maps, clocks, names, Redis commands, replies, refs ---- */
-size_t gc__hash(const char *p, size_t n);
+/* ---- util.c: string maps, time stamps, Redis commands, replies, refs ---- */
 void gc__map_init(gc_map *m);
 gc_entry *gc__map_get(gc_map *m, const char *key, size_t len);
 void gc__map_put(gc_map *m, gc_entry *e, const char *key, size_t len); /* key is copied */
 void gc__map_del(gc_map *m, gc_entry *e); /* unlinks e and frees its key, not e */
 /* Frees every entry (its key, then free_entry(e)) and the table. */
 void gc__map_free(gc_map *m, void (*free_entry)(gc_entry *e));
-uint64_t gc__wall_ms(void);
 void gc__iso_time(char out[48], uint64_t ms);
-void gc__room_channel(char *out, size_t n, const char *room);
-void gc__user_channel(char *out, size_t n, const char *user);
 int gc__view_is(pr_view v, const char *s, size_t len);
-int gc__parse_u64(const char *p, size_t n, uint64_t *out); /* strict decimal */
+/* Redis commands; cb may be NULL. argv: NUL-terminated strings (at most 16). */
 int gc__redis_cmd(gc_worker *cw, cm_redis_reply_cb cb, void *arg, int argc, const char **argv);
-void gc__cmd_add(gc_cmd *c, const char *p, size_t n);
-void gc__cmd_adds(gc_cmd *c, const char *s);
-/* Starts "XADD {i:SHARD}:in * k KIND" (an ingest stream entry) in c; key
- * (32 bytes) holds the stream's name and must outlive c. */
-void gc__cmd_ingest(gc_cmd *c, char key[32], unsigned shard, const char *kind);
-int gc__cmd_send(gc_worker *cw, gc_cmd *c, cm_redis_reply_cb cb, void *arg);
-/* PUBLISH a C envelope to room's channel (chat:all for "all"); cb may be NULL. */
+int gc__redis_xadd(gc_worker *cw, chat_xadd *x, cm_redis_reply_cb cb, void *arg);
+int gc__redis_publish(gc_worker *cw, pr_view channel, pr_view message, cm_redis_reply_cb cb,
+                      void *arg);
+/* PUBLISH a C envelope to room's channel (chat:all for CHAT_ROOM_ALL),
+ * counted in the app's counters; cb may be NULL. */
 int gc__publish(gc_worker *cw, const char *room, const char *except_user, pr_view packet,
                 cm_redis_reply_cb cb, void *arg);
-int gc__encode_event(pr_buf *buf, const char *event, json_t *payload);
-void gc__ack_json(gw_socket *sock, int64_t id, json_t *payload);
+/* Acks ack_id with one argument, obj (a JSON object's text, e.g. from
+ * proto/chat_packets.h); nothing when ack_id < 0 (the client wants none). */
+void gc__ack(gw_socket *sock, int64_t ack_id, pr_view obj);
+/* 2["chatError",obj] to sock. */
+void gc__chat_error(gw_socket *sock, pr_view obj);
+/* {error} as the ack, or {error, event} as a chatError without ack_id. */
 void gc__reply_error(gw_socket *sock, const char *event, int64_t ack_id, const char *error);
-void gc__reply_ok(gw_socket *sock, int64_t ack_id, json_t *payload); /* takes payload */
+void gc__reply_ok(gw_socket *sock, int64_t ack_id); /* CHAT_ACK_OK */
 gc_ref *gc__ref_new(gc_worker *cw, const gc_sock *cs);
 gc_sock *gc__sock_by_sid(gc_worker *cw, const char *sid);
 gc_sock *gc__ref_take(gc_ref *r);         /* NULL when gone or stale; frees r */
@@ -356,6 +340,11 @@ void gc__joins_dispose(gc_worker *cw);
  * join acks and the vectors.
  */
 void gc__set_phase(gc_worker *cw, gc_sock *cs, int phase);
+/* The id of a request of cs's generation gen, "SID.GEN": the R1 reply
+ * names it, and only the current generation's counts. */
+void gc__req_id(char out[REQ_ID_MAX], const gc_sock *cs, uint32_t gen);
+/* XADD {st}:rpc: kind "sync" (vec NULL) or "replay" above vec; then
+ * GC_CATCHUP. */
 int gc__request(gc_worker *cw, gc_sock *cs, const char *kind, const uint64_t *vec);
 void gc__accept(gc_sock *cs);
 void gc__go_fresh(gc_worker *cw, gc_sock *cs, int with_sync);
@@ -370,11 +359,6 @@ void gc__renew_tick(evutil_socket_t fd, short what, void *arg);
 void gc__wait_timeout(gw_th *th, gw_th_node *n);
 
 /* ---- deliver.c: what comes from Redis, and writing it to sockets ---- */
-/* Appends packet (a Socket.IO EVENT "2[...]") with the position vector
- * vec[0..n) added as its last argument, a string: the client's recovery
- * offset. PR_EINVAL (out unchanged) when packet is not an event array.
- * Pure; for the unit tests. */
-int gc__offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigned n);
 /* The seq filter: writes stored message seq of m's room to cs unless it
  * was written already (by seq: a batch published again, a sync or replay
  * overlapping live traffic), then its receipts (not for own messages).

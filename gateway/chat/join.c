@@ -39,11 +39,16 @@ static void join_finish(gc_join *x)
         *tail = x;
         return;
     }
-    if (sock && x->answer)
-        gc__ack_json(sock, x->ack_id, x->answer);
-    else if (sock)
-        gc__reply_ok(sock, x->ack_id, json_pack("{ss}", "roomId", x->room));
-    json_decref(x->answer);
+    if (sock && x->answer) {
+        gc__ack(sock, x->ack_id, pr_view_make(x->answer, strlen(x->answer)));
+    } else if (sock) {
+        pr_buf ack;
+        pr_buf_init(&ack, 2 * CHAT_ID_MAX + 32);
+        if (chat_ack_room(&ack, x->room) == 0)
+            gc__ack(sock, x->ack_id, pr_buf_view(&ack)); /* {roomId} */
+        pr_buf_dispose(&ack);
+    }
+    pr_free(x->answer);
     pr_free(x);
 }
 
@@ -65,7 +70,7 @@ void gc__free_due_joins(gc_sock *cs)
     while (cs->acks_due) {
         gc_join *x = cs->acks_due;
         cs->acks_due = x->next_due;
-        json_decref(x->answer);
+        pr_free(x->answer);
         pr_free(x);
     }
 }
@@ -99,8 +104,9 @@ static int join_wait(gc_worker *cw, gc_join *x)
     return 0;
 }
 
-/* The wait is over (answer: storage's error, or NULL: the room exists). */
-static void join_done_waiting(gc_worker *cw, gc_join *x, json_t *answer)
+/* The wait is over (answer: the ack's object, storage's error or ours,
+ * taken; NULL: the room exists). */
+static void join_done_waiting(gc_worker *cw, gc_join *x, char *answer)
 {
     gc__map_del(&cw->joins, &x->e);
     gw_th_del(&cw->join_th, &x->wait);
@@ -116,11 +122,22 @@ static gc_join *join_waiting(gc_worker *cw, const char *key)
     return e ? GW_CONTAINER_OF(e, gc_join, e) : NULL;
 }
 
+/* {error: "unavailable"}, as an answer. */
+static char *unavailable(void)
+{
+    pr_buf b;
+    pr_buf_init(&b, 64);
+    chat_ack_error(&b, CHAT_ERR_UNAVAILABLE);
+    char *s = pr_strndup(b.ptr, b.len);
+    pr_buf_dispose(&b);
+    return s;
+}
+
 void gc__join_storage_failed(gc_worker *cw, const char *key)
 {
     gc_join *x = join_waiting(cw, key);
     if (x)
-        join_done_waiting(cw, x, json_pack("{ss}", "error", "unavailable"));
+        join_done_waiting(cw, x, unavailable());
 }
 
 /* An A1 line: 1 when it answers a waiting joinChat (then it is used up). */
@@ -133,11 +150,14 @@ int gc__join_answered(gc_worker *cw, pr_view sid, int64_t ack_id, pr_view json)
     gc_join *x = join_waiting(cw, key);
     if (!x)
         return 0;
+    /* storage's error goes to the client as it came; an answer that is
+     * no object is no answer */
     json_t *arg = json_loadb(json.ptr, json.len, 0, NULL);
-    json_t *answer = NULL;
-    if (!json_is_object(arg) || json_object_get(arg, "error"))
-        answer = json_is_object(arg) ? json_incref(arg)
-                                     : json_pack("{ss}", "error", "unavailable");
+    char *answer = NULL;
+    if (!json_is_object(arg))
+        answer = unavailable();
+    else if (json_object_get(arg, "error"))
+        answer = pr_strndup(json.ptr, json.len);
     json_decref(arg);
     join_done_waiting(cw, x, answer);
     return 1;
@@ -150,7 +170,7 @@ void gc__join_timeout(gw_th *th, gw_th_node *n)
     gc_worker *cw = GW_CONTAINER_OF(th, gc_worker, join_th);
     CM_WARN_RATELIMITED("event=gc__join_timeout worker=%d sid=%s room=%s", cw->index, x->sid,
                         x->room);
-    join_done_waiting(cw, x, json_pack("{ss}", "error", "unavailable"));
+    join_done_waiting(cw, x, unavailable());
 }
 
 
@@ -190,7 +210,8 @@ static void member_mark_cb(cm_redis *r, redisReply *rep, void *arg)
     if (whole)
         x->cw->cache_seen = 1;
     if (sock && gw_socket_data(sock) && !gw_socket_pending(sock))
-        gc__reply_error(sock, "joinRoom", x->ack_id, whole ? "not a member" : "unavailable");
+        gc__reply_error(sock, "joinRoom", x->ack_id,
+                        whole ? CHAT_ERR_NOT_MEMBER : CHAT_ERR_UNAVAILABLE);
     pr_free(x);
 }
 
@@ -210,13 +231,14 @@ static void member_cb(cm_redis *r, redisReply *rep, void *arg)
     }
     if (rep && rep->type == REDIS_REPLY_INTEGER && x->cw->storage && x->cw->cache_seen) {
         /* a miss is only an answer when the cache is whole */
-        const char *argv[] = {"EXISTS", CHAT_CACHE_MARK_KEY};
+        const char *argv[] = {"EXISTS", CHAT_KEY_CACHE};
         if (gc__redis_cmd(x->cw, member_mark_cb, x, 2, argv) == 0)
             return;
         rep = NULL;
     }
     gc__reply_error(sock, "joinRoom", x->ack_id,
-                rep && rep->type == REDIS_REPLY_INTEGER ? "not a member" : "unavailable");
+                    rep && rep->type == REDIS_REPLY_INTEGER ? CHAT_ERR_NOT_MEMBER
+                                                            : CHAT_ERR_UNAVAILABLE);
     pr_free(x);
 }
 
@@ -228,12 +250,11 @@ void gc__on_join_room(const gc_req *q)
         join_and_ack(q->cw, q->cs, x);
         return;
     }
-    char key[CHAT_ID_MAX + 16];
-    snprintf(key, sizeof key, "{r:%s}:members", q->a->room_id);
-    const char *argv[] = {"SISMEMBER", key, q->uid};
+    chat_key key = chat_key_room_members(q->a->room_id);
+    const char *argv[] = {"SISMEMBER", key.s, q->uid};
     if (gc__redis_cmd(q->cw, member_cb, x, 3, argv) != 0) {
         pr_free(x);
-        gc__reply_error(q->sock, q->event, q->ack_id, "unavailable");
+        gc__reply_error(q->sock, q->event, q->ack_id, CHAT_ERR_UNAVAILABLE);
     }
 }
 
@@ -242,7 +263,7 @@ void gc__on_join_room(const gc_req *q)
 static void join_free(gc_entry *e)
 {
     gc_join *x = GW_CONTAINER_OF(e, gc_join, e);
-    json_decref(x->answer);
+    pr_free(x->answer);
     pr_free(x);
 }
 

@@ -11,12 +11,6 @@
 
 #include "gc.h"
 
-static unsigned presence_shard(const char *uid)
-{
-    return (unsigned)(gc__hash(uid, strlen(uid)) % PRESENCE_SHARDS);
-}
-
-
 /* ---- presence ---- */
 
 /* Returns how many live entries the user had before ours was added or
@@ -100,13 +94,6 @@ static int is_noscript(const redisReply *rep)
     return rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "NOSCRIPT", 8);
 }
 
-static void presence_keys(const char *uid, char *on, size_t on_n, char *exp, size_t exp_n)
-{
-    unsigned s = presence_shard(uid);
-    snprintf(on, on_n, "{p%u}:on:%s", s, uid);
-    snprintf(exp, exp_n, "{p%u}:exp", s);
-}
-
 typedef struct {
     gc_worker *cw;
     int online;
@@ -132,16 +119,14 @@ static void presence_rooms_cb(cm_redis *r, redisReply *rep, void *arg)
     (void)r;
     presence_ctx *x = arg;
     if (rep && rep->type == REDIS_REPLY_ARRAY) {
-        json_t *payload = json_pack("{sssb}", "userId", x->uid, "online", x->online);
         pr_buf pkt;
         pr_buf_init(&pkt, 4096);
-        if (gc__encode_event(&pkt, "presence", payload) == 0)
+        if (chat_presence_packet(&pkt, x->uid, x->online) == 0)
             for (size_t i = 0; i < rep->elements; i++)
                 if (rep->element[i]->type == REDIS_REPLY_STRING)
                     gc__publish(x->cw, rep->element[i]->str, x->uid, pr_buf_view(&pkt), NULL,
                                 NULL);
         pr_buf_dispose(&pkt);
-        json_decref(payload);
     }
     pr_free(x);
 }
@@ -150,9 +135,8 @@ static void presence_rooms_cb(cm_redis *r, redisReply *rep, void *arg)
 static void publish_presence(gc_worker *cw, const char *uid, int online)
 {
     presence_ctx *x = presence_ctx_new(cw, uid, online);
-    char key[CHAT_ID_MAX + 16];
-    snprintf(key, sizeof key, "{u:%s}:rooms", uid);
-    const char *argv[] = {"SMEMBERS", key};
+    chat_key key = chat_key_user_rooms(uid);
+    const char *argv[] = {"SMEMBERS", key.s};
     if (gc__redis_cmd(cw, presence_rooms_cb, x, 2, argv) != 0)
         pr_free(x);
 }
@@ -177,9 +161,9 @@ static void presence_changed_cb(cm_redis *r, redisReply *rep, void *arg)
 
 static void presence_send(gc_worker *cw, const char *uid, int online, int eval)
 {
-    char on[CHAT_ID_MAX + 32], exp[32], expiry[24], now[24], numkeys[] = "2";
-    presence_keys(uid, on, sizeof on, exp, sizeof exp);
-    uint64_t t = gc__wall_ms();
+    char expiry[24], now[24], numkeys[] = "2";
+    chat_key on = chat_key_presence_on(uid), exp = chat_key_presence_exp(chat_presence_shard(uid));
+    uint64_t t = cm_wall_ms();
     snprintf(now, sizeof now, "%llu", (unsigned long long)t);
     snprintf(expiry, sizeof expiry, "%llu", (unsigned long long)(t + cw->cfg->presence_ttl_ms));
     presence_ctx *x = presence_ctx_new(cw, uid, online);
@@ -187,10 +171,10 @@ static void presence_send(gc_worker *cw, const char *uid, int online, int eval)
     int rc, i = online ? LUA_ONLINE : LUA_OFFLINE;
     const char *how = eval ? "EVAL" : "EVALSHA", *script = eval ? lua[i].body : lua[i].sha;
     if (online) {
-        const char *argv[] = {how, script, numkeys, on, exp, cw->member, expiry, now, uid};
+        const char *argv[] = {how, script, numkeys, on.s, exp.s, cw->member.s, expiry, now, uid};
         rc = gc__redis_cmd(cw, presence_changed_cb, x, 9, argv);
     } else {
-        const char *argv[] = {how, script, numkeys, on, exp, cw->member, now, uid};
+        const char *argv[] = {how, script, numkeys, on.s, exp.s, cw->member.s, now, uid};
         rc = gc__redis_cmd(cw, presence_changed_cb, x, 8, argv);
     }
     if (rc != 0)
@@ -226,12 +210,11 @@ void gc__presence_tick(evutil_socket_t fd, short what, void *arg)
         for (size_t i = 0; i < cw->users.nb; i++)
             for (gc_entry *e = cw->users.b[i]; e; e = e->next)
                 gc__presence_update(cw, e->key, 1);
-        char now[24], key[32], prefix[32];
-        snprintf(now, sizeof now, "%llu", (unsigned long long)gc__wall_ms());
-        for (unsigned s = 0; s < PRESENCE_SHARDS; s++) {
-            snprintf(key, sizeof key, "{p%u}:exp", s);
-            snprintf(prefix, sizeof prefix, "{p%u}:on:", s);
-            const char *argv[] = {"EVALSHA", lua[LUA_SWEEP].sha, "1", key, now, prefix};
+        char now[24];
+        snprintf(now, sizeof now, "%llu", (unsigned long long)cm_wall_ms());
+        for (unsigned s = 0; s < CHAT_PRESENCE_SHARDS; s++) {
+            chat_key key = chat_key_presence_exp(s), prefix = chat_key_presence_on_prefix(s);
+            const char *argv[] = {"EVALSHA", lua[LUA_SWEEP].sha, "1", key.s, now, prefix.s};
             gc__redis_cmd(cw, sweep_cb, cw, 6, argv);
         }
     }
@@ -243,16 +226,23 @@ typedef struct {
     int64_t ack_id;
     char sid[GW_SID_LEN + 1];
     unsigned pending;
-    json_t *online;
+    unsigned n;    /* users in online */
+    pr_buf online; /* the ack's object so far: {"online":["USER",... */
 } online_ctx;
 
+static void online_free(online_ctx *x)
+{
+    pr_buf_dispose(&x->online);
+    pr_free(x);
+}
+
+/* {"online": [users]} */
 static void online_done(online_ctx *x)
 {
     gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
-    if (sock)
-        gc__reply_ok(sock, x->ack_id, json_pack("{sO}", "online", x->online));
-    json_decref(x->online);
-    pr_free(x);
+    if (sock && pr_buf_append(&x->online, "]}", 2) == 0)
+        gc__ack(sock, x->ack_id, pr_buf_view(&x->online));
+    online_free(x);
 }
 
 typedef struct {
@@ -264,8 +254,15 @@ static void online_count_cb(cm_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
     online_member *m = arg;
-    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0)
-        json_array_append_new(m->x->online, json_string(m->uid));
+    if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer > 0) {
+        pr_buf *b = &m->x->online;
+        size_t mark = b->len;
+        if ((m->x->n == 0 || pr_buf_append_byte(b, ',') == 0) &&
+            chat_json_str(b, m->uid, strlen(m->uid)) == 0)
+            m->x->n++;
+        else
+            b->len = mark;
+    }
     if (--m->x->pending == 0)
         online_done(m->x);
     pr_free(m);
@@ -278,13 +275,12 @@ static void online_members_cb(cm_redis *r, redisReply *rep, void *arg)
     if (!rep || rep->type != REDIS_REPLY_ARRAY) {
         gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
         if (sock)
-            gc__reply_error(sock, "getOnline", x->ack_id, "unavailable");
-        json_decref(x->online);
-        pr_free(x);
+            gc__reply_error(sock, "getOnline", x->ack_id, CHAT_ERR_UNAVAILABLE);
+        online_free(x);
         return;
     }
     char now[24];
-    snprintf(now, sizeof now, "%llu", (unsigned long long)gc__wall_ms());
+    snprintf(now, sizeof now, "%llu", (unsigned long long)cm_wall_ms());
     x->pending = 1; /* held until every count is asked */
     for (size_t i = 0; i < rep->elements; i++) {
         if (rep->element[i]->type != REDIS_REPLY_STRING ||
@@ -293,9 +289,8 @@ static void online_members_cb(cm_redis *r, redisReply *rep, void *arg)
         online_member *m = pr_calloc(1, sizeof *m);
         m->x = x;
         snprintf(m->uid, sizeof m->uid, "%s", rep->element[i]->str);
-        char on[CHAT_ID_MAX + 32], exp[32];
-        presence_keys(m->uid, on, sizeof on, exp, sizeof exp);
-        const char *argv[] = {"ZCOUNT", on, now, "+inf"};
+        chat_key on = chat_key_presence_on(m->uid);
+        const char *argv[] = {"ZCOUNT", on.s, now, "+inf"};
         if (gc__redis_cmd(x->cw, online_count_cb, m, 4, argv) == 0)
             x->pending++;
         else
@@ -314,14 +309,13 @@ void gc__on_get_online(const gc_req *q)
     x->cw = q->cw;
     x->ack_id = q->ack_id;
     snprintf(x->sid, sizeof x->sid, "%s", gw_session_sid(gw_socket_session(q->sock)));
-    x->online = json_array();
-    char key[CHAT_ID_MAX + 16];
-    snprintf(key, sizeof key, "{r:%s}:members", room);
-    const char *argv[] = {"SMEMBERS", key};
+    pr_buf_init(&x->online, (size_t)1 << 28);
+    pr_buf_append(&x->online, "{\"online\":[", 11);
+    chat_key key = chat_key_room_members(room);
+    const char *argv[] = {"SMEMBERS", key.s};
     if (gc__redis_cmd(q->cw, online_members_cb, x, 2, argv) != 0) {
-        json_decref(x->online);
-        pr_free(x);
-        gc__reply_error(q->sock, q->event, q->ack_id, "unavailable");
+        online_free(x);
+        gc__reply_error(q->sock, q->event, q->ack_id, CHAT_ERR_UNAVAILABLE);
     }
 }
 

@@ -90,14 +90,9 @@ static void receipt_xadd_cb(cm_redis *r, redisReply *rep, void *arg)
 /* XADD {i:SHARD}:in * k R d DELIVERED v SEEN (lines of chat_receipt_add). */
 static int receipt_xadd(gc_worker *cw, unsigned shard, pr_view d, pr_view v)
 {
-    char key[32];
-    gc_cmd c = {.n = 0};
-    gc__cmd_ingest(&c, key, shard, "R");
-    gc__cmd_adds(&c, "d");
-    gc__cmd_add(&c, d.len ? d.ptr : "", d.len);
-    gc__cmd_adds(&c, "v");
-    gc__cmd_add(&c, v.len ? v.ptr : "", v.len);
-    return gc__cmd_send(cw, &c, receipt_xadd_cb, cw);
+    chat_xadd x;
+    int rc = chat_xadd_receipts(&x, shard, d, v);
+    return rc == 0 ? gc__redis_xadd(cw, &x, receipt_xadd_cb, cw) : rc;
 }
 
 /* One XADD {i:S}:in * k R d LINES v LINES; the buffers are emptied. */

@@ -21,9 +21,8 @@ void gc__user_attach(gc_worker *cw, gc_sock *cs, const char *uid)
         /* u->rl: taken with the user's first event (take_token), so an idle
          * user costs no bucket */
         if (cw->storage) { /* messageStatus, membership changes */
-            char channel[CHAT_ID_MAX + 16];
-            gc__user_channel(channel, sizeof channel, uid);
-            cm_redis_subscribe(cw->redis, pr_view_make(channel, strlen(channel)));
+            chat_key channel = chat_chan_user(uid);
+            cm_redis_subscribe(cw->redis, chat_key_view(&channel));
         }
     }
     cs->user = u;
@@ -48,9 +47,8 @@ void gc__user_detach(gc_worker *cw, gc_sock *cs)
         return;
     gc__presence_update(cw, u->e.key, 0);
     if (cw->storage) {
-        char channel[CHAT_ID_MAX + 16];
-        gc__user_channel(channel, sizeof channel, u->e.key);
-        cm_redis_unsubscribe(cw->redis, pr_view_make(channel, strlen(channel)));
+        chat_key channel = chat_chan_user(u->e.key);
+        cm_redis_unsubscribe(cw->redis, chat_key_view(&channel));
     }
     gc__map_del(&cw->users, &u->e);
     gw_rl_release(u->rl);
@@ -75,9 +73,8 @@ gc_member *gc__room_join(gc_worker *cw, gc_sock *cs, const char *room_id)
     if (!room) {
         room = pr_calloc(1, sizeof *room);
         gc__map_put(&cw->rooms, &room->e, room_id, len);
-        char channel[CHAT_ID_MAX + 16];
-        gc__room_channel(channel, sizeof channel, room_id);
-        cm_redis_subscribe(cw->redis, pr_view_make(channel, strlen(channel)));
+        chat_key channel = chat_chan_room(room_id);
+        cm_redis_subscribe(cw->redis, chat_key_view(&channel));
     }
     m = pr_calloc(1, sizeof *m);
     m->room = room;
@@ -102,9 +99,8 @@ void gc__room_unlink(gc_worker *cw, gc_member *m)
     if (m->rnext)
         m->rnext->rprev = m->rprev;
     if (--room->nmembers == 0) {
-        char channel[CHAT_ID_MAX + 16];
-        gc__room_channel(channel, sizeof channel, room->e.key);
-        cm_redis_unsubscribe(cw->redis, pr_view_make(channel, strlen(channel)));
+        chat_key channel = chat_chan_room(room->e.key);
+        cm_redis_unsubscribe(cw->redis, chat_key_view(&channel));
         gc__map_del(&cw->rooms, &room->e);
         pr_free(room);
     }
@@ -154,14 +150,10 @@ static void dm_added_cb(cm_redis *r, redisReply *rep, void *arg)
     if (rep && rep->type == REDIS_REPLY_INTEGER && rep->integer == 1) {
         pr_buf env;
         pr_buf_init(&env, 2 * CHAT_ID_MAX + 8);
-        char channel[CHAT_ID_MAX + 16];
-        gc__user_channel(channel, sizeof channel, x->user);
+        chat_key channel = chat_chan_user(x->user);
         if (chat_jenv_encode(&env, 'J', pr_view_make(x->room, strlen(x->room)),
-                             pr_view_make(x->user, strlen(x->user))) == 0) {
-            const char *argv[] = {"PUBLISH", channel, env.ptr};
-            size_t lens[] = {7, strlen(channel), env.len};
-            cm_redis_command(x->cw->redis, NULL, NULL, 3, argv, lens);
-        }
+                             pr_view_make(x->user, strlen(x->user))) == 0)
+            gc__redis_publish(x->cw, chat_key_view(&channel), pr_buf_view(&env), NULL, NULL);
         pr_buf_dispose(&env);
     }
     pr_free(x);
@@ -202,15 +194,13 @@ void gc__record_dm_for(gc_worker *cw, const char *room, const char *a, const cha
 {
     if (cw->storage)
         open_dm_in_storage(cw, room, a, b, wait);
-    char rk[CHAT_ID_MAX + 16];
-    snprintf(rk, sizeof rk, "{r:%s}:members", room);
-    const char *m[] = {"SADD", rk, a, b};
+    chat_key rk = chat_key_room_members(room);
+    const char *m[] = {"SADD", rk.s, a, b};
     gc__redis_cmd(cw, NULL, NULL, 4, m);
     const char *users[2] = {a, b};
     for (int i = 0; i < 2 && (i == 0 || strcmp(a, b)); i++) {
-        char uk[CHAT_ID_MAX + 16];
-        snprintf(uk, sizeof uk, "{u:%s}:rooms", users[i]);
-        const char *x[] = {"SADD", uk, room};
+        chat_key uk = chat_key_user_rooms(users[i]);
+        const char *x[] = {"SADD", uk.s, room};
         dm_ctx *d = NULL;
         if (cw->storage) {
             d = pr_calloc(1, sizeof *d);
@@ -233,34 +223,32 @@ void gc__record_dm(gc_worker *cw, const char *room, const char *a, const char *b
 void gc__when_room_subscribed(gc_worker *cw, const char *room, cm_redis_subscribed_cb done,
                                  void *arg)
 {
-    char channel[CHAT_ID_MAX + 16];
-    gc__room_channel(channel, sizeof channel, room);
-    cm_redis_when_subscribed(cw->redis, pr_view_make(channel, strlen(channel)), done, arg);
+    chat_key channel = chat_chan_room(room);
+    cm_redis_when_subscribed(cw->redis, chat_key_view(&channel), done, arg);
 }
 
 static void open_dm_in_storage(gc_worker *cw, const char *room, const char *a, const char *b,
                                const gc_join *wait)
 {
-    char key[32], ack[24];
-    gc_cmd c = {.n = 0};
-    gc__cmd_ingest(&c, key, chat_room_shard(room, strlen(room), cw->nshards), "o");
-    const char *fields[] = {"r", room, "u", a, "p", b};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        gc__cmd_adds(&c, fields[i]);
+    chat_entry e = {
+        .kind = CHAT_ENTRY_OPEN,
+        .room = pr_view_make(room, strlen(room)),
+        .user = pr_view_make(a, strlen(a)),
+        .peer = pr_view_make(b, strlen(b)),
+        .ack_id = -1,
+    };
     open_ctx *o = NULL;
-    if (wait) {
-        snprintf(ack, sizeof ack, "%lld", (long long)wait->ack_id);
-        gc__cmd_adds(&c, "g");
-        gc__cmd_adds(&c, cw->reply_channel);
-        gc__cmd_adds(&c, "s");
-        gc__cmd_adds(&c, wait->sid);
-        gc__cmd_adds(&c, "a");
-        gc__cmd_adds(&c, ack);
+    if (wait) { /* the ack's address */
+        e.reply_to = chat_key_view(&cw->reply_channel);
+        e.socket = pr_view_make(wait->sid, strlen(wait->sid));
+        e.ack_id = wait->ack_id;
         o = pr_malloc(sizeof *o + wait->e.len + 1);
         o->cw = cw;
         memcpy(o->key, wait->e.key, wait->e.len + 1);
     }
-    if (gc__cmd_send(cw, &c, o ? dm_open_cb : NULL, o) != 0) {
+    chat_xadd x;
+    if (chat_xadd_open(&x, cw->nshards, &e) != 0 ||
+        gc__redis_xadd(cw, &x, o ? dm_open_cb : NULL, o) != 0) {
         CM_WARN_RATELIMITED("event=dm_open_failed worker=%d room=%s", cw->index, room);
         if (o)
             gc__join_storage_failed(cw, o->key);

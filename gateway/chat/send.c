@@ -32,7 +32,7 @@ static void send_unavailable(gc_worker *cw, const char *sid, int64_t ack_id)
 {
     gw_socket *sock = gw_socket_find(cw->w, sid, "/");
     if (sock)
-        gc__reply_error(sock, "sendMessage", ack_id, "unavailable");
+        gc__reply_error(sock, "sendMessage", ack_id, CHAT_ERR_UNAVAILABLE);
 }
 
 static void send_failed(send_ctx *x)
@@ -50,9 +50,14 @@ static void published_cb(cm_redis *r, redisReply *rep, void *arg)
         return;
     }
     gw_socket *sock = gw_socket_find(x->cw->w, x->sid, "/");
-    if (sock)
-        gc__reply_ok(sock, x->ack_id,
-                 json_pack("{ssssss}", "id", x->id, "roomId", x->room, "createdAt", x->created));
+    if (sock && x->ack_id >= 0) {
+        chat_message m = {.id = x->id, .seq = -1, .room = x->room, .created_at = x->created};
+        pr_buf ack;
+        pr_buf_init(&ack, 512);
+        if (chat_ack_message(&ack, &m) == 0)
+            gc__ack(sock, x->ack_id, pr_buf_view(&ack)); /* {id, roomId, createdAt} */
+        pr_buf_dispose(&ack);
+    }
     send_ctx_free(x);
 }
 
@@ -109,41 +114,25 @@ static void store_subscribed(cm_redis *r, int ok, void *arg)
         store_failed(x);
         return;
     }
-    char key[32], ack[24];
-    gc_cmd c = {.n = 0};
-    gc__cmd_ingest(&c, key, chat_room_shard(x->room, strlen(x->room), cw->nshards), "m");
-    gc__cmd_adds(&c, "r");
-    gc__cmd_adds(&c, x->room);
-    gc__cmd_adds(&c, "u");
-    gc__cmd_adds(&c, x->user);
-    gc__cmd_adds(&c, "n");
-    gc__cmd_adds(&c, x->first);
-    if (x->has_last) {
-        gc__cmd_adds(&c, "l");
-        gc__cmd_adds(&c, x->last);
-    }
-    gc__cmd_adds(&c, "x");
-    gc__cmd_add(&c, x->text, x->text_len);
-    if (x->cmid[0]) {
-        gc__cmd_adds(&c, "c");
-        gc__cmd_adds(&c, x->cmid);
-    }
-    if (x->peer[0]) {
-        gc__cmd_adds(&c, "p");
-        gc__cmd_adds(&c, x->peer);
-    }
     /* the reply address even without a callback: an error (not a member,
      * clientMsgId reused) then comes back as a chatError, never silence */
-    gc__cmd_adds(&c, "g");
-    gc__cmd_adds(&c, cw->reply_channel);
-    gc__cmd_adds(&c, "s");
-    gc__cmd_adds(&c, x->sid);
-    if (x->ack_id >= 0) {
-        snprintf(ack, sizeof ack, "%lld", (long long)x->ack_id);
-        gc__cmd_adds(&c, "a");
-        gc__cmd_adds(&c, ack);
-    }
-    if (gc__cmd_send(cw, &c, store_xadd_cb, x) != 0)
+    chat_entry m = {
+        .kind = CHAT_ENTRY_MESSAGE,
+        .room = pr_view_make(x->room, strlen(x->room)),
+        .user = pr_view_make(x->user, strlen(x->user)),
+        .first_name = pr_view_make(x->first, strlen(x->first)),
+        .last_name = x->has_last ? pr_view_make(x->last, strlen(x->last)) : pr_view_make(NULL, 0),
+        .text = pr_view_make(x->text, x->text_len),
+        .client_msg_id =
+            x->cmid[0] ? pr_view_make(x->cmid, strlen(x->cmid)) : pr_view_make(NULL, 0),
+        .peer = x->peer[0] ? pr_view_make(x->peer, strlen(x->peer)) : pr_view_make(NULL, 0),
+        .reply_to = chat_key_view(&cw->reply_channel),
+        .socket = pr_view_make(x->sid, strlen(x->sid)),
+        .ack_id = x->ack_id,
+    };
+    chat_xadd xadd;
+    if (chat_xadd_message(&xadd, cw->nshards, &m) != 0 ||
+        gc__redis_xadd(cw, &xadd, store_xadd_cb, x) != 0)
         store_failed(x);
 }
 
@@ -156,22 +145,25 @@ static void send_relayed(const gc_req *q, const char *room)
     snprintf(x->sid, sizeof x->sid, "%s", q->cs->sid);
     snprintf(x->id, sizeof x->id, "%s%llx", cw->msg_prefix, (unsigned long long)++cw->msg_counter);
     snprintf(x->room, sizeof x->room, "%s", room);
-    gc__iso_time(x->created, gc__wall_ms());
+    gc__iso_time(x->created, cm_wall_ms());
 
-    json_t *msg = json_pack("{ssssssss}", "id", x->id, "roomId", room, "userId", q->uid,
-                            "firstName", q->fname);
-    if (q->a->last_name)
-        json_object_set_new(msg, "lastName", json_string(q->a->last_name));
-    json_object_set_new(msg, "text", json_stringn(q->a->text, q->a->text_len));
-    json_object_set_new(msg, "createdAt", json_string(x->created));
-    json_object_set_new(msg, "clientMsgId",
-                        q->a->client_msg_id ? json_string(q->a->client_msg_id) : json_null());
+    /* relayed, not stored: no seq, and lastName only when given */
+    chat_message m = {
+        .id = x->id,
+        .seq = -1,
+        .room = room,
+        .user = q->uid,
+        .first_name = q->fname,
+        .last_name = q->a->last_name,
+        .text = q->a->text,
+        .text_len = q->a->text_len,
+        .created_at = x->created,
+        .client_msg_id = q->a->client_msg_id,
+    };
     pr_buf_init(&x->pkt, cw->cfg->max_payload);
-    int rc = gc__encode_event(&x->pkt, "messageReceived", msg);
-    json_decref(msg);
-    if (rc != 0) {
+    if (chat_message_packet(&x->pkt, &m) != 0) {
         send_ctx_free(x);
-        gc__reply_error(q->sock, q->event, q->ack_id, "invalid payload");
+        gc__reply_error(q->sock, q->event, q->ack_id, CHAT_ERR_INVALID);
         return;
     }
     /* the sender's socket is in the room: wait until the room's channel is
@@ -206,7 +198,7 @@ void gc__on_send_message(const gc_req *q)
 {
     gc_worker *cw = q->cw;
     if (!cm_redis_ready(cw->redis)) {
-        gc__reply_error(q->sock, q->event, q->ack_id, "unavailable");
+        gc__reply_error(q->sock, q->event, q->ack_id, CHAT_ERR_UNAVAILABLE);
         return;
     }
     char room[CHAT_ID_MAX + 1];

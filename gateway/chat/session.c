@@ -170,37 +170,36 @@ void gc__accept(gc_sock *cs)
     json_decref(extra);
 }
 
-/* XADD {st}:rpc: a sync (vec NULL) or a replay above vec. */
+void gc__req_id(char out[REQ_ID_MAX], const gc_sock *cs, uint32_t gen)
+{
+    snprintf(out, REQ_ID_MAX, "%s.%u", cs->sid, gen);
+}
+
 int gc__request(gc_worker *cw, gc_sock *cs, const char *kind, const uint64_t *vec)
 {
     /* a reply names the request; only the latest counts: the generation
      * the catch-up gets below (set_phase bumps cw->gen by one) */
     char req[REQ_ID_MAX];
-    snprintf(req, sizeof req, "%s.%u", cs->sid, cw->gen + 1);
-    char max[16];
-    snprintf(max, sizeof max, "%u", cw->cfg->replay_max);
+    gc__req_id(req, cs, cw->gen + 1);
     pr_buf v;
     pr_buf_init(&v, (size_t)cw->nshards * 17 + 1);
-    gc_cmd c = {.n = 0};
-    gc__cmd_adds(&c, "XADD");
-    gc__cmd_adds(&c, "{st}:rpc");
-    gc__cmd_adds(&c, "*");
-    gc__cmd_adds(&c, "k");
-    gc__cmd_adds(&c, kind);
-    gc__cmd_adds(&c, "g");
-    gc__cmd_adds(&c, cw->reply_channel);
-    gc__cmd_adds(&c, "i");
-    gc__cmd_adds(&c, req);
-    gc__cmd_adds(&c, "u");
-    gc__cmd_add(&c, cs->user->e.key, cs->user->e.len);
+    chat_request r = {
+        .kind = !strcmp(kind, "replay") ? CHAT_RPC_REPLAY
+                : !strcmp(kind, "sync") ? CHAT_RPC_SYNC
+                                        : 0,
+        .reply_to = chat_key_view(&cw->reply_channel),
+        .req_id = pr_view_make(req, strlen(req)),
+        .user = pr_view_make(cs->user->e.key, cs->user->e.len),
+        .max = cw->cfg->replay_max,
+    };
     if (vec) {
         chat_vec_encode(&v, vec, cw->nshards);
-        gc__cmd_adds(&c, "v");
-        gc__cmd_add(&c, v.ptr ? v.ptr : "", v.len);
+        r.vector = pr_view_make(v.ptr ? v.ptr : "", v.len);
     }
-    gc__cmd_adds(&c, "m");
-    gc__cmd_adds(&c, max);
-    int rc = gc__cmd_send(cw, &c, NULL, NULL);
+    chat_xadd x;
+    int rc = chat_xadd_request(&x, &r);
+    if (rc == 0)
+        rc = gc__redis_xadd(cw, &x, NULL, NULL);
     pr_buf_dispose(&v);
     if (rc != 0)
         return rc;
@@ -225,15 +224,15 @@ static void write_record(gc_worker *cw, const gc_sock *cs, const uint64_t *vec)
 {
     pr_buf rec;
     pr_buf_init(&rec, CHAT_ID_MAX + 2 + (size_t)cw->nshards * 17);
-    pr_buf_append(&rec, cs->user->e.key, cs->user->e.len);
-    pr_buf_append_byte(&rec, '\n');
-    chat_vec_encode(&rec, vec, cw->nshards);
-    char key[PID_MAX + 16], px[24];
-    snprintf(key, sizeof key, "{c:%s}:sess", cs->pid);
-    snprintf(px, sizeof px, "%u", cw->cfg->recovery_window_s * 1000u);
-    const char *argv[] = {"SET", key, rec.ptr, "PX", px};
-    size_t lens[] = {3, strlen(key), rec.len, 2, strlen(px)};
-    cm_redis_command(cw->redis, NULL, NULL, 5, argv, lens);
+    if (chat_session_encode(&rec, pr_view_make(cs->user->e.key, cs->user->e.len), vec,
+                            cw->nshards) == 0) {
+        chat_key key = chat_key_session(cs->pid);
+        char px[24];
+        snprintf(px, sizeof px, "%u", cw->cfg->recovery_window_s * 1000u);
+        const char *argv[] = {"SET", key.s, rec.ptr, "PX", px};
+        size_t lens[] = {3, key.len, rec.len, 2, strlen(px)};
+        cm_redis_command(cw->redis, NULL, NULL, 5, argv, lens);
+    }
     pr_buf_dispose(&rec);
 }
 
@@ -260,10 +259,10 @@ void gc__go_fresh(gc_worker *cw, gc_sock *cs, int with_sync)
 
 void gc__pexpire_record(gc_worker *cw, const gc_sock *cs)
 {
-    char key[PID_MAX + 16], px[24];
-    snprintf(key, sizeof key, "{c:%s}:sess", cs->pid);
+    chat_key key = chat_key_session(cs->pid);
+    char px[24];
     snprintf(px, sizeof px, "%u", cw->cfg->recovery_window_s * 1000u);
-    const char *argv[] = {"PEXPIRE", key, px};
+    const char *argv[] = {"PEXPIRE", key.s, px};
     gc__redis_cmd(cw, NULL, NULL, 3, argv);
 }
 
@@ -271,7 +270,7 @@ void gc__pexpire_record(gc_worker *cw, const gc_sock *cs)
 static void started(gc_worker *cw, gc_sock *cs)
 {
     if (!cs->have_record && cs->record_gone && cs->offset && cw->cache_built_ms &&
-        gc__wall_ms() - cw->cache_built_ms < cw->cfg->recovery_window_s * 1000ull) {
+        cm_wall_ms() - cw->cache_built_ms < cw->cfg->recovery_window_s * 1000ull) {
         /* Redis lost its data (storage rebuilt the cache) within the
          * window, and the session records with it: the client's offset still
          * says what it has, so it recovers from that alone rather than
@@ -335,11 +334,10 @@ static void subscribed_cb(cm_redis *r, int ok, void *arg)
         subs_step(cw, cs);
 }
 
-static void wait_channel(gc_worker *cw, gc_sock *cs, const char *channel)
+static void wait_channel(gc_worker *cw, gc_sock *cs, const chat_key *channel)
 {
     cs->subs_pending++;
-    cm_redis_when_subscribed(cw->redis, pr_view_make(channel, strlen(channel)), subscribed_cb,
-                             gc__ref_new(cw, cs));
+    cm_redis_when_subscribed(cw->redis, chat_key_view(channel), subscribed_cb, gc__ref_new(cw, cs));
 }
 
 static void rooms_cb(cm_redis *r, redisReply *rep, void *arg)
@@ -354,18 +352,18 @@ static void rooms_cb(cm_redis *r, redisReply *rep, void *arg)
         if (e->type == REDIS_REPLY_STRING && chat_id_valid(e->str, e->len))
             gc__room_join(cw, cs, e->str);
     }
-    char channel[CHAT_ID_MAX + 16];
+    chat_key channel;
     cs->subs_pending = 1; /* held until every wait is registered */
     for (gc_member *m = cs->rooms; m && cs->phase == GC_STARTING; m = m->snext) {
-        gc__room_channel(channel, sizeof channel, m->room->e.key);
-        wait_channel(cw, cs, channel);
+        channel = chat_chan_room(m->room->e.key);
+        wait_channel(cw, cs, &channel);
     }
     if (cs->phase != GC_STARTING)
         return;
-    gc__user_channel(channel, sizeof channel, cs->user->e.key);
-    wait_channel(cw, cs, channel);
+    channel = chat_chan_user(cs->user->e.key);
+    wait_channel(cw, cs, &channel);
     if (cs->phase == GC_STARTING)
-        wait_channel(cw, cs, cw->reply_channel);
+        wait_channel(cw, cs, &cw->reply_channel);
     subs_step(cw, cs);
 }
 
@@ -384,12 +382,11 @@ static void record_cb(cm_redis *r, redisReply *rep, void *arg)
         cs->record_gone = 1; /* expired, never ours, or lost with Redis's data: started() */
         return;
     }
-    const char *nl = memchr(rep->str, '\n', rep->len);
-    if (!nl || !gc__view_is(pr_view_make(rep->str, (size_t)(nl - rep->str)), cs->user->e.key,
-                        cs->user->e.len))
+    pr_view user, v; /* "USER\nVECTOR" */
+    if (chat_session_decode(pr_view_make(rep->str, rep->len), &user, &v) != 0 ||
+        !gc__view_is(user, cs->user->e.key, cs->user->e.len))
         return; /* another user's pid */
     cs->rec = pr_calloc(cw->nshards, sizeof *cs->rec);
-    pr_view v = pr_view_make(nl + 1, rep->len - (size_t)(nl + 1 - rep->str));
     cs->have_record = chat_vec_decode(v, cs->rec, cw->nshards) == 0;
 }
 
@@ -404,10 +401,11 @@ static void positions_cb(cm_redis *r, redisReply *rep, void *arg)
     cs->fresh = pr_calloc(cw->nshards, sizeof *cs->fresh); /* missing shards: 0 */
     for (size_t i = 0; i + 1 < rep->elements; i += 2) {
         redisReply *k = rep->element[i], *v = rep->element[i + 1];
-        uint64_t shard, pos;
+        unsigned shard;
+        uint64_t pos;
         if (k->type == REDIS_REPLY_STRING && v->type == REDIS_REPLY_STRING &&
-            gc__parse_u64(k->str, k->len, &shard) == 0 && gc__parse_u64(v->str, v->len, &pos) == 0 &&
-            shard < cw->nshards)
+            chat_pos_decode(pr_view_make(k->str, k->len), pr_view_make(v->str, v->len), cw->nshards,
+                            &shard, &pos) == 0)
             cs->fresh[shard] = pos;
     }
 }
@@ -430,9 +428,8 @@ static void cache_cb(cm_redis *r, redisReply *rep, void *arg)
         return;
     if (rep && rep->type == REDIS_REPLY_STRING) {
         cw->cache_seen = 1;
-        uint64_t at; /* "WALL_MS REPLICA" */
-        const char *sp = memchr(rep->str, ' ', rep->len);
-        if (sp && gc__parse_u64(rep->str, (size_t)(sp - rep->str), &at) == 0)
+        uint64_t at;
+        if (chat_cache_mark_decode(pr_view_make(rep->str, rep->len), &at) == 0)
             cw->cache_built_ms = at;
     } else if (rep && rep->type == REDIS_REPLY_NIL && cw->cache_seen) {
         start_failed(cw, cs, "membership cache rebuilding"); /* rooms_cb is stale now */
@@ -453,29 +450,27 @@ void gc__start_session(gc_worker *cw, gc_sock *cs)
     const char *user = cs->user->e.key;
     int rc = 0;
     if (cs->pid) {
-        char key[PID_MAX + 16];
-        snprintf(key, sizeof key, "{c:%s}:sess", cs->pid);
-        const char *argv[] = {"GET", key};
+        chat_key key = chat_key_session(cs->pid);
+        const char *argv[] = {"GET", key.s};
         gc_ref *r = gc__ref_new(cw, cs);
         if ((rc = gc__redis_cmd(cw, record_cb, r, 2, argv)) != 0)
             pr_free(r);
     }
     if (rc == 0 && cw->cfg->recovery_window_s) {
-        const char *argv[] = {"HGETALL", "{st}:pos"};
+        const char *argv[] = {"HGETALL", CHAT_KEY_POS};
         gc_ref *r = gc__ref_new(cw, cs);
         if ((rc = gc__redis_cmd(cw, positions_cb, r, 2, argv)) != 0)
             pr_free(r);
     }
     if (rc == 0) {
-        const char *argv[] = {"GET", CHAT_CACHE_MARK_KEY};
+        const char *argv[] = {"GET", CHAT_KEY_CACHE};
         gc_ref *r = gc__ref_new(cw, cs);
         if ((rc = gc__redis_cmd(cw, cache_cb, r, 2, argv)) != 0)
             pr_free(r);
     }
     if (rc == 0) {
-        char key[CHAT_ID_MAX + 16];
-        snprintf(key, sizeof key, "{u:%s}:rooms", user);
-        const char *argv[] = {"SMEMBERS", key};
+        chat_key key = chat_key_user_rooms(user);
+        const char *argv[] = {"SMEMBERS", key.s};
         gc_ref *r = gc__ref_new(cw, cs);
         if ((rc = gc__redis_cmd(cw, rooms_cb, r, 2, argv)) != 0)
             pr_free(r);

@@ -1,7 +1,8 @@
 /*
- * util.c - the chat's small tools: string-keyed maps, clocks, channel names,
- * Redis command building, replies to the sender, and finding a socket again
- * from asynchronous work (by sid, and generation where it matters).
+ * util.c - the chat's small tools: string-keyed maps, time stamps, Redis
+ * commands and PUBLISH, replies to the sender (the objects proto renders),
+ * and finding a socket again from asynchronous work (by sid, and generation
+ * where it matters).
  */
 #include <stdio.h>
 #include <string.h>
@@ -11,12 +12,9 @@
 
 /* ---- string maps ---- */
 
-size_t gc__hash(const char *p, size_t n)
+static size_t hash(const char *p, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)p[i]) * 1099511628211ull;
-    return (size_t)h;
+    return (size_t)pr_fnv1a64(p, n);
 }
 
 void gc__map_init(gc_map *m)
@@ -28,7 +26,7 @@ void gc__map_init(gc_map *m)
 
 static gc_entry **smap_slot(gc_map *m, const char *key, size_t len)
 {
-    gc_entry **pp = &m->b[gc__hash(key, len) & (m->nb - 1)];
+    gc_entry **pp = &m->b[hash(key, len) & (m->nb - 1)];
     while (*pp && !((*pp)->len == len && !memcmp((*pp)->key, key, len)))
         pp = &(*pp)->next;
     return pp;
@@ -51,7 +49,7 @@ void gc__map_put(gc_map *m, gc_entry *e, const char *key, size_t len)
         for (size_t i = 0; i < m->nb; i++)
             for (gc_entry *x = m->b[i], *next; x; x = next) {
                 next = x->next;
-                size_t k = gc__hash(x->key, x->len) & (nb - 1);
+                size_t k = hash(x->key, x->len) & (nb - 1);
                 x->next = b[k];
                 b[k] = x;
             }
@@ -86,13 +84,6 @@ void gc__map_free(gc_map *m, void (*free_entry)(gc_entry *e))
 
 /* ---- small helpers ---- */
 
-uint64_t gc__wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 void gc__iso_time(char out[48], uint64_t ms)
 {
     time_t sec = (time_t)(ms / 1000);
@@ -101,17 +92,6 @@ void gc__iso_time(char out[48], uint64_t ms)
     snprintf(out, 48, "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1,
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
 }
-
-void gc__room_channel(char *out, size_t n, const char *room)
-{
-    snprintf(out, n, "room:{%s}", room);
-}
-
-void gc__user_channel(char *out, size_t n, const char *user)
-{
-    snprintf(out, n, "user:{%s}", user);
-}
-
 
 int gc__view_is(pr_view v, const char *s, size_t len)
 {
@@ -129,36 +109,21 @@ int gc__redis_cmd(gc_worker *cw, cm_redis_reply_cb cb, void *arg, int argc,
     return cm_redis_command(cw->redis, cb, arg, argc, argv, lens);
 }
 
-
-void gc__cmd_add(gc_cmd *c, const char *p, size_t n)
+int gc__redis_xadd(gc_worker *cw, chat_xadd *x, cm_redis_reply_cb cb, void *arg)
 {
-    c->v[c->n] = p;
-    c->l[c->n++] = n;
+    return cm_redis_command(cw->redis, cb, arg, x->argc, x->argv, x->lens);
 }
 
-void gc__cmd_adds(gc_cmd *c, const char *s)
+int gc__redis_publish(gc_worker *cw, pr_view channel, pr_view message, cm_redis_reply_cb cb,
+                      void *arg)
 {
-    gc__cmd_add(c, s, strlen(s));
+    const char *argv[] = {"PUBLISH", channel.ptr, message.ptr};
+    size_t lens[] = {7, channel.len, message.len};
+    return cm_redis_command(cw->redis, cb, arg, 3, argv, lens);
 }
 
-void gc__cmd_ingest(gc_cmd *c, char key[32], unsigned shard, const char *kind)
-{
-    snprintf(key, 32, "{i:%u}:in", shard);
-    gc__cmd_adds(c, "XADD");
-    gc__cmd_adds(c, key);
-    gc__cmd_adds(c, "*");
-    gc__cmd_adds(c, "k");
-    gc__cmd_adds(c, kind);
-}
-
-int gc__cmd_send(gc_worker *cw, gc_cmd *c, cm_redis_reply_cb cb, void *arg)
-{
-    return cm_redis_command(cw->redis, cb, arg, c->n, c->v, c->l);
-}
-
-/* PUBLISH an envelope; cb (may be NULL) gets the reply. */
-int gc__publish(gc_worker *cw, const char *room, const char *except_user,
-                       pr_view packet, cm_redis_reply_cb cb, void *arg)
+int gc__publish(gc_worker *cw, const char *room, const char *except_user, pr_view packet,
+                cm_redis_reply_cb cb, void *arg)
 {
     pr_buf env;
     pr_buf_init(&env, packet.len + 3 * CHAT_ID_MAX + 16);
@@ -167,14 +132,10 @@ int gc__publish(gc_worker *cw, const char *room, const char *except_user,
                   pr_view_make(except_user ? except_user : "", except_user ? strlen(except_user) : 0)};
     int rc = chat_env_encode(&env, &h, packet);
     if (rc == 0) {
-        char channel[CHAT_ID_MAX + 16];
-        if (!strcmp(room, ALL_ROOM))
-            snprintf(channel, sizeof channel, "%s", ALL_CHANNEL);
-        else
-            gc__room_channel(channel, sizeof channel, room);
-        const char *argv[] = {"PUBLISH", channel, env.ptr};
-        size_t lens[] = {7, strlen(channel), env.len};
-        rc = cm_redis_command(cw->redis, cb, arg, 3, argv, lens);
+        chat_key room_chan = chat_chan_room(room);
+        pr_view channel =
+            strcmp(room, CHAT_ROOM_ALL) ? chat_key_view(&room_chan) : PR_VIEW_LIT(CHAT_CHAN_ALL);
+        rc = gc__redis_publish(cw, channel, pr_buf_view(&env), cb, arg);
     }
     gw_app_count(cw->w, GC_COUNT_PUBLISHED, rc == 0);
     gw_app_count(cw->w, GC_COUNT_PUBLISH_FAILURES, rc != 0);
@@ -182,45 +143,52 @@ int gc__publish(gc_worker *cw, const char *room, const char *except_user,
     return rc;
 }
 
-/* Encodes 2["event", payload] once into buf. */
-int gc__encode_event(pr_buf *buf, const char *event, json_t *payload)
-{
-    json_t *data = json_pack("[sO]", event, payload);
-    int rc = sio_encode(buf, SIO_EVENT, "/", -1, 0, data);
-    json_decref(data);
-    return rc;
-}
-
 /* ---- replies ---- */
 
-void gc__ack_json(gw_socket *sock, int64_t id, json_t *payload)
+void gc__ack(gw_socket *sock, int64_t ack_id, pr_view obj)
 {
-    json_t *args = json_pack("[O]", payload);
-    gw_socket_ack(sock, id, args, NULL, 0);
-    json_decref(args);
+    if (ack_id < 0)
+        return;
+    pr_buf args;
+    pr_buf_init(&args, obj.len + 2);
+    if (pr_buf_append_byte(&args, '[') == 0 && pr_buf_append_view(&args, obj) == 0 &&
+        pr_buf_append_byte(&args, ']') == 0)
+        gw_socket_ack_raw(sock, ack_id, pr_buf_view(&args));
+    pr_buf_dispose(&args);
+}
+
+void gc__chat_error(gw_socket *sock, pr_view obj)
+{
+    static const char head[] = "2[\"chatError\",";
+    pr_buf pkt;
+    pr_buf_init(&pkt, sizeof head + obj.len + 1);
+    if (pr_buf_append(&pkt, head, sizeof head - 1) == 0 && pr_buf_append_view(&pkt, obj) == 0 &&
+        pr_buf_append_byte(&pkt, ']') == 0) {
+        gw_blob *b = gw_blob_sio(pr_buf_view(&pkt));
+        gw_socket_send_blob(sock, b); /* refused while the CONNECT is pending */
+        gw_blob_unref(b);
+    }
+    pr_buf_dispose(&pkt);
 }
 
 /* An error goes back as the ack when the client asked for one, else as a
  * chatError event to the sender only. */
 void gc__reply_error(gw_socket *sock, const char *event, int64_t ack_id, const char *error)
 {
-    json_t *e = json_pack("{ss}", "error", error);
+    pr_buf obj; /* escaped, a byte may take six */
+    pr_buf_init(&obj, 64 + 6 * (strlen(error) + strlen(event)));
     if (ack_id >= 0) {
-        gc__ack_json(sock, ack_id, e);
-    } else {
-        json_object_set_new(e, "event", json_string(event));
-        json_t *args = json_pack("[O]", e);
-        gw_socket_emit(sock, "chatError", args, NULL, 0, NULL, NULL);
-        json_decref(args);
+        if (chat_ack_error(&obj, error) == 0)
+            gc__ack(sock, ack_id, pr_buf_view(&obj));
+    } else if (chat_error_event(&obj, error, event) == 0) {
+        gc__chat_error(sock, pr_buf_view(&obj));
     }
-    json_decref(e);
+    pr_buf_dispose(&obj);
 }
 
-void gc__reply_ok(gw_socket *sock, int64_t ack_id, json_t *payload)
+void gc__reply_ok(gw_socket *sock, int64_t ack_id)
 {
-    if (ack_id >= 0)
-        gc__ack_json(sock, ack_id, payload);
-    json_decref(payload);
+    gc__ack(sock, ack_id, PR_VIEW_LIT(CHAT_ACK_OK));
 }
 
 /* ---- finding sockets again ---- */
@@ -259,19 +227,3 @@ gc_sock *gc__ref_take_session(gc_ref *r)
     pr_free(r);
     return cs;
 }
-
-/* Strict unsigned decimal. */
-int gc__parse_u64(const char *p, size_t n, uint64_t *out)
-{
-    if (n == 0 || n > 19)
-        return -1;
-    uint64_t x = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
-        x = x * 10 + (uint64_t)(p[i] - '0');
-    }
-    *out = x;
-    return 0;
-}
-

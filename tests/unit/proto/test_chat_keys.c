@@ -22,7 +22,6 @@ static void test_names(void)
     CHECK(!strcmp(CHAT_KEY_RPC, "{st}:rpc"));
     CHECK(!strcmp(CHAT_KEY_POS, "{st}:pos"));
     CHECK(!strcmp(CHAT_KEY_CACHE, "{st}:cache"));
-    CHECK(!strcmp(CHAT_CACHE_MARK_KEY, "{st}:cache"));
     CHECK(!strcmp(CHAT_GROUP, "storage"));
     CHECK(!strcmp(CHAT_CONSUMER_OWNER, "owner"));
 
@@ -31,6 +30,7 @@ static void test_names(void)
     K(chat_chan_gateway("node-1", 3), "gw:{node-1.3}");
     K(chat_chan_storage("host-12-00af"), "st:{host-12-00af}");
     CHECK(!strcmp(CHAT_CHAN_ALL, "chat:all"));
+    CHECK(!strcmp(CHAT_ROOM_ALL, "all"));
 
     /* presence: FNV-1a 64 of the id modulo 16 (the gateways' shards) */
     CHECK_EQ(CHAT_PRESENCE_SHARDS, 16);
@@ -113,10 +113,33 @@ static void test_values(void)
     pr_buf_dispose(&b);
 }
 
+/* {st}:pos as HGETALL returns it: one pair at a time. */
+static void test_positions(void)
+{
+    unsigned shard = 99;
+    uint64_t pos = 0;
+    CHECK_EQ(chat_pos_decode(PR_VIEW_LIT("3"), PR_VIEW_LIT("1234567890123456789"), 4, &shard, &pos),
+             0);
+    CHECK_EQ(shard, 3);
+    CHECK_EQ(pos, 1234567890123456789ull);
+    CHECK_EQ(chat_pos_decode(PR_VIEW_LIT("0"), PR_VIEW_LIT("0"), 1, &shard, &pos), 0);
+    CHECK_EQ(shard, 0);
+    CHECK_EQ(pos, 0);
+    const char *bad[][2] = {{"4", "1"},  {"", "1"},   {"1", ""},   {"-1", "1"},
+                            {"1", "+1"}, {"1", "1x"}, {"1 ", "1"}, {"1", "12345678901234567890"}};
+    shard = 99;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_EQ(chat_pos_decode(pr_view_make(bad[i][0], strlen(bad[i][0])),
+                                 pr_view_make(bad[i][1], strlen(bad[i][1])), 4, &shard, &pos),
+                 PR_EINVAL);
+    CHECK_EQ(shard, 99); /* untouched when refused */
+}
+
 int main(void)
 {
     test_names();
     test_ingest_shard();
     test_values();
+    test_positions();
     T_DONE();
 }

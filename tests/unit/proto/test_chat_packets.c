@@ -154,6 +154,39 @@ static void test_acks(void)
     json_decref(ok);
 }
 
+/* The recovery offset the gateway appends to a relayed event. */
+static void test_offset(void)
+{
+    pr_buf out;
+    pr_buf_init(&out, 4096);
+    uint64_t v[3] = {0, 17, 9007199254740991ull};
+    CHECK_EQ(chat_offset_packet(&out, PR_VIEW_LIT("2[\"messageReceived\",{\"seq\":1}]"), v, 3), 0);
+    CHECK_MEM(out.ptr, out.len, "2[\"messageReceived\",{\"seq\":1},\"0.17.9007199254740991\"]");
+
+    /* appends after what is there, and nothing when refused */
+    pr_buf_reset(&out);
+    pr_buf_append(&out, "x", 1);
+    uint64_t one = 5;
+    CHECK_EQ(chat_offset_packet(&out, PR_VIEW_LIT("2[\"e\"]"), &one, 1), 0);
+    CHECK_MEM(out.ptr, out.len, "x2[\"e\",\"5\"]");
+    size_t before = out.len;
+    CHECK_EQ(chat_offset_packet(&out, PR_VIEW_LIT("2[\"e\",{}"), &one, 1), PR_EINVAL);
+    CHECK_EQ(chat_offset_packet(&out, PR_VIEW_LIT("3[\"e\"]"), &one, 1), PR_EINVAL);
+    CHECK_EQ(chat_offset_packet(&out, PR_VIEW_LIT("2]"), &one, 1), PR_EINVAL);
+    CHECK_EQ(chat_offset_packet(&out, PR_VIEW_LIT(""), &one, 1), PR_EINVAL);
+    uint64_t huge = 1ull << 60; /* beyond what JSON numbers hold exactly */
+    CHECK(chat_offset_packet(&out, PR_VIEW_LIT("2[\"e\"]"), &huge, 1) != 0);
+    CHECK_EQ(out.len, before);
+
+    /* a buffer too small leaves it unchanged */
+    pr_buf small;
+    pr_buf_init(&small, 8);
+    CHECK_EQ(chat_offset_packet(&small, PR_VIEW_LIT("2[\"event\"]"), v, 3), PR_ETOOBIG);
+    CHECK_EQ(small.len, 0);
+    pr_buf_dispose(&small);
+    pr_buf_dispose(&out);
+}
+
 int main(void)
 {
     pr_alloc_install_jansson();
@@ -163,6 +196,7 @@ int main(void)
     test_status();
     test_events();
     test_acks();
+    test_offset();
     pr_buf_dispose(&b);
     T_DONE();
 }

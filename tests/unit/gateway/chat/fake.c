@@ -161,6 +161,12 @@ int gw_socket_ack(gw_socket *sock, int64_t id, const json_t *args, const sio_att
     return 0;
 }
 
+int gw_socket_ack_raw(gw_socket *sock, int64_t id, pr_view args)
+{
+    pr_buf_appendf(&sock->out, "ack %lld %.*s\n", (long long)id, (int)args.len, args.ptr);
+    return 0;
+}
+
 int gw_socket_accept(gw_socket *sock, const json_t *extra)
 {
     sock->accepted++;

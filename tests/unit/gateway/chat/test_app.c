@@ -90,10 +90,40 @@ static void with_storage(void)
     fake_chat_stop(&t);
 }
 
+/* The answers are proto's objects (chat_packets.h), written as text: an
+ * error without an ack callback is a chatError event naming the event, an
+ * ack carries its object as the one argument. */
+static void answers_as_text(void)
+{
+    fake_chat t;
+    const char *flags[] = {"--storage", "off", NULL};
+    fake_chat_start(&t, flags);
+    int rc;
+    gw_socket *s = fake_chat_connect(&t, "SIDC", "cai", &rc);
+    CHECK_EQ(rc, 0);
+    memset(&pkt, 0, sizeof pkt);
+    pkt.id = -1; /* no callback */
+    pkt.data = json_pack("[s{ss}]", "da\"nce", "userId", "cai");
+    gw_app_chat.on_event(s, "da\"nce", &pkt);
+    json_decref(pkt.data);
+    CHECK_EQ(fake_out_count(
+                 s, "2[\"chatError\",{\"error\":\"unknown event\",\"event\":\"da\\\"nce\"}]\n"),
+             1);
+    CHECK_EQ(fake_out_count(s, "ack "), 0);
+    pr_buf_reset(&s->out);
+    /* typing: its ack, and the showTyping packet published to the room */
+    event(s, "typing", "{\"userId\":\"cai\",\"targetUserId\":\"dan\"}");
+    CHECK_EQ(fake_out_count(s, "ack 1 [{\"ok\":true}]\n"), 1);
+    CHECK(fake_redis_find(t.r, 0, "\n2[\"showTyping\",{\"roomId\":\"dm_") >= 0);
+    fake_chat_disconnect(&t, s);
+    fake_chat_stop(&t);
+}
+
 int main(void)
 {
     without_storage();
     with_storage();
+    answers_as_text();
     CHECK_EQ(fake_blobs_live, 0);
     T_DONE();
 }

@@ -1,44 +1,12 @@
-/* Unit tests of gateway/chat/deliver.c: the recovery offset appended to
- * relayed events, and the seq filter every stored message passes before it
- * reaches a socket (on the fake transport, fake.h). */
+/* Unit tests of gateway/chat/deliver.c: the seq filter every stored message
+ * passes before it reaches a socket (on the fake transport, fake.h). The
+ * recovery offset appended to relayed events: tests/unit/proto/
+ * test_chat_packets.c. */
 #include <stdint.h>
 #include <string.h>
 
 #include "fake.h"
 #include "t.h"
-
-static void offset_packet(void)
-{
-    pr_buf out;
-    pr_buf_init(&out, 4096);
-    uint64_t v[3] = {0, 17, 9007199254740991ull};
-    CHECK_EQ(gc__offset_packet(&out, PR_VIEW_LIT("2[\"messageReceived\",{\"seq\":1}]"), v, 3),
-             0);
-    CHECK_MEM(out.ptr, out.len, "2[\"messageReceived\",{\"seq\":1},\"0.17.9007199254740991\"]");
-
-    /* appends after what is there, and nothing when refused */
-    pr_buf_reset(&out);
-    pr_buf_append(&out, "x", 1);
-    uint64_t one = 5;
-    CHECK_EQ(gc__offset_packet(&out, PR_VIEW_LIT("2[\"e\"]"), &one, 1), 0);
-    CHECK_MEM(out.ptr, out.len, "x2[\"e\",\"5\"]");
-    size_t before = out.len;
-    CHECK_EQ(gc__offset_packet(&out, PR_VIEW_LIT("2[\"e\",{}"), &one, 1), PR_EINVAL);
-    CHECK_EQ(gc__offset_packet(&out, PR_VIEW_LIT("3[\"e\"]"), &one, 1), PR_EINVAL);
-    CHECK_EQ(gc__offset_packet(&out, PR_VIEW_LIT("2]"), &one, 1), PR_EINVAL);
-    CHECK_EQ(gc__offset_packet(&out, PR_VIEW_LIT(""), &one, 1), PR_EINVAL);
-    uint64_t huge = 1ull << 60; /* beyond what JSON numbers hold exactly */
-    CHECK(gc__offset_packet(&out, PR_VIEW_LIT("2[\"e\"]"), &huge, 1) != 0);
-    CHECK_EQ(out.len, before);
-
-    /* a buffer too small leaves it unchanged */
-    pr_buf small;
-    pr_buf_init(&small, 8);
-    CHECK_EQ(gc__offset_packet(&small, PR_VIEW_LIT("2[\"event\"]"), v, 3), PR_ETOOBIG);
-    CHECK_EQ(small.len, 0);
-    pr_buf_dispose(&small);
-    pr_buf_dispose(&out);
-}
 
 /* One stored message: written once, never below what was written, and
  * with a delivered receipt unless it is the user's own. */
@@ -75,7 +43,6 @@ static void seq_filter(void)
 
 int main(void)
 {
-    offset_packet();
     seq_filter();
     T_DONE();
 }
