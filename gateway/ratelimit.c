@@ -12,10 +12,11 @@
  * Process-wide state on purpose: it is what the workers share, like the
  * hand-off inbox; nothing else in it is mutable.
  */
+#include <pthread.h>
 #include <string.h>
 
 #include "cm_tbucket.h"
-#include "gw.h"
+#include "app.h"
 
 #define RL_STRIPES 64 /* a power of two */
 

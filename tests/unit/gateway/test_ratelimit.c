@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <time.h>
 
-#include "gw.h"
+#include "app.h"
 #include "t.h"
 
 #define TAKES 2000000
