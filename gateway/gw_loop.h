@@ -8,18 +8,20 @@
  * through callbacks that the layer above hands down (scripts/check-layers.py
  * enforces the includes):
  *
+ *   app.h        (implemented above)           what applications see of the gateway
  *   gw_loop.h    loop.c theap.c pool.c blob.c  worker loop, timers, pools, blobs
  *   gw_conn.h    conn.c                        a TCP connection, its ops table
  *   gw_static.h  static.c                      files served from memory
  *   gw_http.h    http.c                        HTTP/1.1 on a connection
  *   gw_ws.h      ws.c                          WebSocket on an upgraded connection
- *   gw_engine.h  engine.c (+ app.h)            Engine.IO sessions
+ *   gw_engine.h  engine.c                      Engine.IO sessions
  *   gw_sio.h     socketio.c                    Socket.IO on a session
- *   gw_worker.h  worker.c                      accepting, the flush pass, wiring
+ *   gw_worker.h  worker.c services.c           accepting, the flush pass, wiring
  *
- * app.h, the applications' interface, sits at the engine's level: engine.c
- * and socketio.c implement it. gw.h is an umbrella for code outside the
- * transport that has not moved to app.h yet; no transport file includes it.
+ * app.h, the applications' interface, is the bottom: it includes only proto
+ * and declares what several layers implement for apps (sockets: engine.c
+ * and socketio.c; timer heaps, pools, blobs: this layer; the worker:
+ * services.c). Applications include nothing else of the gateway.
  *
  * Threading: the gateway runs one worker per event loop (one thread each).
  * Every object belongs to exactly one worker and is touched only on that

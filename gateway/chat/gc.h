@@ -6,7 +6,7 @@
  *
  * Names: gc_ types, gc__ functions shared between the files of gateway/chat
  * (never used outside it), static otherwise. The chat reaches the transport
- * only through app.h (never gw.h), and Redis through cm_redis.h. What it
+ * only through app.h (never a gw_*.h), and Redis through cm_redis.h. What it
  * writes to Redis and to clients is proto's chat contract (chat.h): key and
  * channel names (chat_keys.h), stream entries (chat_entry.h), packets and
  * ack objects (chat_packets.h).
