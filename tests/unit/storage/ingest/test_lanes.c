@@ -310,18 +310,26 @@ static void test_retire_in_front(void)
     teardown(g);
 }
 
-/* The batch behind is in the database (the second half of a split): the
- * retries make a batch behind it. */
-static void test_retire_behind_in_db(void)
+/* Lane 0 (of one, batches of 10) split into [r,a] [b,c], r to retry. */
+static st__lane *split_with_retry(st_ingest *g)
 {
-    st_ingest *g = setup(1, 10);
     st__lane *L = &g->lanes[0];
     entry *r = add(g, 0, "r");
     add(g, 0, "a");
     add(g, 0, "b");
     add(g, 0, "c");
-    st__lane_split_head(L); /* [r,a] [b,c] */
+    st__lane_split_head(L);
+    CHECK(!strcmp(ids(L->head), "r,a") && !strcmp(ids(L->tail), "b,c"));
     r->status = ST_E_RETRY;
+    return L;
+}
+
+/* The batch behind is in the database (the second half of a split): the
+ * retries make a batch behind it. */
+static void test_retire_behind_in_db(void)
+{
+    st_ingest *g = setup(1, 10);
+    st__lane *L = split_with_retry(g);
     L->tail->in_db = 1;
     st__lane_retire(L, st__lane_detach_head(L));
     CHECK_EQ(L->nbatches, 2);
@@ -338,18 +346,12 @@ static void test_retire_behind_in_db(void)
 static void test_retire_first_waiting(void)
 {
     st_ingest *g = setup(1, 10);
-    st__lane *L = &g->lanes[0];
-    entry *r = add(g, 0, "r");
-    add(g, 0, "a");
-    add(g, 0, "b");
-    add(g, 0, "c");
-    st__lane_split_head(L); /* [r,a] [b,c] */
+    st__lane *L = split_with_retry(g);
     L->head->in_db = 1;
     L->head->next->in_db = 1;
     /* a third batch waits behind both */
     add(g, 0, "d");
     CHECK_EQ(L->nbatches, 3);
-    r->status = ST_E_RETRY;
     st__lane_retire(L, st__lane_detach_head(L));
     CHECK_EQ(L->nbatches, 2);
     CHECK(!strcmp(ids(L->head), "b,c"));

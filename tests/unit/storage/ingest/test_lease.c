@@ -33,8 +33,7 @@ int cm_redis_ready(const cm_redis *r)
     return redis_up;
 }
 
-static int record(cm_redis_reply_cb cb, void *arg, int argc, const char **argv,
-                  const size_t *lens)
+static int record(cm_redis_reply_cb cb, void *arg, int argc, const char **argv, const size_t *lens)
 {
     if (redis_fail || ncmds == MAX_CMDS)
         return -1;
