@@ -42,6 +42,7 @@
 #include <sys/types.h>
 
 #include "app.h"
+#include "pr_map.h"
 #include "config.h"
 #include "eio.h"
 #include "cm_log.h"
@@ -184,8 +185,7 @@ struct gw_worker {
     const struct gw_eio_handler *eio_up;   /* the session's owner (socketio.c, or the app) */
     gw_session *poll_list;
     gw_session *session_graveyard;
-    gw_session **map; /* sid -> session, chained */
-    size_t map_size, map_count;
+    pr_map sessions; /* sid -> session (gw_session.map_link) */
     gw_tq ping_tq, pong_tq;
     /* socketio.c */
     gw_tq connect_tq;
