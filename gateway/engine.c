@@ -50,13 +50,8 @@ int gw__eio_sid_worker(pr_view sid)
 
 static void pollq_free(gw_session *s)
 {
-    while (s->pollq_head) {
-        gw_onode *n = s->pollq_head;
-        s->pollq_head = n->next;
-        gw__blob_unref(n->blob);
-        gw__onode_release(n);
-    }
-    s->pollq_tail = NULL;
+    gw__onode_release_all(s->pollq_head);
+    s->pollq_head = s->pollq_tail = NULL;
     s->pollq_bytes = 0;
 }
 

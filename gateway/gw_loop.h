@@ -42,11 +42,11 @@
 #include <sys/types.h>
 
 #include "app.h"
-#include "pr_map.h"
 #include "config.h"
 #include "eio.h"
 #include "cm_log.h"
 #include "pr.h"
+#include "pr_map.h"
 
 typedef struct gw_worker gw_worker;
 typedef struct gw_conn gw_conn;
@@ -128,6 +128,9 @@ typedef struct gw_onode {
 } gw_onode;
 gw_onode *gw__onode_alloc(void); /* zeroed, from the thread's pool (pool.c) */
 void gw__onode_release(gw_onode *n);
+/* Drops a whole queue: unrefs the blob of every node from head on and
+ * releases the nodes (the caller resets its head, tail and byte count). */
+void gw__onode_release_all(gw_onode *head);
 
 /* ---- the worker (loop.c; made and run by worker.c) --------------------------
  * One per thread. The struct holds the per-worker state of every layer, so
