@@ -12,6 +12,7 @@
 #include "cm_backoff.h"
 #include "cm_clock.h"
 #include "cm_log.h"
+#include "pr_map.h"
 
 enum { CONN_CMD = 0, CONN_SUB = 1 };
 static const char *const conn_names[] = {"cmd", "sub"};
@@ -26,7 +27,7 @@ typedef struct waiter {
 } waiter;
 
 typedef struct chan {
-    struct chan *next;
+    pr_map_entry link; /* in cm_redis.chans; first, so an entry is its chan */
     unsigned refs;
     int confirmed;       /* Redis acknowledged the SUBSCRIBE on this connection */
     uint64_t idle_since; /* refs dropped to 0 then (cm_now_ms) */
@@ -53,8 +54,7 @@ struct cm_redis {
     int nconns; /* 1, or 2 with a subscribe connection */
     int ready;  /* atomic: every connection up */
     unsigned epoch;
-    chan **chans;
-    size_t nbuckets, nchans;
+    pr_map chans; /* chan by name */
     cm_redis_message_cb on_message;
     cm_redis_event_cb on_ready;
     cm_redis_event_cb on_lost;
@@ -73,12 +73,15 @@ static void after(cm_redis *r)
 
 /* ---- channel set ---- */
 
-static chan **chan_slot(cm_redis *r, pr_view name)
+static pr_view chan_name(const pr_map_entry *e)
 {
-    chan **pp = &r->chans[pr_fnv1a64(name.ptr, name.len) & (r->nbuckets - 1)];
-    while (*pp && !((*pp)->len == name.len && !memcmp((*pp)->name, name.ptr, name.len)))
-        pp = &(*pp)->next;
-    return pp;
+    const chan *c = (const chan *)e;
+    return pr_view_make(c->name, c->len);
+}
+
+static chan *chan_find(cm_redis *r, pr_view name)
+{
+    return (chan *)pr_map_find(&r->chans, name);
 }
 
 static void chan_fire(cm_redis *r, chan *c, int ok)
@@ -95,28 +98,9 @@ static void chan_fire(cm_redis *r, chan *c, int ok)
 
 static void chan_remove(cm_redis *r, chan *c)
 {
-    chan **pp = chan_slot(r, pr_view_make(c->name, c->len));
-    if (*pp == c)
-        *pp = c->next;
-    r->nchans--;
+    pr_map_remove(&r->chans, &c->link);
     chan_fire(r, c, 0);
     pr_free(c);
-}
-
-static void chan_grow(cm_redis *r)
-{
-    size_t n = r->nbuckets * 2;
-    chan **nb = pr_calloc(n, sizeof *nb);
-    for (size_t i = 0; i < r->nbuckets; i++)
-        for (chan *c = r->chans[i], *next; c; c = next) {
-            next = c->next;
-            size_t b = pr_fnv1a64(c->name, c->len) & (n - 1);
-            c->next = nb[b];
-            nb[b] = c;
-        }
-    pr_free(r->chans);
-    r->chans = nb;
-    r->nbuckets = n;
 }
 
 /* ---- connections ---- */
@@ -156,7 +140,7 @@ static void sub_message_cb(redisAsyncContext *ac, void *reply, void *privdata)
     if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING)
         return;
     if (!strcmp(kind->str, "subscribe")) {
-        chan *c = *chan_slot(r, pr_view_make(ch->str, ch->len));
+        chan *c = chan_find(r, pr_view_make(ch->str, ch->len));
         if (c && !c->confirmed) {
             c->confirmed = 1;
             chan_fire(r, c, 1);
@@ -194,14 +178,14 @@ static void resubscribe_all(cm_redis *r)
 {
     pr_view batch[RESUB_BATCH];
     size_t n = 0;
-    for (size_t i = 0; i < r->nbuckets; i++)
-        for (chan *c = r->chans[i]; c; c = c->next) {
-            batch[n++] = pr_view_make(c->name, c->len);
-            if (n == RESUB_BATCH) {
-                sub_send(r, "SUBSCRIBE", batch, n);
-                n = 0;
-            }
+    pr_map_iter it = pr_map_iter_make(&r->chans);
+    for (pr_map_entry *e; (e = pr_map_next(&it));) {
+        batch[n++] = chan_name(e);
+        if (n == RESUB_BATCH) {
+            sub_send(r, "SUBSCRIBE", batch, n);
+            n = 0;
         }
+    }
     sub_send(r, "SUBSCRIBE", batch, n);
 }
 
@@ -233,15 +217,14 @@ static void connect_cb(const redisAsyncContext *ac, int status)
  * waiters learn it, and idle channels need no UNSUBSCRIBE. */
 static void chans_conn_lost(cm_redis *r)
 {
-    for (size_t i = 0; i < r->nbuckets; i++)
-        for (chan *c = r->chans[i], *next; c; c = next) {
-            next = c->next;
-            c->confirmed = 0;
-            if (c->refs == 0)
-                chan_remove(r, c);
-            else
-                chan_fire(r, c, 0);
-        }
+    pr_map_iter it = pr_map_iter_make(&r->chans);
+    for (chan *c; (c = (chan *)pr_map_next(&it));) {
+        c->confirmed = 0;
+        if (c->refs == 0)
+            chan_remove(r, c);
+        else
+            chan_fire(r, c, 0);
+    }
 }
 
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
@@ -250,16 +233,15 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     cm_redis *r = arg;
     uint64_t now = cm_now_ms();
-    for (size_t i = 0; i < r->nbuckets; i++)
-        for (chan *c = r->chans[i], *next; c; c = next) {
-            next = c->next;
-            /* an unconfirmed channel waits: its SUBSCRIBE is still in flight */
-            if (c->refs == 0 && c->confirmed && now - c->idle_since >= LINGER_MS) {
-                pr_view name = pr_view_make(c->name, c->len);
-                sub_send(r, "UNSUBSCRIBE", &name, 1);
-                chan_remove(r, c);
-            }
+    pr_map_iter it = pr_map_iter_make(&r->chans);
+    for (chan *c; (c = (chan *)pr_map_next(&it));) {
+        /* an unconfirmed channel waits: its SUBSCRIBE is still in flight */
+        if (c->refs == 0 && c->confirmed && now - c->idle_since >= LINGER_MS) {
+            pr_view name = chan_name(&c->link);
+            sub_send(r, "UNSUBSCRIBE", &name, 1);
+            chan_remove(r, c);
         }
+    }
 }
 
 static void disconnect_cb(const redisAsyncContext *ac, int status)
@@ -322,8 +304,7 @@ cm_redis *cm_redis_new(struct event_base *base, const pr_redis_addr *addr,
     r->after_cb = o->after_cb;
     r->after_arg = o->after_arg;
     r->seed = cm_backoff_seed(r);
-    r->nbuckets = 256;
-    r->chans = pr_calloc(r->nbuckets, sizeof *r->chans);
+    pr_map_init(&r->chans, 256, chan_name);
     r->nconns = o->on_message ? 2 : 1;
     if (r->nconns == 2) {
         r->idle_timer = event_new(base, -1, EV_PERSIST, idle_cb, r);
@@ -358,13 +339,12 @@ void cm_redis_free(cm_redis *r)
             redisAsyncFree(ac); /* pending callbacks run with NULL replies */
         }
     }
-    for (size_t i = 0; i < r->nbuckets; i++)
-        for (chan *c = r->chans[i], *next; c; c = next) {
-            next = c->next;
-            chan_fire(r, c, 0);
-            pr_free(c);
-        }
-    pr_free(r->chans);
+    pr_map_iter it = pr_map_iter_make(&r->chans);
+    for (chan *c; (c = (chan *)pr_map_next(&it));) {
+        chan_fire(r, c, 0);
+        pr_free(c);
+    }
+    pr_map_dispose(&r->chans);
     pr_free(r);
 }
 
@@ -423,15 +403,12 @@ int cm_redis_subscribe(cm_redis *r, pr_view channel)
 {
     if (r->nconns < 2)
         return PR_ESTATE;
-    chan **pp = chan_slot(r, channel);
-    chan *c = *pp;
+    chan *c = chan_find(r, channel);
     if (!c) {
         c = pr_calloc(1, sizeof *c + channel.len);
         c->len = channel.len;
         memcpy(c->name, channel.ptr, channel.len);
-        *pp = c;
-        if (++r->nchans > r->nbuckets)
-            chan_grow(r);
+        pr_map_insert(&r->chans, &c->link);
         sub_send(r, "SUBSCRIBE", &channel, 1);
     }
     c->refs++;
@@ -440,7 +417,7 @@ int cm_redis_subscribe(cm_redis *r, pr_view channel)
 
 void cm_redis_when_subscribed(cm_redis *r, pr_view channel, cm_redis_subscribed_cb done, void *arg)
 {
-    chan *c = r->nconns < 2 ? NULL : *chan_slot(r, channel);
+    chan *c = r->nconns < 2 ? NULL : chan_find(r, channel);
     if (!c || c->confirmed || !r->conn[CONN_SUB].up) {
         done(r, c && c->confirmed, arg);
         return;
@@ -462,7 +439,7 @@ void cm_redis_unsubscribe(cm_redis *r, pr_view channel)
 {
     if (r->nconns < 2)
         return;
-    chan *c = *chan_slot(r, channel);
+    chan *c = chan_find(r, channel);
     if (c && c->refs > 0 && --c->refs == 0)
         c->idle_since = cm_now_ms();
 }

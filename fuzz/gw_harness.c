@@ -106,11 +106,10 @@ gw_session *fzh_polling_session(gw_worker *w, fzh_client *cl)
                       w->app->default_path);
     FUZZ_CHECK(hn > 0 && (size_t)hn < sizeof hs);
     gw__conn_feed(cl->c, hs, (size_t)hn);
-    for (size_t i = 0; i < w->map_size; i++)
-        if (w->map[i])
-            return w->map[i];
-    FUZZ_CHECK(0);
-    return NULL;
+    pr_map_iter it = pr_map_iter_make(&w->sessions);
+    pr_map_entry *e = pr_map_next(&it);
+    FUZZ_CHECK(e != NULL);
+    return e ? GW_CONTAINER_OF(e, gw_session, map_link) : NULL;
 }
 
 /* Reads what the gateway wrote, so its writes never block. */

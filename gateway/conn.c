@@ -181,13 +181,8 @@ int gw__conn_send(gw_conn *c, const void *p, size_t n)
 
 static void out_free_all(gw_conn *c)
 {
-    while (c->out_head) {
-        gw_onode *n = c->out_head;
-        c->out_head = n->next;
-        gw__blob_unref(n->blob);
-        gw__onode_release(n);
-    }
-    c->out_tail = NULL;
+    gw__onode_release_all(c->out_head);
+    c->out_head = c->out_tail = NULL;
     c->out_bytes = 0;
 }
 

@@ -21,60 +21,18 @@ static void session_bury(gw_session *s);
 
 /* ---- session table ---- */
 
-static size_t sid_hash(pr_view sid)
+/* The sid lives in the session: the table stores no key of its own. */
+static pr_view session_sid(const pr_map_entry *e)
 {
-    return (size_t)pr_fnv1a64(sid.ptr, sid.len);
-}
-
-static void map_grow(gw_worker *w)
-{
-    size_t nsize = w->map_size ? w->map_size * 2 : 1024;
-    gw_session **nmap = pr_calloc(nsize, sizeof *nmap);
-    for (size_t i = 0; i < w->map_size; i++) {
-        gw_session *s = w->map[i];
-        while (s) {
-            gw_session *next = s->map_next;
-            size_t b = sid_hash(pr_view_make(s->sid, GW_SID_LEN)) & (nsize - 1);
-            s->map_next = nmap[b];
-            nmap[b] = s;
-            s = next;
-        }
-    }
-    pr_free(w->map);
-    w->map = nmap;
-    w->map_size = nsize;
-}
-
-static void map_insert(gw_worker *w, gw_session *s)
-{
-    if (w->map_count + 1 > w->map_size)
-        map_grow(w);
-    size_t b = sid_hash(pr_view_make(s->sid, GW_SID_LEN)) & (w->map_size - 1);
-    s->map_next = w->map[b];
-    w->map[b] = s;
-    w->map_count++;
-}
-
-static void map_remove(gw_worker *w, gw_session *s)
-{
-    size_t b = sid_hash(pr_view_make(s->sid, GW_SID_LEN)) & (w->map_size - 1);
-    for (gw_session **pp = &w->map[b]; *pp; pp = &(*pp)->map_next)
-        if (*pp == s) {
-            *pp = s->map_next;
-            w->map_count--;
-            return;
-        }
+    return pr_view_make(GW_CONTAINER_OF(e, gw_session, map_link)->sid, GW_SID_LEN);
 }
 
 gw_session *gw__eio_find(gw_worker *w, pr_view sid)
 {
-    if (sid.len != GW_SID_LEN || !w->map_size)
+    if (sid.len != GW_SID_LEN)
         return NULL;
-    size_t b = sid_hash(sid) & (w->map_size - 1);
-    for (gw_session *s = w->map[b]; s; s = s->map_next)
-        if (!memcmp(s->sid, sid.ptr, GW_SID_LEN))
-            return s;
-    return NULL;
+    pr_map_entry *e = pr_map_find(&w->sessions, sid);
+    return e ? GW_CONTAINER_OF(e, gw_session, map_link) : NULL;
 }
 
 int gw__eio_sid_worker(pr_view sid)
@@ -92,13 +50,8 @@ int gw__eio_sid_worker(pr_view sid)
 
 static void pollq_free(gw_session *s)
 {
-    while (s->pollq_head) {
-        gw_onode *n = s->pollq_head;
-        s->pollq_head = n->next;
-        gw__blob_unref(n->blob);
-        gw__onode_release(n);
-    }
-    s->pollq_tail = NULL;
+    gw__onode_release_all(s->pollq_head);
+    s->pollq_head = s->pollq_tail = NULL;
     s->pollq_bytes = 0;
 }
 
@@ -273,7 +226,7 @@ static void session_bury(gw_session *s)
 {
     gw_worker *w = s->w;
     gw__tq_del(&w->pong_tq, &s->hb);
-    map_remove(w, s);
+    pr_map_remove(&w->sessions, &s->map_link);
     s->next = w->session_graveyard;
     w->session_graveyard = s;
     gw__worker_schedule_flush(w);
@@ -544,7 +497,7 @@ static gw_session *session_new(gw_worker *w, int transport)
     s->sid[GW_SID_LEN] = '\0';
     s->w = w;
     s->transport = (uint8_t)transport;
-    map_insert(w, s);
+    pr_map_insert(&w->sessions, &s->map_link);
     GW_STAT_ADD(w, sessions_open, 1);
     GW_STAT_ADD(w, sessions_total, 1);
     return s;
@@ -733,18 +686,19 @@ void gw__eio_worker_init(gw_worker *w)
     w->ws_up = &ws_handler;
     gw__tq_init(&w->ping_tq, w, cfg->ping_interval_ms, ping_due);
     gw__tq_init(&w->pong_tq, w, cfg->ping_timeout_ms, pong_overdue);
-    map_grow(w);
+    pr_map_init(&w->sessions, 1024, session_sid);
 }
 
 void gw__eio_worker_close_all(gw_worker *w)
 {
-    for (size_t i = 0; i < w->map_size; i++)
-        while (w->map[i]) {
-            if (w->map[i]->closed)
-                session_bury(w->map[i]); /* a tombstone */
-            else
-                gw__eio_close_code(w->map[i], "server shutting down", 1001);
-        }
+    pr_map_iter it = pr_map_iter_make(&w->sessions);
+    for (pr_map_entry *e; (e = pr_map_next(&it));) {
+        gw_session *s = GW_CONTAINER_OF(e, gw_session, map_link);
+        if (!s->closed)
+            gw__eio_close_code(s, "server shutting down", 1001);
+        if (s->tombstone) /* closed, its sid kept: still in the table */
+            session_bury(s);
+    }
 }
 
 void gw__eio_worker_dispose(gw_worker *w)
@@ -752,9 +706,7 @@ void gw__eio_worker_dispose(gw_worker *w)
     gw__eio_worker_close_all(w);
     gw__tq_dispose(&w->ping_tq);
     gw__tq_dispose(&w->pong_tq);
-    pr_free(w->map);
-    w->map = NULL;
-    w->map_size = 0;
+    pr_map_dispose(&w->sessions);
 }
 
 /* ---- engine-level app API ---- */

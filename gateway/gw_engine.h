@@ -40,7 +40,7 @@ struct gw_session {
     gw_onode *pollq_head, *pollq_tail; /* packets waiting for a GET (polling) */
     size_t pollq_bytes;
     gw_tq_node hb;         /* in ping_tq (waiting to ping) or pong_tq */
-    struct gw_session *map_next;
+    pr_map_entry map_link; /* in the worker's sessions */
     struct gw_session *next; /* poll flush list or graveyard */
     gw_app_session *app;   /* owned by the app layer (socket.io) */
     char *http_token;      /* bearer token of the handshake request, until CONNECT */

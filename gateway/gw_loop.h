@@ -48,6 +48,7 @@
 #include "eio.h"
 #include "cm_log.h"
 #include "pr.h"
+#include "pr_map.h"
 
 typedef struct gw_worker gw_worker;
 typedef struct gw_conn gw_conn;
@@ -129,6 +130,9 @@ typedef struct gw_onode {
 } gw_onode;
 gw_onode *gw__onode_alloc(void); /* zeroed, from the thread's pool (pool.c) */
 void gw__onode_release(gw_onode *n);
+/* Drops a whole queue: unrefs the blob of every node from head on and
+ * releases the nodes (the caller resets its head, tail and byte count). */
+void gw__onode_release_all(gw_onode *head);
 
 /* ---- the worker (loop.c; made and run by worker.c) --------------------------
  * One per thread. The struct holds the per-worker state of every layer, so
@@ -186,8 +190,7 @@ struct gw_worker {
     const struct gw_eio_handler *eio_up;   /* the session's owner (socketio.c, or the app) */
     gw_session *poll_list;
     gw_session *session_graveyard;
-    gw_session **map; /* sid -> session, chained */
-    size_t map_size, map_count;
+    pr_map sessions; /* sid -> session (gw_session.map_link) */
     gw_tq ping_tq, pong_tq;
     /* socketio.c */
     gw_tq connect_tq;

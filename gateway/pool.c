@@ -80,3 +80,13 @@ void gw__onode_release(gw_onode *n)
 {
     gw_pool_put(&onode_pool, n);
 }
+
+void gw__onode_release_all(gw_onode *head)
+{
+    while (head) {
+        gw_onode *n = head;
+        head = n->next;
+        gw__blob_unref(n->blob);
+        gw__onode_release(n);
+    }
+}

@@ -75,10 +75,7 @@ int chat_key_ingest_shard(pr_view key, unsigned nshards, unsigned *shard)
 
 unsigned chat_presence_shard(const char *user)
 {
-    uint64_t h = 1469598103934665603ull;
-    for (const unsigned char *p = (const unsigned char *)user; *p; p++)
-        h = (h ^ *p) * 1099511628211ull;
-    return (unsigned)(h % CHAT_PRESENCE_SHARDS);
+    return (unsigned)(pr_fnv1a64(user, strlen(user)) % CHAT_PRESENCE_SHARDS);
 }
 
 chat_key chat_key_presence_on(const char *user)

@@ -43,145 +43,137 @@ int chat_json_str(pr_buf *b, const char *s, size_t n)
     return rc;
 }
 
-/* A writer that stops at the first failure; end() undoes everything then.
- * Objects are written key by key: obj() opens one, each key after the first
- * gets its comma, obj_end() ends it. */
-typedef struct {
-    pr_buf *b;
-    size_t mark;
-    int rc;
-    int first; /* no key in the open object yet */
-} w;
+/* ---- the JSON writer (chat_packets.h) ---- */
 
-static w begin(pr_buf *b)
+chat_jw chat_jw_begin(pr_buf *b)
 {
-    return (w){b, b->len, 0, 1};
+    return (chat_jw){b, b->len, 0, 1};
 }
 
-static void lit(w *x, const char *s)
+void chat_jw_lit(chat_jw *x, const char *s)
 {
     if (x->rc == 0)
         x->rc = pr_buf_append(x->b, s, strlen(s));
 }
 
-static void obj(w *x)
+void chat_jw_obj(chat_jw *x)
 {
-    lit(x, "{");
+    chat_jw_lit(x, "{");
     x->first = 1;
 }
 
-static void obj_end(w *x)
+void chat_jw_obj_end(chat_jw *x)
 {
-    lit(x, "}");
+    chat_jw_lit(x, "}");
 }
 
-/* ,"name": */
-static void key(w *x, const char *name)
+void chat_jw_key(chat_jw *x, const char *name)
 {
     if (!x->first)
-        lit(x, ",");
+        chat_jw_lit(x, ",");
     x->first = 0;
-    lit(x, "\"");
-    lit(x, name);
-    lit(x, "\":");
+    chat_jw_lit(x, "\"");
+    chat_jw_lit(x, name);
+    chat_jw_lit(x, "\":");
 }
 
-/* "name": the string (n bytes), or null when s is NULL */
-static void kstrn(w *x, const char *name, const char *s, size_t n)
+void chat_jw_strn(chat_jw *x, const char *name, const char *s, size_t n)
 {
-    key(x, name);
+    chat_jw_key(x, name);
     if (!s)
-        lit(x, "null");
+        chat_jw_lit(x, "null");
     else if (x->rc == 0)
         x->rc = chat_json_str(x->b, s, n);
 }
 
-static void kstr(w *x, const char *name, const char *s)
+void chat_jw_str(chat_jw *x, const char *name, const char *s)
 {
-    kstrn(x, name, s, s ? strlen(s) : 0);
+    chat_jw_strn(x, name, s, s ? strlen(s) : 0);
 }
 
-static void kint(w *x, const char *name, int64_t n)
+void chat_jw_int(chat_jw *x, const char *name, int64_t n)
 {
-    key(x, name);
+    chat_jw_key(x, name);
     if (x->rc == 0)
         x->rc = pr_buf_appendf(x->b, "%" PRId64, n);
 }
 
-static int end(w *x)
+int chat_jw_end(chat_jw *x)
 {
     if (x->rc != 0)
         x->b->len = x->mark;
     return x->rc;
 }
 
+/* ---- packets ---- */
+
 /* 2["event",{...}]: the object between begin_event() and end_event(). */
-static void begin_event(w *x, const char *event)
+static void begin_event(chat_jw *x, const char *event)
 {
-    lit(x, "2[\"");
-    lit(x, event);
-    lit(x, "\",");
-    obj(x);
+    chat_jw_lit(x, "2[\"");
+    chat_jw_lit(x, event);
+    chat_jw_lit(x, "\",");
+    chat_jw_obj(x);
 }
 
-static int end_event(w *x)
+static int end_event(chat_jw *x)
 {
-    obj_end(x);
-    lit(x, "]");
-    return end(x);
+    chat_jw_obj_end(x);
+    chat_jw_lit(x, "]");
+    return chat_jw_end(x);
 }
 
 /* An object of string keys kv = {name, value, ..., NULL} (a NULL value is
  * null), as the packet of event, or bare when event is NULL. */
 static int strings(pr_buf *out, const char *event, const char *const *kv)
 {
-    w x = begin(out);
+    chat_jw x = chat_jw_begin(out);
     if (event)
         begin_event(&x, event);
     else
-        obj(&x);
+        chat_jw_obj(&x);
     for (; kv[0]; kv += 2)
-        kstr(&x, kv[0], kv[1]);
+        chat_jw_str(&x, kv[0], kv[1]);
     if (event)
         return end_event(&x);
-    obj_end(&x);
-    return end(&x);
+    chat_jw_obj_end(&x);
+    return chat_jw_end(&x);
 }
 
-static void message(w *x, const chat_message *m)
+static void message(chat_jw *x, const chat_message *m)
 {
     int stored = m->seq >= 0;
-    obj(x);
-    kstr(x, "id", m->id);
+    chat_jw_obj(x);
+    chat_jw_str(x, "id", m->id);
     if (stored)
-        kint(x, "seq", m->seq);
-    kstr(x, "roomId", m->room);
-    kstr(x, "userId", m->user);
-    kstr(x, "firstName", m->first_name ? m->first_name : "");
+        chat_jw_int(x, "seq", m->seq);
+    chat_jw_str(x, "roomId", m->room);
+    chat_jw_str(x, "userId", m->user);
+    chat_jw_str(x, "firstName", m->first_name ? m->first_name : "");
     if (stored || m->last_name)
-        kstr(x, "lastName", m->last_name);
-    kstrn(x, "text", m->text, m->text_len);
-    kstr(x, "createdAt", m->created_at);
-    kstr(x, "clientMsgId", m->client_msg_id);
+        chat_jw_str(x, "lastName", m->last_name);
+    chat_jw_strn(x, "text", m->text, m->text_len);
+    chat_jw_str(x, "createdAt", m->created_at);
+    chat_jw_str(x, "clientMsgId", m->client_msg_id);
     if (m->status)
-        kstr(x, "status", m->status);
-    obj_end(x);
+        chat_jw_str(x, "status", m->status);
+    chat_jw_obj_end(x);
 }
 
 int chat_message_json(pr_buf *out, const chat_message *m)
 {
-    w x = begin(out);
+    chat_jw x = chat_jw_begin(out);
     message(&x, m);
-    return end(&x);
+    return chat_jw_end(&x);
 }
 
 int chat_message_packet(pr_buf *out, const chat_message *m)
 {
-    w x = begin(out);
-    lit(&x, "2[\"messageReceived\",");
+    chat_jw x = chat_jw_begin(out);
+    chat_jw_lit(&x, "2[\"messageReceived\",");
     message(&x, m);
-    lit(&x, "]");
-    return end(&x);
+    chat_jw_lit(&x, "]");
+    return chat_jw_end(&x);
 }
 
 int chat_offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigned n)
@@ -204,13 +196,13 @@ int chat_offset_packet(pr_buf *out, pr_view packet, const uint64_t *vec, unsigne
 
 int chat_status_packet(pr_buf *out, const chat_status *s)
 {
-    w x = begin(out);
+    chat_jw x = chat_jw_begin(out);
     begin_event(&x, "messageStatus");
-    kstr(&x, "roomId", s->room);
-    kint(&x, "seq", s->seq);
-    kstr(&x, "userId", s->user);
-    kstr(&x, "status", s->status);
-    kstr(&x, "aggregate", s->aggregate);
+    chat_jw_str(&x, "roomId", s->room);
+    chat_jw_int(&x, "seq", s->seq);
+    chat_jw_str(&x, "userId", s->user);
+    chat_jw_str(&x, "status", s->status);
+    chat_jw_str(&x, "aggregate", s->aggregate);
     return end_event(&x);
 }
 
@@ -222,11 +214,11 @@ int chat_typing_packet(pr_buf *out, const char *room, const char *user, const ch
 
 int chat_presence_packet(pr_buf *out, const char *user, int online)
 {
-    w x = begin(out);
+    chat_jw x = chat_jw_begin(out);
     begin_event(&x, "presence");
-    kstr(&x, "userId", user);
-    key(&x, "online");
-    lit(&x, online ? "true" : "false");
+    chat_jw_str(&x, "userId", user);
+    chat_jw_key(&x, "online");
+    chat_jw_lit(&x, online ? "true" : "false");
     return end_event(&x);
 }
 
@@ -245,17 +237,17 @@ int chat_room_removed_packet(pr_buf *out, const char *room)
 int chat_ack_message(pr_buf *out, const chat_message *m)
 {
     int stored = m->seq >= 0;
-    w x = begin(out);
-    obj(&x);
-    kstr(&x, "id", m->id);
+    chat_jw x = chat_jw_begin(out);
+    chat_jw_obj(&x);
+    chat_jw_str(&x, "id", m->id);
     if (stored)
-        kint(&x, "seq", m->seq);
-    kstr(&x, "roomId", m->room);
-    kstr(&x, "createdAt", m->created_at);
+        chat_jw_int(&x, "seq", m->seq);
+    chat_jw_str(&x, "roomId", m->room);
+    chat_jw_str(&x, "createdAt", m->created_at);
     if (stored)
-        kstr(&x, "status", "sent");
-    obj_end(&x);
-    return end(&x);
+        chat_jw_str(&x, "status", "sent");
+    chat_jw_obj_end(&x);
+    return chat_jw_end(&x);
 }
 
 int chat_ack_room(pr_buf *out, const char *room)

@@ -21,6 +21,38 @@
 int chat_json_str(pr_buf *out, const char *s, size_t n);
 
 /*
+ * The writer every packet below is written with, for any other JSON object
+ * of the chat (storage's batch for chat_batch, its receipts): it stops at
+ * the first failure, and chat_jw_end() then takes back everything appended
+ * since chat_jw_begin(). Objects are written key by key: chat_jw_obj() opens
+ * one, each key after the first gets its comma, chat_jw_obj_end() ends it.
+ *
+ *   chat_jw x = chat_jw_begin(out);
+ *   chat_jw_obj(&x);
+ *   chat_jw_str(&x, "roomId", room);
+ *   chat_jw_int(&x, "seq", seq);
+ *   chat_jw_obj_end(&x);
+ *   return chat_jw_end(&x);
+ */
+typedef struct {
+    pr_buf *b;
+    size_t mark;
+    int rc;    /* the first failure */
+    int first; /* no key in the open object yet */
+} chat_jw;
+
+chat_jw chat_jw_begin(pr_buf *out);
+void chat_jw_lit(chat_jw *x, const char *s); /* s as it is */
+void chat_jw_obj(chat_jw *x);
+void chat_jw_obj_end(chat_jw *x);
+void chat_jw_key(chat_jw *x, const char *name); /* [,]"name": */
+/* "name": the string (n bytes), or null when s is NULL */
+void chat_jw_strn(chat_jw *x, const char *name, const char *s, size_t n);
+void chat_jw_str(chat_jw *x, const char *name, const char *s);
+void chat_jw_int(chat_jw *x, const char *name, int64_t n);
+int chat_jw_end(chat_jw *x); /* 0, or the failure (out as it was at begin) */
+
+/*
  * A message as clients see it. Stored (seq >= 1), every key is there, in
  * this order, null when absent:
  *   {id, seq, roomId, userId, firstName, lastName, text, createdAt, clientMsgId}

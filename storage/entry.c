@@ -66,12 +66,15 @@ static int receipts_json(entry *e, const chat_entry *ce, const chat_entry_ctx *c
     int64_t seq;
     int rc;
     while ((rc = chat_entry_receipt_next(ce, ctx, &it, &kind, &room, &user, &seq)) == 1) {
-        if ((out.len && pr_buf_append_byte(&out, ',') != 0) ||
-            pr_buf_append(&out, "{\"r\":", 5) != 0 ||
-            chat_json_str(&out, room.ptr, room.len) != 0 ||
-            pr_buf_append(&out, ",\"u\":", 5) != 0 ||
-            chat_json_str(&out, user.ptr, user.len) != 0 ||
-            pr_buf_appendf(&out, ",\"%c\":%lld}", kind == 'd' ? 'd' : 's', (long long)seq) != 0) {
+        chat_jw x = chat_jw_begin(&out);
+        if (out.len)
+            chat_jw_lit(&x, ",");
+        chat_jw_obj(&x);
+        chat_jw_strn(&x, "r", room.ptr, room.len);
+        chat_jw_strn(&x, "u", user.ptr, user.len);
+        chat_jw_int(&x, kind == 'd' ? "d" : "s", seq);
+        chat_jw_obj_end(&x);
+        if (chat_jw_end(&x) != 0) {
             rc = -1;
             break;
         }
@@ -146,59 +149,32 @@ int st__entry_batch_json(st__entry *const *ents, size_t n, pr_buf *msgs, pr_buf 
         }
         if ((e->kind != 'm' && e->kind != 'o') || e->status != ST_E_NONE)
             continue;
+        chat_jw x = chat_jw_begin(msgs);
         if (!first_m)
-            rc = pr_buf_append_byte(msgs, ',');
+            chat_jw_lit(&x, ",");
         first_m = 0;
+        chat_jw_obj(&x);
+        chat_jw_int(&x, "o", (int64_t)i);
+        chat_jw_int(&x, "sh", e->shard);
         if (e->kind == 'o') { /* {o, sh, k: "o", r, u, p} */
-            if (rc == 0)
-                rc = pr_buf_appendf(msgs, "{\"o\":%zu,\"sh\":%u,\"k\":\"o\",\"r\":", i, e->shard);
-            if (rc == 0)
-                rc = chat_json_str(msgs, e->r, strlen(e->r));
-            if (rc == 0)
-                rc = pr_buf_append(msgs, ",\"u\":", 5);
-            if (rc == 0)
-                rc = chat_json_str(msgs, e->u, strlen(e->u));
-            if (rc == 0)
-                rc = pr_buf_append(msgs, ",\"p\":", 5);
-            if (rc == 0)
-                rc = chat_json_str(msgs, e->p, strlen(e->p));
-            if (rc == 0)
-                rc = pr_buf_append_byte(msgs, '}');
-            continue;
+            chat_jw_str(&x, "k", "o");
+            chat_jw_str(&x, "r", e->r);
+            chat_jw_str(&x, "u", e->u);
+            chat_jw_str(&x, "p", e->p);
+        } else { /* {o, sh, r, u, n, [l], x, [c], [p]} */
+            chat_jw_str(&x, "r", e->r);
+            chat_jw_str(&x, "u", e->u);
+            chat_jw_str(&x, "n", e->n);
+            if (e->l)
+                chat_jw_str(&x, "l", e->l);
+            chat_jw_strn(&x, "x", e->x, e->x_len);
+            if (e->c)
+                chat_jw_str(&x, "c", e->c);
+            if (e->p)
+                chat_jw_str(&x, "p", e->p);
         }
-        if (rc == 0)
-            rc = pr_buf_appendf(msgs, "{\"o\":%zu,\"sh\":%u,\"r\":", i, e->shard);
-        if (rc == 0)
-            rc = chat_json_str(msgs, e->r, strlen(e->r));
-        if (rc == 0)
-            rc = pr_buf_append(msgs, ",\"u\":", 5);
-        if (rc == 0)
-            rc = chat_json_str(msgs, e->u, strlen(e->u));
-        if (rc == 0)
-            rc = pr_buf_append(msgs, ",\"n\":", 5);
-        if (rc == 0)
-            rc = chat_json_str(msgs, e->n, strlen(e->n));
-        if (rc == 0 && e->l) {
-            rc = pr_buf_append(msgs, ",\"l\":", 5);
-            if (rc == 0)
-                rc = chat_json_str(msgs, e->l, strlen(e->l));
-        }
-        if (rc == 0)
-            rc = pr_buf_append(msgs, ",\"x\":", 5);
-        if (rc == 0)
-            rc = chat_json_str(msgs, e->x, e->x_len);
-        if (rc == 0 && e->c) {
-            rc = pr_buf_append(msgs, ",\"c\":", 5);
-            if (rc == 0)
-                rc = chat_json_str(msgs, e->c, strlen(e->c));
-        }
-        if (rc == 0 && e->p) {
-            rc = pr_buf_append(msgs, ",\"p\":", 5);
-            if (rc == 0)
-                rc = chat_json_str(msgs, e->p, strlen(e->p));
-        }
-        if (rc == 0)
-            rc = pr_buf_append_byte(msgs, '}');
+        chat_jw_obj_end(&x);
+        rc = chat_jw_end(&x);
     }
     if (rc == 0)
         rc = pr_buf_append(msgs, "]", 2); /* with the NUL libpq wants */

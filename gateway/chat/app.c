@@ -363,8 +363,8 @@ static void chat_worker_dispose(gw_worker *w, void *state)
     cm_redis_free(cw->redis); /* pending callbacks run now, with NULL replies */
     if (cw->storage)
         storage_dispose(cw);
-    pr_free(cw->rooms.b);
-    pr_free(cw->users.b);
+    pr_map_dispose(&cw->rooms);
+    pr_map_dispose(&cw->users);
     pr_free(cw);
 }
 

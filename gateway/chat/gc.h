@@ -64,6 +64,7 @@
 #include "cm_tbucket.h"
 #include "config.h"
 #include "pr.h"
+#include "pr_map.h"
 
 #define PID_LEN 22       /* 132 random bits, base64url */
 #define PID_MAX 64       /* longest pid accepted from a client */
@@ -73,17 +74,15 @@
 typedef struct gc_member gc_member;
 typedef struct gc_sock gc_sock;
 
-/* An entry of a string-keyed map (rooms, users, receipts). */
+/* An entry of a map that owns copies of its keys (rooms, users, receipts,
+ * joins): a pr_map whose records start with a gc_entry. */
 typedef struct gc_entry {
-    struct gc_entry *next;
+    pr_map_entry link;
     size_t len;
     char *key; /* NUL-terminated, owned */
 } gc_entry;
 
-typedef struct {
-    gc_entry **b;
-    size_t nb, n;
-} gc_map;
+typedef pr_map gc_map;
 
 typedef struct {
     gc_entry e;

@@ -207,9 +207,9 @@ void gc__presence_tick(evutil_socket_t fd, short what, void *arg)
     (void)what;
     gc_worker *cw = arg;
     if (cm_redis_ready(cw->redis)) {
-        for (size_t i = 0; i < cw->users.nb; i++)
-            for (gc_entry *e = cw->users.b[i]; e; e = e->next)
-                gc__presence_update(cw, e->key, 1);
+        pr_map_iter it = pr_map_iter_make(&cw->users);
+        for (gc_entry *e; (e = (gc_entry *)pr_map_next(&it));)
+            gc__presence_update(cw, e->key, 1);
         char now[24];
         snprintf(now, sizeof now, "%llu", (unsigned long long)cm_wall_ms());
         for (unsigned s = 0; s < CHAT_PRESENCE_SHARDS; s++) {

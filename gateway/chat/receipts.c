@@ -126,25 +126,20 @@ void gc__receipt_flush(evutil_socket_t fd, short what, void *arg)
         receipt_arm(cw); /* kept until Redis is back: watermarks only move forward */
         return;
     }
-    for (size_t i = 0; i < cw->receipts.nb; i++) {
-        gc_entry *e = cw->receipts.b[i];
-        cw->receipts.b[i] = NULL;
-        while (e) {
-            gc_entry *next = e->next;
-            gc_receipt *r = (gc_receipt *)e;
-            pr_view room = pr_view_make(e->key, r->room_len);
-            pr_view user = pr_view_make(e->key + r->room_len + 1, e->len - r->room_len - 1);
-            unsigned shard = chat_room_shard(room.ptr, room.len, cw->nshards);
-            if (r->delivered)
-                receipt_line(cw, shard, 0, room, user, r->delivered);
-            if (r->seen)
-                receipt_line(cw, shard, 1, room, user, r->seen);
-            pr_free(e->key);
-            pr_free(r);
-            e = next;
-        }
+    pr_map_iter it = pr_map_iter_make(&cw->receipts);
+    for (gc_receipt *r; (r = (gc_receipt *)pr_map_next(&it));) {
+        gc_entry *e = &r->e;
+        pr_map_remove(&cw->receipts, &e->link);
+        pr_view room = pr_view_make(e->key, r->room_len);
+        pr_view user = pr_view_make(e->key + r->room_len + 1, e->len - r->room_len - 1);
+        unsigned shard = chat_room_shard(room.ptr, room.len, cw->nshards);
+        if (r->delivered)
+            receipt_line(cw, shard, 0, room, user, r->delivered);
+        if (r->seen)
+            receipt_line(cw, shard, 1, room, user, r->seen);
+        pr_free(e->key);
+        pr_free(r);
     }
-    cw->receipts.n = 0;
     for (unsigned s = 0; s < cw->nshards; s++)
         receipt_send(cw, s);
 }

@@ -12,74 +12,43 @@
 
 /* ---- string maps ---- */
 
-static size_t hash(const char *p, size_t n)
+static pr_view entry_key(const pr_map_entry *e)
 {
-    return (size_t)pr_fnv1a64(p, n);
+    const gc_entry *x = (const gc_entry *)e;
+    return pr_view_make(x->key, x->len);
 }
 
 void gc__map_init(gc_map *m)
 {
-    m->nb = 256;
-    m->n = 0;
-    m->b = pr_calloc(m->nb, sizeof *m->b);
-}
-
-static gc_entry **smap_slot(gc_map *m, const char *key, size_t len)
-{
-    gc_entry **pp = &m->b[hash(key, len) & (m->nb - 1)];
-    while (*pp && !((*pp)->len == len && !memcmp((*pp)->key, key, len)))
-        pp = &(*pp)->next;
-    return pp;
+    pr_map_init(m, 256, entry_key);
 }
 
 gc_entry *gc__map_get(gc_map *m, const char *key, size_t len)
 {
-    return *smap_slot(m, key, len);
+    return (gc_entry *)pr_map_find(m, pr_view_make(key, len));
 }
 
 void gc__map_put(gc_map *m, gc_entry *e, const char *key, size_t len)
 {
     e->key = pr_strndup(key, len);
     e->len = len;
-    e->next = NULL;
-    *smap_slot(m, key, len) = e;
-    if (++m->n > m->nb) {
-        size_t nb = m->nb * 2;
-        gc_entry **b = pr_calloc(nb, sizeof *b);
-        for (size_t i = 0; i < m->nb; i++)
-            for (gc_entry *x = m->b[i], *next; x; x = next) {
-                next = x->next;
-                size_t k = hash(x->key, x->len) & (nb - 1);
-                x->next = b[k];
-                b[k] = x;
-            }
-        pr_free(m->b);
-        m->b = b;
-        m->nb = nb;
-    }
+    pr_map_insert(m, &e->link);
 }
 
 void gc__map_del(gc_map *m, gc_entry *e)
 {
-    gc_entry **pp = smap_slot(m, e->key, e->len);
-    if (*pp == e) {
-        *pp = e->next;
-        m->n--;
-    }
+    pr_map_remove(m, &e->link);
     pr_free(e->key);
 }
 
 void gc__map_free(gc_map *m, void (*free_entry)(gc_entry *e))
 {
-    for (size_t i = 0; i < m->nb; i++)
-        for (gc_entry *e = m->b[i], *next; e; e = next) {
-            next = e->next;
-            pr_free(e->key);
-            free_entry(e);
-        }
-    pr_free(m->b);
-    m->b = NULL;
-    m->n = m->nb = 0;
+    pr_map_iter it = pr_map_iter_make(m);
+    for (gc_entry *e; (e = (gc_entry *)pr_map_next(&it));) {
+        pr_free(e->key);
+        free_entry(e);
+    }
+    pr_map_dispose(m);
 }
 
 /* ---- small helpers ---- */
