@@ -1,4 +1,4 @@
-// A small run of the load generator (tests/load/chat-load.c), so the tool
+// A small run of the load generator (tests/load/main.c), so the tool
 // the benchmarks rely on keeps working: two gateways (relay only) and then
 // the durable path (storage), each with pairs of users split across both
 // gateways. chat-load itself checks that every acked message reached its

@@ -1,4 +1,4 @@
-// The load generator (tests/load/chat-load.c) checked against the stock
+// The load generator (tests/load/main.c) checked against the stock
 // client: its own Engine.IO/Socket.IO code must see what socket.io-client
 // sees. Each workload runs with socket.io-client sockets in the same room,
 // on both gateways; they must count exactly the deliveries chat-load claims

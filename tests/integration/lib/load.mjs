@@ -1,4 +1,4 @@
-// Runs the load generator (tests/load/chat-load.c) and parses its output:
+// Runs the load generator (tests/load/main.c) and parses its output:
 // the summary is the last line of stdout, key=value pairs; the lines before
 // it (ready, measure_start, measure_end) go to onLine as they come.
 
