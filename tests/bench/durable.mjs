@@ -4,7 +4,7 @@
 //   node tests/bench/durable.mjs [--rates 5000,10000,...] [--duration S] [--conns N]
 //                                [--procs P] [--bulk N] [--gateway-args "..."]
 //                                [--storage-args "..."] [--pg-args "name=value ..."]
-//                                [--pg-stats]
+//                                [--pg-stats] [--budget] [--group N [--senders K]]
 //
 // (--rates '' runs only the bulk measurement.)
 //
@@ -20,16 +20,34 @@
 // streams before chat-storage starts, and the time until all are committed
 // gives its ceiling without the gateway and the load generator on the CPU.
 //
+// --budget measures each rate's measured window (chat-load's measure_start
+// to measure_end) and prints, per durable message stored in it: server CPU
+// by process (utime+stime from /proc, each process with its descendants, the
+// children it reaped included: gateway, Redis, chat-storage, PostgreSQL
+// postmaster and backends), Redis commands (INFO commandstats deltas) and
+// their usec_per_call, PostgreSQL transactions, rows inserted/updated per
+// table and WAL, and storage's batches. With --pg-stats too, the statements
+// are reset at measure_start, so they cover the window alone. Run one rate
+// per invocation for a fresh stack per rate.
+//
+// --group N replaces the direct rooms with one group room of N members
+// (created in PostgreSQL and in the membership cache before each rate), all
+// of them online with the room open (chat-load --mode room, N connections),
+// the first K (--senders, default 10) sending: the cost of a message that
+// N-1 members receive, to compare with a DM's.
+//
 // Everything shares the machine's cores with the load generator; the
 // figures go to docs/benchmarks.md with the machine details.
 
 import { spawn } from 'node:child_process';
+import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { httpRequest, startGateway, sleep } from '../integration/lib/harness.mjs';
 import { runChatLoad } from '../integration/lib/load.mjs';
 import {
   TEST_SECRET,
+  redisCommand,
   startPostgres,
   startRedis,
   startStorage,
@@ -47,21 +65,169 @@ const procs = Number(arg('--procs', '2'));
 const bulk = Number(arg('--bulk', '0'));
 const gatewayExtra = arg('--gateway-args', '').split(' ').filter(Boolean);
 const storageExtra = arg('--storage-args', '').split(' ').filter(Boolean);
+const group = Number(arg('--group', '0'));
+const senders = Number(arg('--senders', '10'));
 // --pg-stats: after each rate, the statements that took PostgreSQL the
 // longest during it (pg_stat_statements, nested statements of chat_batch
 // included); --pg-args: extra postgres settings ("name=value name=value")
 const pgStats = args.includes('--pg-stats');
+const budget = args.includes('--budget');
 const pgExtra = [
   ...(pgStats ? ['shared_preload_libraries=pg_stat_statements', 'pg_stat_statements.track=all'] : []),
   ...arg('--pg-args', '').split(' ').filter(Boolean),
 ].flatMap((a) => ['-c', a]);
 const shards = 8;
-async function runLoad(target, rate, prefix) {
+async function runLoad(target, rate, prefix, onLine, room) {
   const r = await runChatLoad([
-    '--target', target, '--secret', TEST_SECRET, '--conns', String(conns), '--procs', String(procs),
+    '--target', target, '--secret', TEST_SECRET, '--conns', String(room ? group : conns), '--procs', String(procs),
     '--rate', String(rate), '--warmup', '2', '--duration', String(duration), '--prefix', prefix,
-  ], { inheritStderr: true });
+    ...(room ? ['--mode', 'room', '--room', room, '--senders', String(senders)] : []),
+  ], { inheritStderr: true, onLine });
   return { code: r.code, ...r.kv };
+}
+
+// ---------------------------------------------------------------- --budget
+
+const TICK = 100; // USER_HZ: /proc/PID/stat counts CPU in 1/100 s
+
+// CPU seconds of `pid` and its descendants: each live process's utime+stime
+// plus cutime+cstime (its reaped children: a backend that exits inside the
+// window is counted by its parent's cutime at the end). Threads are in their
+// process's counters.
+function treeCpu(pid) {
+  const stats = new Map();
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = readFileSync(`/proc/${e}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      // f[1] ppid, f[11..14] utime stime cutime cstime
+      stats.set(Number(e), { ppid: Number(f[1]), cpu: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
+    } catch {
+      // exited meanwhile
+    }
+  }
+  let sum = 0;
+  const todo = [pid];
+  while (todo.length) {
+    const p = todo.pop();
+    sum += stats.get(p)?.cpu ?? 0;
+    for (const [c, s] of stats) if (s.ppid === p) todo.push(c);
+  }
+  return sum / TICK;
+}
+
+function machineCpu() {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+  // user nice system idle iowait irq softirq steal. Busy is what is not idle:
+  // the idle time is exact, the user/system ticks are samples that miss the
+  // short bursts of a lightly loaded machine.
+  return { idle: (f[3] + f[4]) / TICK, steal: f[7] / TICK };
+}
+
+function commandstats(text) {
+  const out = {};
+  for (const m of String(text).matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) out[m[1]] = { calls: Number(m[2]), usec: Number(m[3]) };
+  return out;
+}
+
+function metricsOf(text) {
+  const out = {};
+  for (const m of String(text).matchAll(/^(chat_storage_[a-z_]+(?:_sum|_count|_total)?) ([0-9.e+-]+)$/gm)) out[m[1]] = Number(m[2]);
+  return out;
+}
+
+const PG_SNAPSHOT = `SELECT json_build_object(
+  'db', (SELECT json_build_object('xact_commit', xact_commit, 'xact_rollback', xact_rollback, 'blks_hit', blks_hit, 'blks_read', blks_read)
+         FROM pg_stat_database WHERE datname = current_database()),
+  'wal', (SELECT json_build_object('wal_records', wal_records, 'wal_fpi', wal_fpi, 'wal_bytes', wal_bytes::bigint) FROM pg_stat_wal),
+  'tables', (SELECT json_object_agg(relname, json_build_object('ins', n_tup_ins, 'upd', n_tup_upd, 'hot', n_tup_hot_upd, 'del', n_tup_del))
+             FROM pg_stat_user_tables))`;
+
+async function snapshotDb(pg, redis, st) {
+  const [pgs, cs, met] = await Promise.all([
+    sql(pg, PG_SNAPSHOT).then(JSON.parse),
+    redisCommand(redis.port, ['INFO', 'commandstats']).then(commandstats),
+    httpRequest(`${st.url}/metrics`, { timeout: 2000 }).then((r) => metricsOf(r.text)),
+  ]);
+  return { pg: pgs, redis: cs, storage: met };
+}
+
+// chat-load: our children that are none of the servers (with its forks)
+function loadPids(pids) {
+  const servers = new Set(Object.values(pids));
+  const out = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e) || servers.has(Number(e))) continue;
+    try {
+      const st = readFileSync(`/proc/${e}/stat`, 'utf8');
+      if (Number(st.slice(st.lastIndexOf(')') + 2).split(' ')[1]) === process.pid && st.includes('(chat-load)')) out.push(Number(e));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return out;
+}
+
+function snapshotCpu(pids, load) {
+  const cpu = {};
+  for (const [name, pid] of Object.entries(pids)) cpu[name] = treeCpu(pid);
+  return { t: performance.now() / 1000, cpu, machine: machineCpu(), load: load.reduce((m, p) => m + treeCpu(p), 0) };
+}
+
+const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
+
+function printBudget(rate, a, b, c0, c1) {
+  const secs = c1.t - c0.t;
+  const msgs = b.storage.chat_storage_messages_stored_total - a.storage.chat_storage_messages_stored_total;
+  const d = (k) => (b.storage[k] ?? 0) - (a.storage[k] ?? 0);
+  console.log(`budget rate=${rate}: window ${fmt(secs, 2)} s, ${msgs} messages stored (${fmt(msgs / secs, 0)}/s), ` +
+    `${d('chat_storage_batch_entries_count')} batches (${fmt(d('chat_storage_batch_entries_sum') / d('chat_storage_batch_entries_count'))} entries/batch), ` +
+    `${d('chat_storage_receipts_applied_total')} receipts applied, ${d('chat_storage_status_events_total')} status events, ` +
+    `batch db time ${fmt(1e3 * d('chat_storage_batch_db_seconds_sum') / d('chat_storage_batch_entries_count'), 2)} ms/batch`);
+  let total = 0;
+  const parts = [];
+  for (const name of Object.keys(c0.cpu)) {
+    const s = c1.cpu[name] - c0.cpu[name];
+    total += s;
+    parts.push(`${name} ${fmt(1e6 * s / msgs, 0)} (${fmt(100 * s / secs, 0)}% of a core)`);
+  }
+  const ms = c1.machine.steal - c0.machine.steal;
+  const mt = secs * os.cpus().length;
+  const mb = mt - (c1.machine.idle - c0.machine.idle);
+  const ld = c1.load - c0.load;
+  console.log(`budget rate=${rate}: server CPU µs/message: ${parts.join(', ')}; total ${fmt(1e6 * total / msgs, 0)} ` +
+    `(${fmt(100 * total / secs, 0)}% of a core); machine busy ${fmt(100 * mb / mt, 0)}% of ${os.cpus().length} cores, ` +
+    `steal ${fmt(100 * ms / mt, 0)}%; chat-load ${fmt(1e6 * ld / msgs, 0)} µs/message (${fmt(100 * ld / secs, 0)}% of a core), ` +
+    `the rest of the machine ${fmt(1e6 * (mb - total - ld) / msgs, 0)}`);
+  const rows = [];
+  for (const [cmd, s] of Object.entries(b.redis)) {
+    const calls = s.calls - (a.redis[cmd]?.calls ?? 0);
+    const usec = s.usec - (a.redis[cmd]?.usec ?? 0);
+    if (calls > 0 && cmd !== 'info') rows.push({ cmd, calls, usec });
+  }
+  rows.sort((x, y) => y.calls - x.calls);
+  const rc = rows.reduce((m, r) => m + r.calls, 0);
+  const ru = rows.reduce((m, r) => m + r.usec, 0);
+  console.log(`budget rate=${rate}: redis commands/message ${fmt(rc / msgs, 2)}, command time ${fmt(ru / msgs, 1)} µs/message: ` +
+    rows.map((r) => `${r.cmd} ${fmt(r.calls / msgs, 2)} (${fmt(r.calls / secs, 0)}/s) x ${fmt(r.usec / r.calls, 2)} µs`).join(', ') +
+    ' (commands run inside scripts are counted on their own line too)');
+  const dbd = (k) => b.pg.db[k] - a.pg.db[k];
+  const wal = (k) => b.pg.wal[k] - a.pg.wal[k];
+  const t = (name, k) => (b.pg.tables?.[name]?.[k] ?? 0) - (a.pg.tables?.[name]?.[k] ?? 0);
+  // backends flush their counters at most once a second, so the tables'
+  // counts are per message *inserted* (the messages table's own n_tup_ins,
+  // flushed with them), not per message counted by storage
+  const ins = t('messages', 'ins');
+    // (backends flush xact_commit lazily, idle ones up to 10 s late: storage's
+  // batch count above is the number of chat_batch transactions)
+  console.log(`budget rate=${rate}: postgres ${fmt(dbd('xact_commit') / secs, 0)} commits/s (${fmt(dbd('xact_commit') / msgs, 3)}/message, lazily flushed), ` +
+    `WAL ${fmt(wal('wal_bytes') / msgs, 0)} bytes, ${fmt(wal('wal_records') / msgs, 1)} records, ${fmt(wal('wal_fpi') / msgs, 2)} full pages per message`);
+  const trow = Object.keys(b.pg.tables ?? {}).sort().map((name) => {
+    const v = ['ins', 'upd', 'hot', 'del'].map((k) => t(name, k));
+    return v.some((x) => x) ? `${name} ins ${fmt(v[0] / ins, 2)} upd ${fmt(v[1] / ins, 2)} (hot ${fmt(v[2] / ins, 2)}) del ${fmt(v[3] / ins, 2)}` : null;
+  }).filter(Boolean);
+  console.log(`budget rate=${rate}: rows per message inserted (${ins} inserted): ${trow.join('; ')}`);
 }
 
 // FNV-1a 32 of the room id modulo the shard count (proto/chat.c chat_room_shard).
@@ -139,13 +305,54 @@ async function main() {
     stop.push(() => gw.stopClean());
     const rows = [];
     let round = 0;
+    const pids = { gateway: gw.proc.pid, redis: redis.pid, storage: st.pid, postgres: pg.pid };
+    if (budget) console.log(`budget pids: ${Object.entries(pids).map(([k, v]) => `${k}=${v}`).join(' ')}`);
     for (const rate of rates) {
       if (pgStats) await sql(pg, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()');
-      const r = await runLoad(`127.0.0.1:${gw.port}`, rate, `b${round++}u`);
+      // --budget: databases sampled before the CPU at the start and after it
+      // at the end, so the sampling's own work stays out of the CPU window
+      let w = null;
+      const onLine = !budget ? undefined : (line) => {
+        if (line.startsWith('measure_start')) {
+          w = (async () => {
+            if (pgStats) await sql(pg, 'SELECT pg_stat_statements_reset()');
+            const a = await snapshotDb(pg, redis, st);
+            const load = loadPids(pids);
+            return { a, load, c0: snapshotCpu(pids, load) };
+          })();
+        } else if (line.startsWith('measure_end')) {
+          w = w.then(async (x) => ({ ...x, c1: snapshotCpu(pids, x.load), b: await snapshotDb(pg, redis, st) }));
+        }
+      };
+      const prefix = `b${round}u`;
+      const room = group > 0 ? `g_bench_${round}` : null;
+      round++;
+      if (room) {
+        // as POST /api/rooms and storage's cache would have it: the rows,
+        // then both sets of the membership cache
+        const users = Array.from({ length: group }, (_, i) => `${prefix}${i}`);
+        await sql(pg, `INSERT INTO rooms(id, kind, name, created_by) VALUES ('${room}', 'group', 'bench', '${users[0]}');
+          INSERT INTO room_members(room_id, user_id) SELECT '${room}', u FROM unnest(ARRAY['${users.join("','")}']) u`);
+        await redisCommand(redis.port, ['SADD', `{r:${room}}:members`, ...users]);
+        for (const u of users) await redisCommand(redis.port, ['SADD', `{u:${u}}:rooms`, room]);
+      }
+      const r = await runLoad(`127.0.0.1:${gw.port}`, rate, prefix, onLine, room);
       rows.push(r);
       console.log(`rate=${rate} acked/s=${r.acked_per_s} ack p50=${r.ack_p50_ms} p99=${r.ack_p99_ms} p99.9=${r.ack_p999_ms} ms; deliver p99=${r.deliver_p99_ms} ms; sent=${r.sent} acked=${r.acked} lost=${r.lost} dup=${r.dup} errors=${r.errors} exit=${r.code}`);
+      let wb = null;
+      if (w) {
+        wb = await w;
+        printBudget(rate, wb.a, wb.b, wb.c0, wb.c1);
+      }
       if (pgStats) {
-        console.log(await sql(pg, `SELECT string_agg(format('pg: %8s calls %8s ms/call %6s rows/call  %s', calls, round(mean_exec_time::numeric, 3),
+        if (wb) {
+          const msgs = wb.b.storage.chat_storage_messages_stored_total - wb.a.storage.chat_storage_messages_stored_total;
+          console.log(`pg: statements over the measured window only (${msgs} messages); per message: calls, rows, ms`);
+          console.log(await sql(pg, `SELECT string_agg(format('pg: %8s calls %8s ms/call %6s rows/call %7s calls/msg %7s rows/msg %7s ms/msg  %s', calls, round(mean_exec_time::numeric, 3),
+            round(rows::numeric / calls, 1), round(calls::numeric / ${msgs}, 3), round(rows::numeric / ${msgs}, 3), round(total_exec_time::numeric / ${msgs}, 4),
+            left(regexp_replace(query, '\\s+', ' ', 'g'), 90)), E'\\n' ORDER BY total_exec_time DESC)
+            FROM (SELECT * FROM pg_stat_statements WHERE calls > 0 AND query NOT LIKE '%pg_stat%' ORDER BY total_exec_time DESC LIMIT 15) s`));
+        } else console.log(await sql(pg, `SELECT string_agg(format('pg: %8s calls %8s ms/call %6s rows/call  %s', calls, round(mean_exec_time::numeric, 3),
           round(rows::numeric / calls, 1), left(regexp_replace(query, '\\s+', ' ', 'g'), 70)), E'\\n' ORDER BY total_exec_time DESC)
           FROM (SELECT * FROM pg_stat_statements WHERE calls > 0 ORDER BY total_exec_time DESC LIMIT 10) s`));
       }
