@@ -70,6 +70,7 @@
 #define PID_MAX 64       /* longest pid accepted from a client */
 #define REQ_ID_MAX 48    /* "SID.GEN" */
 #define RECEIPT_BUF_MAX (1u << 20) /* lines per XADD field, then another XADD */
+#define GC_PRESENCE_BATCH 200 /* users renewed per script call (presence.c) */
 
 typedef struct gc_member gc_member;
 typedef struct gc_sock gc_sock;
