@@ -251,7 +251,16 @@ static void on_membership(gc_worker *cw, pr_view msg)
     }
 }
 
-/* A1: acks of messages this worker's sockets sent, after storage's COMMIT. */
+/*
+ * A1: acks of messages this worker's sockets sent, after storage's COMMIT.
+ * An ack the client waits for gets storage's text as it came, unparsed, as
+ * M1's packets are relayed unparsed: storage wrote it (one line, checked by
+ * chat_aenv_add) with proto's ack objects, and whoever can publish on our
+ * channel can publish any M1 too. Only its shape is checked ("{...}"), so a
+ * storage gone wrong cannot put a non-object in the client's ack. Only an
+ * ack nobody waits for (id -1, rare) is parsed: its error, if any, becomes
+ * a chatError event.
+ */
 static void on_acks(gc_worker *cw, pr_view msg)
 {
     pr_view it, sid, json;
@@ -270,15 +279,17 @@ static void on_acks(gc_worker *cw, pr_view msg)
         gw_socket *sock = gw_socket_find(cw->w, s, "/");
         if (!sock)
             continue; /* gone: the client's ack callback died with it */
-        /* parsed only to be checked (and for the error of an ack nobody
-         * waits for): the client gets storage's text as it came */
+        if (json.len < 2 || json.ptr[0] != '{' || json.ptr[json.len - 1] != '}') {
+            CM_WARN_RATELIMITED("event=bad_ack worker=%d", cw->index);
+            continue;
+        }
+        if (id >= 0) {
+            gc__ack(sock, id, json);
+            continue;
+        }
         json_t *arg = json_loadb(json.ptr, json.len, 0, NULL);
         const char *error = json_string_value(json_object_get(arg, "error"));
-        if (!arg)
-            CM_WARN_RATELIMITED("event=bad_ack worker=%d", cw->index);
-        else if (id >= 0)
-            gc__ack(sock, id, json);
-        else if (error) /* no callback: the error as a chatError event */
+        if (error) /* no callback: the error as a chatError event */
             gc__reply_error(sock, "sendMessage", -1, error);
         json_decref(arg);
     }

@@ -118,6 +118,14 @@ void gc__ack(gw_socket *sock, int64_t ack_id, pr_view obj)
 {
     if (ack_id < 0)
         return;
+    char small[512]; /* a message's ack: no allocation */
+    if (obj.len + 2 <= sizeof small) {
+        small[0] = '[';
+        memcpy(small + 1, obj.ptr, obj.len);
+        small[obj.len + 1] = ']';
+        gw_socket_ack_raw(sock, ack_id, pr_view_make(small, obj.len + 2));
+        return;
+    }
     pr_buf args;
     pr_buf_init(&args, obj.len + 2);
     if (pr_buf_append_byte(&args, '[') == 0 && pr_buf_append_view(&args, obj) == 0 &&
