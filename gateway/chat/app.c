@@ -272,6 +272,7 @@ static void storage_init(gc_worker *cw)
     const gw_config *cfg = cw->cfg;
     cw->nshards = cfg->ingest_shards;
     cw->pos = pr_calloc(cw->nshards, sizeof *cw->pos);
+    pr_buf_init(&cw->relay, GC_RELAY_MAX);
     cw->reply_channel = chat_chan_gateway(cfg->node_id, (unsigned)cw->index);
     gc__receipts_init(cw);
     gw_th_init(&cw->wait_th, w, gc__wait_timeout);
@@ -299,6 +300,7 @@ static void storage_dispose(gc_worker *cw)
     gw_th_dispose(&cw->join_th);
     gc__joins_dispose(cw);
     gc__receipts_dispose(cw);
+    pr_buf_dispose(&cw->relay);
     pr_free(cw->pos);
 }
 

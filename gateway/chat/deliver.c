@@ -19,20 +19,16 @@ static gw_blob *packet_blob(pr_view packet)
 }
 
 /* The packet with vec appended as its last argument; unchanged when it does
- * not look like an event (storage's packets always do). */
+ * not look like an event (storage's packets always do). Composed in the
+ * worker's scratch (cw->relay): the blob is the only allocation. */
 static gw_blob *offset_blob(gc_worker *cw, pr_view packet, const uint64_t *vec)
 {
-    pr_buf out;
-    pr_buf_init(&out, packet.len + (size_t)cw->nshards * 17 + 8);
-    gw_blob *b;
-    if (vec && chat_offset_packet(&out, packet, vec, cw->nshards) == 0) {
-        b = packet_blob(pr_buf_view(&out));
-    } else {
-        CM_WARN_RATELIMITED("event=no_offset worker=%d len=%zu", cw->index, packet.len);
-        b = packet_blob(packet);
-    }
-    pr_buf_dispose(&out);
-    return b;
+    pr_buf *out = &cw->relay;
+    pr_buf_reset(out);
+    if (vec && chat_offset_packet(out, packet, vec, cw->nshards) == 0)
+        return packet_blob(pr_buf_view(out));
+    CM_WARN_RATELIMITED("event=no_offset worker=%d len=%zu", cw->index, packet.len);
+    return packet_blob(packet);
 }
 
 int gc__write_stored(gc_worker *cw, gc_sock *cs, gc_member *m, gw_blob *b, int64_t seq, int own)

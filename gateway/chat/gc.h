@@ -71,6 +71,7 @@
 #define REQ_ID_MAX 48    /* "SID.GEN" */
 #define RECEIPT_BUF_MAX (1u << 20) /* lines per XADD field, then another XADD */
 #define GC_PRESENCE_BATCH 200 /* users renewed per script call (presence.c) */
+#define GC_RELAY_MAX (1u << 26) /* a stored packet with its offset (deliver.c) */
 
 typedef struct gc_member gc_member;
 typedef struct gc_sock gc_sock;
@@ -200,6 +201,7 @@ typedef struct gc_worker {
     /* storage */
     unsigned nshards;
     uint64_t *pos;          /* last shard position received, per shard */
+    pr_buf relay;           /* scratch of deliver.c: a packet with its offset */
     chat_key reply_channel; /* "gw:{NODE.W}": acks and replay replies */
     uint32_t gen;
     struct event *receipt_timer; /* armed while receipts wait */
