@@ -324,6 +324,7 @@ static int chat_worker_init(gw_worker *w, void **state)
     gc__map_init(&cw->users);
     chat_dm_key(cfg->room_secret, cfg->jwt_secret, cw->room_key);
     cw->member = chat_presence_member(cfg->node_id, (unsigned)cw->index);
+    cw->presence_batch = GC_PRESENCE_BATCH;
     unsigned char rnd[6];
     RAND_bytes(rnd, sizeof rnd);
     snprintf(cw->msg_prefix, sizeof cw->msg_prefix, "%02x%02x%02x%02x%02x%02x%02x-", rnd[0],

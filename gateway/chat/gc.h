@@ -193,6 +193,7 @@ typedef struct gc_worker {
     gc_map rooms, users, receipts;
     gc_sock *socks;
     struct event *presence_timer;
+    unsigned presence_batch; /* users per renewal call: GC_PRESENCE_BATCH (tests: fewer) */
     gw_th exp_th;           /* sockets by their token's exp (jwt) */
     unsigned char room_key[32];
     chat_key member;        /* "NODE/WORKER": this worker in presence sets */

@@ -220,9 +220,8 @@ typedef struct {
     gc_worker *cw;
     int argc;
     uint8_t eval;
-    const char **argv;
-    size_t *lens;
-    char data[]; /* the arguments' bytes */
+    const char **argv; /* after lens[argc], then the arguments' bytes */
+    size_t lens[];
 } tick_ctx;
 
 static void tick_send(tick_ctx *x);
@@ -275,13 +274,12 @@ static void tick_shard(gc_worker *cw, unsigned pshard, gc_entry **users, size_t 
         bytes += strlen(fixed[i]);
     for (size_t i = 0; i < n; i++)
         bytes += users[i]->len;
-    tick_ctx *x = pr_malloc(sizeof *x + bytes + argc * (sizeof *x->argv + sizeof *x->lens));
+    tick_ctx *x = pr_malloc(sizeof *x + argc * (sizeof *x->lens + sizeof *x->argv) + bytes);
     x->cw = cw;
     x->argc = (int)argc;
     x->eval = 0;
-    x->lens = (size_t *)(void *)(x->data + bytes);
     x->argv = (const char **)(void *)(x->lens + argc);
-    char *p = x->data;
+    char *p = (char *)(x->argv + argc);
     for (size_t i = 2; i < argc; i++) {
         const char *src = i < FIXED ? fixed[i] : users[i - FIXED]->key;
         size_t len = i < FIXED ? strlen(src) : users[i - FIXED]->len;
@@ -296,7 +294,7 @@ static void tick_shard(gc_worker *cw, unsigned pshard, gc_entry **users, size_t 
 /*
  * Every third of the TTL: renew our users' entries (re-announcing users
  * Redis lost) and sweep the entries of gateways that died, with one script
- * call per presence shard (GC_PRESENCE_BATCH users a call at most), all
+ * call per presence shard (cw->presence_batch users a call at most), all
  * pipelined on the command connection: in order with the online and offline
  * updates sent before and after.
  */
@@ -332,7 +330,7 @@ void gc__presence_tick(evutil_socket_t fd, short what, void *arg)
         for (unsigned s = 0; s < CHAT_PRESENCE_SHARDS; s++) {
             size_t from = start[s], to = start[s + 1];
             do { /* at least one call: the sweep */
-                size_t m = to - from < GC_PRESENCE_BATCH ? to - from : GC_PRESENCE_BATCH;
+                size_t m = to - from < cw->presence_batch ? to - from : cw->presence_batch;
                 tick_shard(cw, s, sorted + from, m, from + m == to, expiry, now);
                 from += m;
             } while (from < to);
