@@ -265,6 +265,8 @@ void gc__map_del(gc_map *m, gc_entry *e); /* unlinks e and frees its key, not e 
 void gc__map_free(gc_map *m, void (*free_entry)(gc_entry *e));
 void gc__iso_time(char out[48], uint64_t ms);
 int gc__view_is(pr_view v, const char *s, size_t len);
+/* snprintf(dst, n, "%s", src) without the printf machinery (per message). */
+void gc__copy(char *dst, size_t n, const char *src);
 /* Redis commands; cb may be NULL. argv: NUL-terminated strings (at most 16). */
 int gc__redis_cmd(gc_worker *cw, cm_redis_reply_cb cb, void *arg, int argc, const char **argv);
 int gc__redis_xadd(gc_worker *cw, chat_xadd *x, cm_redis_reply_cb cb, void *arg);

@@ -62,6 +62,13 @@ void gc__iso_time(char out[48], uint64_t ms)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
 }
 
+void gc__copy(char *dst, size_t n, const char *src)
+{
+    size_t len = strnlen(src, n - 1);
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
 int gc__view_is(pr_view v, const char *s, size_t len)
 {
     return v.len == len && !memcmp(v.ptr, s, len);
