@@ -29,6 +29,9 @@ int chat__line_ok(pr_view v);
 /* Appends parts[0..n) to out, all or nothing. */
 int chat__append_all(pr_buf *out, const pr_view *parts, unsigned n);
 /* n in decimal in buf. */
+/* n in decimal, without snprintf (hot: offsets, envelopes); not terminated.
+ * chat__u64_dec returns the length (1 to 20). */
+size_t chat__u64_dec(char buf[20], uint64_t n);
 pr_view chat__num_view(char buf[24], int64_t n);
 
 #endif

@@ -85,10 +85,24 @@ int chat__append_all(pr_buf *out, const pr_view *parts, unsigned n)
     return PR_OK;
 }
 
+size_t chat__u64_dec(char buf[20], uint64_t n)
+{
+    char tmp[20];
+    size_t i = sizeof tmp;
+    do {
+        tmp[--i] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    memcpy(buf, tmp + i, sizeof tmp - i);
+    return sizeof tmp - i;
+}
+
 pr_view chat__num_view(char buf[24], int64_t n)
 {
-    int len = snprintf(buf, 24, "%" PRId64, n);
-    return pr_view_make(buf, (size_t)len);
+    if (n >= 0)
+        return pr_view_make(buf, chat__u64_dec(buf, (uint64_t)n));
+    buf[0] = '-';
+    return pr_view_make(buf, 1 + chat__u64_dec(buf + 1, (uint64_t)0 - (uint64_t)n));
 }
 
 int chat__line_ok(pr_view v)

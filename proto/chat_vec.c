@@ -1,7 +1,5 @@
 /* chat_vec.c - shard position vectors ("0.17.3"): recovery offsets, session
  * records and replay requests. */
-#include <inttypes.h>
-
 #include "chat.h"
 #include "chat_int.h"
 
@@ -11,10 +9,14 @@ int chat_vec_encode(pr_buf *out, const uint64_t *v, unsigned n)
         return PR_EINVAL;
     size_t mark = out->len;
     for (unsigned i = 0; i < n; i++) {
-        if (v[i] > (uint64_t)CHAT_NUM_MAX ||
-            pr_buf_appendf(out, i ? ".%" PRIu64 : "%" PRIu64, v[i]) != PR_OK) {
+        char num[21];
+        num[0] = '.';
+        size_t len = chat__u64_dec(num + 1, v[i]) + 1;
+        int rc = v[i] > (uint64_t)CHAT_NUM_MAX ? PR_EINVAL
+                                               : pr_buf_append(out, num + !i, len - !i);
+        if (rc != PR_OK) {
             out->len = mark;
-            return v[i] > (uint64_t)CHAT_NUM_MAX ? PR_EINVAL : PR_ETOOBIG;
+            return rc;
         }
     }
     return PR_OK;

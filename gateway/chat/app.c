@@ -272,6 +272,7 @@ static void storage_init(gc_worker *cw)
     const gw_config *cfg = cw->cfg;
     cw->nshards = cfg->ingest_shards;
     cw->pos = pr_calloc(cw->nshards, sizeof *cw->pos);
+    pr_buf_init(&cw->relay, GC_RELAY_MAX);
     cw->reply_channel = chat_chan_gateway(cfg->node_id, (unsigned)cw->index);
     gc__receipts_init(cw);
     gw_th_init(&cw->wait_th, w, gc__wait_timeout);
@@ -299,6 +300,7 @@ static void storage_dispose(gc_worker *cw)
     gw_th_dispose(&cw->join_th);
     gc__joins_dispose(cw);
     gc__receipts_dispose(cw);
+    pr_buf_dispose(&cw->relay);
     pr_free(cw->pos);
 }
 
@@ -322,6 +324,7 @@ static int chat_worker_init(gw_worker *w, void **state)
     gc__map_init(&cw->users);
     chat_dm_key(cfg->room_secret, cfg->jwt_secret, cw->room_key);
     cw->member = chat_presence_member(cfg->node_id, (unsigned)cw->index);
+    cw->presence_batch = GC_PRESENCE_BATCH;
     unsigned char rnd[6];
     RAND_bytes(rnd, sizeof rnd);
     snprintf(cw->msg_prefix, sizeof cw->msg_prefix, "%02x%02x%02x%02x%02x%02x%02x-", rnd[0],

@@ -19,20 +19,16 @@ static gw_blob *packet_blob(pr_view packet)
 }
 
 /* The packet with vec appended as its last argument; unchanged when it does
- * not look like an event (storage's packets always do). */
+ * not look like an event (storage's packets always do). Composed in the
+ * worker's scratch (cw->relay): the blob is the only allocation. */
 static gw_blob *offset_blob(gc_worker *cw, pr_view packet, const uint64_t *vec)
 {
-    pr_buf out;
-    pr_buf_init(&out, packet.len + (size_t)cw->nshards * 17 + 8);
-    gw_blob *b;
-    if (vec && chat_offset_packet(&out, packet, vec, cw->nshards) == 0) {
-        b = packet_blob(pr_buf_view(&out));
-    } else {
-        CM_WARN_RATELIMITED("event=no_offset worker=%d len=%zu", cw->index, packet.len);
-        b = packet_blob(packet);
-    }
-    pr_buf_dispose(&out);
-    return b;
+    pr_buf *out = &cw->relay;
+    pr_buf_reset(out);
+    if (vec && chat_offset_packet(out, packet, vec, cw->nshards) == 0)
+        return packet_blob(pr_buf_view(out));
+    CM_WARN_RATELIMITED("event=no_offset worker=%d len=%zu", cw->index, packet.len);
+    return packet_blob(packet);
 }
 
 int gc__write_stored(gc_worker *cw, gc_sock *cs, gc_member *m, gw_blob *b, int64_t seq, int own)
@@ -251,7 +247,16 @@ static void on_membership(gc_worker *cw, pr_view msg)
     }
 }
 
-/* A1: acks of messages this worker's sockets sent, after storage's COMMIT. */
+/*
+ * A1: acks of messages this worker's sockets sent, after storage's COMMIT.
+ * An ack the client waits for gets storage's text as it came, unparsed, as
+ * M1's packets are relayed unparsed: storage wrote it (one line, checked by
+ * chat_aenv_add) with proto's ack objects, and whoever can publish on our
+ * channel can publish any M1 too. Only its shape is checked ("{...}"), so a
+ * storage gone wrong cannot put a non-object in the client's ack. Only an
+ * ack nobody waits for (id -1, rare) is parsed: its error, if any, becomes
+ * a chatError event.
+ */
 static void on_acks(gc_worker *cw, pr_view msg)
 {
     pr_view it, sid, json;
@@ -270,15 +275,17 @@ static void on_acks(gc_worker *cw, pr_view msg)
         gw_socket *sock = gw_socket_find(cw->w, s, "/");
         if (!sock)
             continue; /* gone: the client's ack callback died with it */
-        /* parsed only to be checked (and for the error of an ack nobody
-         * waits for): the client gets storage's text as it came */
+        if (json.len < 2 || json.ptr[0] != '{' || json.ptr[json.len - 1] != '}') {
+            CM_WARN_RATELIMITED("event=bad_ack worker=%d", cw->index);
+            continue;
+        }
+        if (id >= 0) {
+            gc__ack(sock, id, json);
+            continue;
+        }
         json_t *arg = json_loadb(json.ptr, json.len, 0, NULL);
         const char *error = json_string_value(json_object_get(arg, "error"));
-        if (!arg)
-            CM_WARN_RATELIMITED("event=bad_ack worker=%d", cw->index);
-        else if (id >= 0)
-            gc__ack(sock, id, json);
-        else if (error) /* no callback: the error as a chatError event */
+        if (error) /* no callback: the error as a chatError event */
             gc__reply_error(sock, "sendMessage", -1, error);
         json_decref(arg);
     }

@@ -24,7 +24,7 @@ const char *gc__event_room(const gc_req *q, char *room, size_t n, int auto_join)
         return room;
     }
     if (q->a->room_id) {
-        snprintf(room, n, "%s", q->a->room_id);
+        gc__copy(room, n, q->a->room_id);
         if (!gc__membership(q->cs, room)) {
             gc__reply_error(q->sock, q->event, q->ack_id, CHAT_ERR_NOT_MEMBER);
             return NULL;

@@ -70,6 +70,8 @@
 #define PID_MAX 64       /* longest pid accepted from a client */
 #define REQ_ID_MAX 48    /* "SID.GEN" */
 #define RECEIPT_BUF_MAX (1u << 20) /* lines per XADD field, then another XADD */
+#define GC_PRESENCE_BATCH 200 /* users renewed per script call (presence.c) */
+#define GC_RELAY_MAX (1u << 26) /* a stored packet with its offset (deliver.c) */
 
 typedef struct gc_member gc_member;
 typedef struct gc_sock gc_sock;
@@ -191,6 +193,7 @@ typedef struct gc_worker {
     gc_map rooms, users, receipts;
     gc_sock *socks;
     struct event *presence_timer;
+    unsigned presence_batch; /* users per renewal call: GC_PRESENCE_BATCH (tests: fewer) */
     gw_th exp_th;           /* sockets by their token's exp (jwt) */
     unsigned char room_key[32];
     chat_key member;        /* "NODE/WORKER": this worker in presence sets */
@@ -199,6 +202,7 @@ typedef struct gc_worker {
     /* storage */
     unsigned nshards;
     uint64_t *pos;          /* last shard position received, per shard */
+    pr_buf relay;           /* scratch of deliver.c: a packet with its offset */
     chat_key reply_channel; /* "gw:{NODE.W}": acks and replay replies */
     uint32_t gen;
     struct event *receipt_timer; /* armed while receipts wait */
@@ -261,6 +265,8 @@ void gc__map_del(gc_map *m, gc_entry *e); /* unlinks e and frees its key, not e 
 void gc__map_free(gc_map *m, void (*free_entry)(gc_entry *e));
 void gc__iso_time(char out[48], uint64_t ms);
 int gc__view_is(pr_view v, const char *s, size_t len);
+/* snprintf(dst, n, "%s", src) without the printf machinery (per message). */
+void gc__copy(char *dst, size_t n, const char *src);
 /* Redis commands; cb may be NULL. argv: NUL-terminated strings (at most 16). */
 int gc__redis_cmd(gc_worker *cw, cm_redis_reply_cb cb, void *arg, int argc, const char **argv);
 int gc__redis_xadd(gc_worker *cw, chat_xadd *x, cm_redis_reply_cb cb, void *arg);

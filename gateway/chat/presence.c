@@ -28,34 +28,62 @@ static const char presence_offline_lua[] =
     "redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])\n"
     "return redis.call('ZCARD', KEYS[1])\n";
 
-/* Entries past their expiry belong to gateways that died: drop them and
- * return the users left with no live entry. Keys built here share KEYS[1]'s
- * hash tag, so the script stays within one slot. */
-static const char presence_sweep_lua[] =
-    "local gone = {}\n"
-    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 500)\n"
-    "for _, e in ipairs(due) do\n"
-    "  redis.call('ZREM', KEYS[1], e)\n"
-    "  local sp = string.find(e, ' ', 1, true)\n"
-    "  if sp then\n"
-    "    local uid = string.sub(e, 1, sp - 1)\n"
-    "    local on = ARGV[2] .. uid\n"
-    "    redis.call('ZREM', on, string.sub(e, sp + 1))\n"
-    "    redis.call('ZREMRANGEBYSCORE', on, '-inf', ARGV[1])\n"
-    "    if redis.call('ZCARD', on) == 0 then table.insert(gone, uid) end\n"
+/*
+ * One presence shard's tick, for one worker: renews the listed users'
+ * entries (ARGV[6..]), then, when ARGV[5] is "1", sweeps the shard's entries
+ * past their expiry (gateways that died). KEYS[1] = {pN}:exp; ARGV: member,
+ * expiry, now, the on-key prefix {pN}:on:, the sweep flag, users. Keys built
+ * here share KEYS[1]'s hash tag, so the script stays within one slot.
+ *
+ * A renewal is one ZADD of the user's on-key, and the expiry set gets one
+ * ZADD for all of them. Only when our entry was not there (Redis lost it, or
+ * a sweep took it while this worker stalled past the TTL: then the user was
+ * announced offline) is the user checked as the online script would: with
+ * no other live entry it is announced online again. An entry of ours still
+ * there but expired announces nothing: nobody announced it offline (the
+ * sweep removes what it announces). Renewals come before the sweep, so our
+ * own users are never swept. Returns {users announced online again, users
+ * the sweep left with no live entry}.
+ */
+static const char presence_tick_lua[] =
+    "local member, expiry, now, prefix = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local lost, gone, exp = {}, {}, {}\n"
+    "for i = 6, #ARGV do\n"
+    "  local uid = ARGV[i]\n"
+    "  local on = prefix .. uid\n"
+    "  if redis.call('ZADD', on, expiry, member) == 1 then\n"
+    "    redis.call('ZREMRANGEBYSCORE', on, '-inf', now)\n"
+    "    if redis.call('ZCARD', on) == 1 then lost[#lost + 1] = uid end\n"
+    "  end\n"
+    "  exp[#exp + 1] = expiry\n"
+    "  exp[#exp + 1] = uid .. ' ' .. member\n"
+    "end\n"
+    "if #exp > 0 then redis.call('ZADD', KEYS[1], unpack(exp)) end\n"
+    "if ARGV[5] == '1' then\n"
+    "  local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 500)\n"
+    "  for _, e in ipairs(due) do\n"
+    "    redis.call('ZREM', KEYS[1], e)\n"
+    "    local sp = string.find(e, ' ', 1, true)\n"
+    "    if sp then\n"
+    "      local uid = string.sub(e, 1, sp - 1)\n"
+    "      local on = prefix .. uid\n"
+    "      redis.call('ZREM', on, string.sub(e, sp + 1))\n"
+    "      redis.call('ZREMRANGEBYSCORE', on, '-inf', now)\n"
+    "      if redis.call('ZCARD', on) == 0 then gone[#gone + 1] = uid end\n"
+    "    end\n"
     "  end\n"
     "end\n"
-    "return gone\n";
+    "return {lost, gone}\n";
 
 /* The scripts run by hash (EVALSHA): the body, a few hundred bytes, is not
  * sent with every renewal. Each command connection loads them when it
  * connects; a NOSCRIPT reply (the cache was flushed) loads them again, and a
  * presence update that got one is sent once more with EVAL. */
-enum { LUA_ONLINE, LUA_OFFLINE, LUA_SWEEP, LUA_COUNT };
+enum { LUA_ONLINE, LUA_OFFLINE, LUA_TICK, LUA_COUNT };
 static struct {
     const char *body;
     char sha[41];
-} lua[LUA_COUNT] = {{presence_online_lua, ""}, {presence_offline_lua, ""}, {presence_sweep_lua, ""}};
+} lua[LUA_COUNT] = {{presence_online_lua, ""}, {presence_offline_lua, ""}, {presence_tick_lua, ""}};
 static pthread_once_t lua_once = PTHREAD_ONCE_INIT;
 
 static void lua_hash(void)
@@ -186,37 +214,130 @@ void gc__presence_update(gc_worker *cw, const char *uid, int online)
     presence_send(cw, uid, online, 0);
 }
 
-static void sweep_cb(cm_redis *r, redisReply *rep, void *arg)
+/* A tick's script call for one presence shard, with copies of its
+ * arguments: a NOSCRIPT reply sends it once more with EVAL. */
+typedef struct {
+    gc_worker *cw;
+    int argc;
+    uint8_t eval;
+    const char **argv; /* after lens[argc], then the arguments' bytes */
+    size_t lens[];
+} tick_ctx;
+
+static void tick_send(tick_ctx *x);
+
+static void tick_cb(cm_redis *r, redisReply *rep, void *arg)
 {
     (void)r;
-    gc_worker *cw = arg;
-    if (is_noscript(rep))
-        gc__lua_load(cw); /* the next sweep finds it */
-    if (!rep || rep->type != REDIS_REPLY_ARRAY)
+    tick_ctx *x = arg;
+    if (is_noscript(rep) && !x->eval) {
+        gc__lua_load(x->cw);
+        x->eval = 1;
+        tick_send(x);
         return;
-    for (size_t i = 0; i < rep->elements; i++)
-        if (rep->element[i]->type == REDIS_REPLY_STRING)
-            publish_presence(cw, rep->element[i]->str, 0);
+    }
+    if (rep && rep->type == REDIS_REPLY_ERROR)
+        CM_WARN_RATELIMITED("event=presence_script_error err=\"%s\"", rep->str);
+    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2)
+        for (int k = 0; k < 2; k++) { /* {lost: online again, gone: offline} */
+            const redisReply *l = rep->element[k];
+            if (l->type != REDIS_REPLY_ARRAY)
+                continue;
+            for (size_t i = 0; i < l->elements; i++)
+                if (l->element[i]->type == REDIS_REPLY_STRING)
+                    publish_presence(x->cw, l->element[i]->str, k == 0);
+        }
+    pr_free(x);
 }
 
-/* Every third of the TTL: renew our entries (re-announcing users Redis lost)
- * and sweep the entries of gateways that died. */
+static void tick_send(tick_ctx *x)
+{
+    x->argv[0] = x->eval ? "EVAL" : "EVALSHA";
+    x->lens[0] = strlen(x->argv[0]);
+    x->argv[1] = x->eval ? lua[LUA_TICK].body : lua[LUA_TICK].sha;
+    x->lens[1] = strlen(x->argv[1]);
+    if (cm_redis_command(x->cw->redis, tick_cb, x, x->argc, x->argv, x->lens) != 0)
+        pr_free(x); /* Redis is down: the tick after reconnecting catches up */
+}
+
+/* Sends the script for pshard with users[0..n); sweep: this is the shard's
+ * last call of the tick. */
+static void tick_shard(gc_worker *cw, unsigned pshard, gc_entry **users, size_t n, int sweep,
+                       const char *expiry, const char *now)
+{
+    enum { FIXED = 9 }; /* EVALSHA sha 1 exp member expiry now prefix sweep */
+    chat_key exp = chat_key_presence_exp(pshard), prefix = chat_key_presence_on_prefix(pshard);
+    const char *fixed[FIXED] = {"",        "",  "1",    exp.s, cw->member.s, expiry,
+                                now,       prefix.s, sweep ? "1" : "0"};
+    size_t bytes = 0, argc = FIXED + n;
+    for (int i = 2; i < FIXED; i++)
+        bytes += strlen(fixed[i]);
+    for (size_t i = 0; i < n; i++)
+        bytes += users[i]->len;
+    tick_ctx *x = pr_malloc(sizeof *x + argc * (sizeof *x->lens + sizeof *x->argv) + bytes);
+    x->cw = cw;
+    x->argc = (int)argc;
+    x->eval = 0;
+    x->argv = (const char **)(void *)(x->lens + argc);
+    char *p = (char *)(x->argv + argc);
+    for (size_t i = 2; i < argc; i++) {
+        const char *src = i < FIXED ? fixed[i] : users[i - FIXED]->key;
+        size_t len = i < FIXED ? strlen(src) : users[i - FIXED]->len;
+        memcpy(p, src, len);
+        x->argv[i] = p;
+        x->lens[i] = len;
+        p += len;
+    }
+    tick_send(x);
+}
+
+/*
+ * Every third of the TTL: renew our users' entries (re-announcing users
+ * Redis lost) and sweep the entries of gateways that died, with one script
+ * call per presence shard (cw->presence_batch users a call at most), all
+ * pipelined on the command connection: in order with the online and offline
+ * updates sent before and after.
+ */
 void gc__presence_tick(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     gc_worker *cw = arg;
     if (cm_redis_ready(cw->redis)) {
+        /* the users by presence shard (a counting sort) */
+        size_t n = cw->users.n, start[CHAT_PRESENCE_SHARDS + 1] = {0};
+        gc_entry **by = pr_malloc((n ? n : 1) * sizeof *by);
+        unsigned char *shard = pr_malloc(n ? n : 1);
         pr_map_iter it = pr_map_iter_make(&cw->users);
-        for (gc_entry *e; (e = (gc_entry *)pr_map_next(&it));)
-            gc__presence_update(cw, e->key, 1);
-        char now[24];
-        snprintf(now, sizeof now, "%llu", (unsigned long long)cm_wall_ms());
-        for (unsigned s = 0; s < CHAT_PRESENCE_SHARDS; s++) {
-            chat_key key = chat_key_presence_exp(s), prefix = chat_key_presence_on_prefix(s);
-            const char *argv[] = {"EVALSHA", lua[LUA_SWEEP].sha, "1", key.s, now, prefix.s};
-            gc__redis_cmd(cw, sweep_cb, cw, 6, argv);
+        size_t k = 0;
+        for (gc_entry *e; k < n && (e = (gc_entry *)pr_map_next(&it)); k++) {
+            by[k] = e;
+            shard[k] = (unsigned char)chat_presence_shard(e->key);
+            start[shard[k] + 1]++;
         }
+        n = k;
+        for (unsigned s = 0; s < CHAT_PRESENCE_SHARDS; s++)
+            start[s + 1] += start[s];
+        gc_entry **sorted = pr_malloc((n ? n : 1) * sizeof *sorted);
+        size_t fill[CHAT_PRESENCE_SHARDS];
+        memcpy(fill, start, sizeof fill);
+        for (size_t i = 0; i < n; i++)
+            sorted[fill[shard[i]]++] = by[i];
+        char now[24], expiry[24];
+        uint64_t t = cm_wall_ms();
+        snprintf(now, sizeof now, "%llu", (unsigned long long)t);
+        snprintf(expiry, sizeof expiry, "%llu", (unsigned long long)(t + cw->cfg->presence_ttl_ms));
+        for (unsigned s = 0; s < CHAT_PRESENCE_SHARDS; s++) {
+            size_t from = start[s], to = start[s + 1];
+            do { /* at least one call: the sweep */
+                size_t m = to - from < cw->presence_batch ? to - from : cw->presence_batch;
+                tick_shard(cw, s, sorted + from, m, from + m == to, expiry, now);
+                from += m;
+            } while (from < to);
+        }
+        pr_free(sorted);
+        pr_free(shard);
+        pr_free(by);
     }
     gw_worker_schedule_flush(cw->w);
 }

@@ -142,9 +142,9 @@ static void send_relayed(const gc_req *q, const char *room)
     send_ctx *x = pr_calloc(1, sizeof *x);
     x->cw = cw;
     x->ack_id = q->ack_id;
-    snprintf(x->sid, sizeof x->sid, "%s", q->cs->sid);
+    gc__copy(x->sid, sizeof x->sid, q->cs->sid);
     snprintf(x->id, sizeof x->id, "%s%llx", cw->msg_prefix, (unsigned long long)++cw->msg_counter);
-    snprintf(x->room, sizeof x->room, "%s", room);
+    gc__copy(x->room, sizeof x->room, room);
     gc__iso_time(x->created, cm_wall_ms());
 
     /* relayed, not stored: no seq, and lastName only when given */
@@ -176,18 +176,18 @@ static void send_stored(const gc_req *q, const char *room)
     store_ctx *x = pr_calloc(1, sizeof *x + q->a->text_len);
     x->cw = q->cw;
     x->ack_id = q->ack_id;
-    snprintf(x->sid, sizeof x->sid, "%s", q->cs->sid);
-    snprintf(x->room, sizeof x->room, "%s", room);
-    snprintf(x->user, sizeof x->user, "%s", q->uid);
-    snprintf(x->first, sizeof x->first, "%s", q->fname);
+    gc__copy(x->sid, sizeof x->sid, q->cs->sid);
+    gc__copy(x->room, sizeof x->room, room);
+    gc__copy(x->user, sizeof x->user, q->uid);
+    gc__copy(x->first, sizeof x->first, q->fname);
     if (q->a->last_name) {
         x->has_last = 1;
-        snprintf(x->last, sizeof x->last, "%s", q->a->last_name);
+        gc__copy(x->last, sizeof x->last, q->a->last_name);
     }
     if (q->a->client_msg_id)
-        snprintf(x->cmid, sizeof x->cmid, "%s", q->a->client_msg_id);
+        gc__copy(x->cmid, sizeof x->cmid, q->a->client_msg_id);
     if (q->a->target_user_id)
-        snprintf(x->peer, sizeof x->peer, "%s", q->a->target_user_id);
+        gc__copy(x->peer, sizeof x->peer, q->a->target_user_id);
     x->text_len = q->a->text_len;
     memcpy(x->text, q->a->text, q->a->text_len);
     /* as without storage: the sender's socket must get its own message */

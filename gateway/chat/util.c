@@ -62,6 +62,13 @@ void gc__iso_time(char out[48], uint64_t ms)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (unsigned)(ms % 1000));
 }
 
+void gc__copy(char *dst, size_t n, const char *src)
+{
+    size_t len = strnlen(src, n - 1);
+    memcpy(dst, src, len);
+    dst[len] = '\0';
+}
+
 int gc__view_is(pr_view v, const char *s, size_t len)
 {
     return v.len == len && !memcmp(v.ptr, s, len);
@@ -118,6 +125,14 @@ void gc__ack(gw_socket *sock, int64_t ack_id, pr_view obj)
 {
     if (ack_id < 0)
         return;
+    char small[512]; /* a message's ack: no allocation */
+    if (obj.len + 2 <= sizeof small) {
+        small[0] = '[';
+        memcpy(small + 1, obj.ptr, obj.len);
+        small[obj.len + 1] = ']';
+        gw_socket_ack_raw(sock, ack_id, pr_view_make(small, obj.len + 2));
+        return;
+    }
     pr_buf args;
     pr_buf_init(&args, obj.len + 2);
     if (pr_buf_append_byte(&args, '[') == 0 && pr_buf_append_view(&args, obj) == 0 &&

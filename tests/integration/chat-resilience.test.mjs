@@ -3,16 +3,18 @@
 // is down, then reconnect and resubscribe by themselves), Redis behind a
 // password, and a gateway killed with SIGKILL (its users are reported
 // offline after --presence-ttl, and HAProxy sends new clients to the other
-// one).
+// one); presence renewed in batches keeps many users online past the TTL
+// and the sweep reports a dead gateway's users offline.
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { httpRequest, sleep, startGateway, until } from './lib/harness.mjs';
 import { closeAllClients } from './lib/client.mjs';
 import { ack, connectAs, joinChat, makeUsers, sendMessage, sendOk } from './lib/chat.mjs';
-import { startCluster, startRedis, waitReady } from './lib/stack.mjs';
+import { redisCommand, startCluster, startRedis, waitReady } from './lib/stack.mjs';
 
 const PRESENCE_TTL = 1500;
+const MANY = 300;
 
 after(() => closeAllClients());
 
@@ -167,5 +169,66 @@ describe('chat resilience', () => {
     await a.inbox.wait('presence', { userId: bob.id, online: true });
     const m = await sendOk(a, { roomId: room, text: 'welcome back' });
     await b2.inbox.wait('messageReceived', { id: m.id });
+  });
+
+  test('a user whose presence entries Redis lost is announced online again by the next renewal', { timeout: 20000 }, async (t) => {
+    const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
+    const a = await connectAs(gw[0], alice, {}, t);
+    const room = await joinChat(a, bob.id);
+    const b = await connectAs(gw[1], bob, {}, t);
+    await joinChat(b, alice.id);
+    await a.inbox.wait('presence', { userId: bob.id, online: true });
+    const announced = a.inbox.all('presence', { userId: bob.id }).length;
+    // as after a Redis restart that lost the key: Bob's entries are gone
+    const keys = await redisCommand(cl.redis.port, ['KEYS', `{p*}:on:${bob.id}`]);
+    assert.equal(keys.length, 1);
+    await redisCommand(cl.redis.port, ['DEL', keys[0]]);
+    assert.deepEqual(await ack(a, 'getOnline', { roomId: room }), { online: [alice.id] });
+    await a.inbox.wait('presence', { userId: bob.id, online: true }, PRESENCE_TTL);
+    assert.deepEqual([...(await ack(a, 'getOnline', { roomId: room })).online].sort(), [alice.id, bob.id].sort());
+    // renewed from then on: no offline, and announced once
+    await sleep(PRESENCE_TTL);
+    assert.equal(a.inbox.all('presence', { userId: bob.id }).length, announced + 1);
+  });
+
+  // The renewals are one script call per presence shard and worker per
+  // tick (--presence-ttl / 3), not one per user: 2 gateways x 2 workers x 16
+  // shards = 64 calls a tick whatever the number of users.
+  test(`presence of ${MANY} users renewed in batches past the TTL; a dead gateway's users swept`, { timeout: 60000 }, async (t) => {
+    const users = await makeUsers(cl, 'Alice', ...Array.from({ length: MANY }, (_, i) => `Many${i}`));
+    const [alice, ...many] = users;
+    const room = `many-${process.pid}`;
+    await redisCommand(cl.redis.port, ['SADD', `{r:${room}}:members`, ...users.map((u) => u.id)]);
+    const a = await connectAs(gw[0], alice, {}, t);
+    assert.equal((await ack(a, 'joinRoom', { roomId: room })).roomId, room);
+    for (let i = 0; i < many.length; i += 50)
+      await Promise.all(
+        many.slice(i, i + 50).map((u) => connectAs(gw[1], u, { transports: ['websocket'], reconnection: false }, t)),
+      );
+    const onlineIds = async () => [...(await ack(a, 'getOnline', { roomId: room })).online].sort();
+    const everyone = users.map((u) => u.id).sort();
+    await until(async () => (await onlineIds()).length === users.length, 5000, 'everyone online');
+
+    const evalsha = async () => {
+      const info = await redisCommand(cl.redis.port, ['INFO', 'commandstats']);
+      const m = /cmdstat_evalsha:calls=(\d+)/.exec(String(info));
+      return m ? Number(m[1]) : 0;
+    };
+    const before = await evalsha();
+    const from = Date.now();
+    await sleep(PRESENCE_TTL * 2.5); // entries live PRESENCE_TTL: renewed, or gone
+    assert.deepEqual(await onlineIds(), everyone, 'a renewed user went offline');
+    const ticks = Math.ceil((Date.now() - from) / (PRESENCE_TTL / 3)) + 1;
+    const calls = (await evalsha()) - before;
+    t.diagnostic(`${calls} EVALSHA in ${ticks} ticks for ${users.length} users`);
+    assert.ok(calls <= 64 * ticks, `${calls} EVALSHA in ${ticks} ticks: not batched`);
+    assert.equal((await a.inbox.all('presence', { online: false })).length, 0, 'an offline presence event');
+
+    await cl.gateways[1].kill('SIGKILL');
+    await until(async () => (await onlineIds()).length === 1, PRESENCE_TTL + 5000, 'the dead gateway\'s users swept');
+    assert.deepEqual(await onlineIds(), [alice.id]);
+
+    await cl.gateways[1].restart();
+    await waitReady(gw[1]);
   });
 });

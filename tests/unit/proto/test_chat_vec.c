@@ -34,6 +34,14 @@ static void test_vec(void)
     CHECK_EQ(chat_vec_encode(&b, v, 3), PR_EINVAL);
     CHECK_EQ(b.len, 0);
     CHECK_EQ(chat_vec_encode(&b, v, 0), PR_EINVAL);
+    /* every digit count, 0 and powers of ten (the digits written by hand) */
+    uint64_t d[6] = {0, 9, 10, 99, 100, 1234567890123456ull};
+    pr_buf_reset(&b);
+    CHECK_EQ(chat_vec_encode(&b, d, 6), PR_OK);
+    CHECK_MEM(b.ptr, b.len, "0.9.10.99.100.1234567890123456");
+    pr_buf_reset(&b);
+    CHECK_EQ(chat_vec_encode(&b, d + 5, 1), PR_OK);
+    CHECK_MEM(b.ptr, b.len, "1234567890123456");
     pr_buf_dispose(&b);
     pr_buf_init(&b, 4); /* ceiling: refused whole */
     v[1] = 1;

@@ -41,8 +41,42 @@ static void seq_filter(void)
     CHECK_EQ(fake_blobs_live, 0);
 }
 
+/* A1: storage's ack text goes to the client unparsed (small or large);
+ * a non-object is dropped; an ack nobody waits for (-1) becomes a
+ * chatError only when it is an error; acks of gone sockets vanish. */
+static void acks(void)
+{
+    fake_chat t;
+    fake_chat_start(&t, NULL);
+    gw_socket *s = fake_socket_new(t.w, "SIDA");
+    char big[700];
+    memset(big, 'x', sizeof big);
+    pr_buf msg;
+    pr_buf_init(&msg, 4096);
+    pr_buf_appendf(&msg,
+                   "A1\nSIDA\t7\t{\"id\":\"m1\",\"seq\":3}\nSIDA\t8\tnot json\n"
+                   "SIDA\t9\t{\"half\"\nSIDX\t10\t{}\n"
+                   "SIDA\t-1\t{\"error\":\"not a member\"}\nSIDA\t-1\t{\"id\":\"m2\"}\n"
+                   "SIDA\t11\t{\"id\":\"%.*s\"}\n",
+                   (int)sizeof big, big);
+    gc__on_redis_message(t.r, PR_VIEW_LIT("gw:{n.0}"), pr_buf_view(&msg), t.cw);
+    CHECK_EQ(fake_out_count(s, "ack 7 [{\"id\":\"m1\",\"seq\":3}]\n"), 1);
+    CHECK_EQ(fake_out_count(s, "ack 8"), 0);
+    CHECK_EQ(fake_out_count(s, "ack 9"), 0);
+    CHECK_EQ(fake_out_count(s, "not a member"), 1);
+    CHECK_EQ(fake_out_count(s, "m2"), 0);
+    CHECK_EQ(fake_out_count(s, "ack 11 [{\"id\":\"xxxxxxxx"), 1);
+    CHECK_EQ(fake_out_count(s, "xxx\"}]\n"), 1);
+    CHECK_EQ(fake_out_count(s, "ack "), 2);
+    pr_buf_dispose(&msg);
+    fake_socket_free(s);
+    fake_chat_stop(&t);
+    CHECK_EQ(fake_blobs_live, 0);
+}
+
 int main(void)
 {
     seq_filter();
+    acks();
     T_DONE();
 }
