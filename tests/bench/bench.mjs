@@ -1159,6 +1159,7 @@ function report(file) {
   opts.rounds = j.options.rounds;
   opts.workloads = j.options.workloads;
   opts.cfg = j.options.settings;
+  opts.cfg.W4 = { groups: [], grouprates: [], ...opts.cfg.W4 }; // files from before the groups
   for (const rec of runs.filter((x) => !x.failed)) {
     if (rec.workload === 'W2') rec.headline = w2Headline(rec.steps);
     if (rec.workload === 'W4') {
