@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the project (build/, RelWithDebInfo) and runs the side-by-side
 # benchmarks against the Node.js reference servers (tests/bench/bench.mjs).
-#   scripts/bench.sh                  every workload, 3 rounds (about 30 minutes)
+#   scripts/bench.sh                  every workload, 3 rounds (about 35 minutes)
+#   scripts/bench.sh --workloads W4   the durable path alone (issue 13; about 15 minutes)
 #   scripts/bench.sh --quick          a 2-3 minute sanity run
 #   scripts/bench.sh --help           every option
 # Arguments go to bench.mjs; a relative --json FILE is relative to the

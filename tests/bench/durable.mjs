@@ -42,9 +42,10 @@
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { httpRequest, startGateway, sleep } from '../integration/lib/harness.mjs';
 import { runChatLoad } from '../integration/lib/load.mjs';
+import { cpuDelta, cpuSample } from './lib/cpu.mjs';
+import { createGroupRoom, psql } from './lib/group.mjs';
 import {
   TEST_SECRET,
   redisCommand,
@@ -87,43 +88,6 @@ async function runLoad(target, rate, prefix, onLine, room) {
 }
 
 // ---------------------------------------------------------------- --budget
-
-const TICK = 100; // USER_HZ: /proc/PID/stat counts CPU in 1/100 s
-
-// CPU seconds of `pid` and its descendants: each live process's utime+stime
-// plus cutime+cstime (its reaped children: a backend that exits inside the
-// window is counted by its parent's cutime at the end). Threads are in their
-// process's counters.
-function treeCpu(pid) {
-  const stats = new Map();
-  for (const e of readdirSync('/proc')) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const st = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
-      // f[1] ppid, f[11..14] utime stime cutime cstime
-      stats.set(Number(e), { ppid: Number(f[1]), cpu: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  let sum = 0;
-  const todo = [pid];
-  while (todo.length) {
-    const p = todo.pop();
-    sum += stats.get(p)?.cpu ?? 0;
-    for (const [c, s] of stats) if (s.ppid === p) todo.push(c);
-  }
-  return sum / TICK;
-}
-
-function machineCpu() {
-  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal. Busy is what is not idle:
-  // the idle time is exact, the user/system ticks are samples that miss the
-  // short bursts of a lightly loaded machine.
-  return { idle: (f[3] + f[4]) / TICK, steal: f[7] / TICK };
-}
 
 function commandstats(text) {
   const out = {};
@@ -170,15 +134,14 @@ function loadPids(pids) {
 }
 
 function snapshotCpu(pids, load) {
-  const cpu = {};
-  for (const [name, pid] of Object.entries(pids)) cpu[name] = treeCpu(pid);
-  return { t: performance.now() / 1000, cpu, machine: machineCpu(), load: load.reduce((m, p) => m + treeCpu(p), 0) };
+  return cpuSample({ ...Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, [pid]])), 'chat-load': load });
 }
 
 const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
 
 function printBudget(rate, a, b, c0, c1) {
-  const secs = c1.t - c0.t;
+  const c = cpuDelta(c0, c1);
+  const secs = c.secs;
   const msgs = b.storage.chat_storage_messages_stored_total - a.storage.chat_storage_messages_stored_total;
   const d = (k) => (b.storage[k] ?? 0) - (a.storage[k] ?? 0);
   console.log(`budget rate=${rate}: window ${fmt(secs, 2)} s, ${msgs} messages stored (${fmt(msgs / secs, 0)}/s), ` +
@@ -187,19 +150,16 @@ function printBudget(rate, a, b, c0, c1) {
     `batch db time ${fmt(1e3 * d('chat_storage_batch_db_seconds_sum') / d('chat_storage_batch_entries_count'), 2)} ms/batch`);
   let total = 0;
   const parts = [];
-  for (const name of Object.keys(c0.cpu)) {
-    const s = c1.cpu[name] - c0.cpu[name];
-    total += s;
-    parts.push(`${name} ${fmt(1e6 * s / msgs, 0)} (${fmt(100 * s / secs, 0)}% of a core)`);
+  for (const name of Object.keys(c0.cpu).filter((n) => n !== 'chat-load')) {
+    total += c[name];
+    parts.push(`${name} ${fmt(1e6 * c[name] / msgs, 0)} (${fmt(100 * c[name] / secs, 0)}% of a core)`);
   }
-  const ms = c1.machine.steal - c0.machine.steal;
-  const mt = secs * os.cpus().length;
-  const mb = mt - (c1.machine.idle - c0.machine.idle);
-  const ld = c1.load - c0.load;
+  const mt = secs * c.cores;
+  const ld = c['chat-load'];
   console.log(`budget rate=${rate}: server CPU µs/message: ${parts.join(', ')}; total ${fmt(1e6 * total / msgs, 0)} ` +
-    `(${fmt(100 * total / secs, 0)}% of a core); machine busy ${fmt(100 * mb / mt, 0)}% of ${os.cpus().length} cores, ` +
-    `steal ${fmt(100 * ms / mt, 0)}%; chat-load ${fmt(1e6 * ld / msgs, 0)} µs/message (${fmt(100 * ld / secs, 0)}% of a core), ` +
-    `the rest of the machine ${fmt(1e6 * (mb - total - ld) / msgs, 0)}`);
+    `(${fmt(100 * total / secs, 0)}% of a core); machine busy ${fmt(100 * c.busy / mt, 0)}% of ${c.cores} cores, ` +
+    `steal ${fmt(100 * c.steal / mt, 0)}%; chat-load ${fmt(1e6 * ld / msgs, 0)} µs/message (${fmt(100 * ld / secs, 0)}% of a core), ` +
+    `the rest of the machine ${fmt(1e6 * (c.busy - total - ld) / msgs, 0)}`);
   const rows = [];
   for (const [cmd, s] of Object.entries(b.redis)) {
     const calls = s.calls - (a.redis[cmd]?.calls ?? 0);
@@ -249,10 +209,7 @@ function pipeToRedis(port, text) {
   });
 }
 
-async function sql(pg, query) {
-  const { execFileSync } = await import('node:child_process');
-  return execFileSync(path.join(path.dirname(pg.bin), 'psql'), ['-qtAX', '-h', '127.0.0.1', '-p', String(pg.port), '-U', 'postgres', '-c', query], { encoding: 'utf8' }).trim();
-}
+const sql = (pg, query) => psql(pg.url, query);
 
 async function main() {
   console.log(`machine: ${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`);
@@ -328,13 +285,10 @@ async function main() {
       const room = group > 0 ? `g_bench_${round}` : null;
       round++;
       if (room) {
-        // as POST /api/rooms and storage's cache would have it: the rows,
-        // then both sets of the membership cache
-        const users = Array.from({ length: group }, (_, i) => `${prefix}${i}`);
-        await sql(pg, `INSERT INTO rooms(id, kind, name, created_by) VALUES ('${room}', 'group', 'bench', '${users[0]}');
-          INSERT INTO room_members(room_id, user_id) SELECT '${room}', u FROM unnest(ARRAY['${users.join("','")}']) u`);
-        await redisCommand(redis.port, ['SADD', `{r:${room}}:members`, ...users]);
-        for (const u of users) await redisCommand(redis.port, ['SADD', `{u:${u}}:rooms`, room]);
+        await createGroupRoom({
+          sql: (q) => sql(pg, q), redis: (cmd) => redisCommand(redis.port, cmd), room,
+          users: Array.from({ length: group }, (_, i) => `${prefix}${i}`),
+        });
       }
       const r = await runLoad(`127.0.0.1:${gw.port}`, rate, prefix, onLine, room);
       rows.push(r);
