@@ -83,10 +83,13 @@ static void publish_status(st_ingest *g, PGresult *res)
     for (int i = 0, next; i < n; i = next) {
         const char *sender = by[i].sender;
         unsigned events = 0;
+        for (next = i + 1; next < n && !strcmp(by[next].sender, sender); next++)
+            ;
         pr_buf_reset(&env);
-        chat_uenv_begin(&env, pr_view_make(sender, strlen(sender)));
-        for (next = i; next < n && !strcmp(by[next].sender, sender); next++)
-            if (status_packet(res, by[next].row, &pkt) == 0 &&
+        if (chat_uenv_begin(&env, pr_view_make(sender, strlen(sender))) != 0)
+            continue;
+        for (int j = i; j < next; j++)
+            if (status_packet(res, by[j].row, &pkt) == 0 &&
                 chat_uenv_add(&env, pr_buf_view(&pkt)) == 0)
                 events++;
         if (events == 0)
