@@ -405,22 +405,29 @@ static entry *add_receipt(st_ingest *g, unsigned s, const char *id)
     return e;
 }
 
-/* Lanes over live shards (reading new entries, not recovering). */
-static st_ingest *setup_live(unsigned nlanes, unsigned batch_size, unsigned linger)
+/* The one lane of ing over live shards (reading new entries, not
+ * recovering), batch_size entries per batch, a linger of linger ms. */
+static st__lane *live(unsigned batch_size, unsigned linger)
 {
-    st_ingest *g = setup(nlanes, batch_size);
+    st_ingest *g = setup(1, batch_size);
     cfg.receipt_linger_ms = linger;
     for (unsigned s = 0; s < NSHARDS; s++)
         shards[s].mode = ST__MODE_LIVE;
-    return g;
+    return &g->lanes[0];
+}
+
+/* Lane L busy: message "a" of shard 0 in the database, no batch open. */
+static void busy(st_ingest *g, st__lane *L)
+{
+    add(g, 0, "a");
+    L->head->in_db = 1;
 }
 
 static void test_receipts_held(void)
 {
-    st_ingest *g = setup_live(1, 10, 20);
-    st__lane *L = &g->lanes[0];
-    add(g, 0, "a");
-    L->head->in_db = 1;
+    st_ingest *g = &ing;
+    st__lane *L = live(10, 20);
+    busy(g, L);
     /* no batch open (the head is in the database): held, counted */
     add_receipt(g, 0, "r1");
     add_receipt(g, 1, "r2");
@@ -445,8 +452,7 @@ static void test_receipts_held(void)
     teardown(g);
 
     /* an open head not yet sent goes anyway: receipts join it */
-    g = setup_live(1, 10, 20);
-    L = &g->lanes[0];
+    L = live(10, 20);
     add(g, 0, "a");
     add_receipt(g, 0, "r");
     CHECK_EQ(L->nheld, 0);
@@ -457,23 +463,21 @@ static void test_receipts_held(void)
 static void test_receipts_not_held(void)
 {
     /* no linger: a batch of their own, as before */
-    st_ingest *g = setup_live(1, 10, 0);
-    st__lane *L = &g->lanes[0];
+    st_ingest *g = &ing;
+    st__lane *L = live(10, 0);
     add_receipt(g, 0, "r");
     CHECK_EQ(L->nheld, 0);
     CHECK(!strcmp(ids(L->head), "r"));
     teardown(g);
     /* recovering (pending mode): recovery does not wait */
-    g = setup_live(1, 10, 20);
-    L = &g->lanes[0];
+    L = live(10, 20);
     g->shards[0].mode = ST__MODE_PENDING;
     add_receipt(g, 0, "p");
     CHECK_EQ(L->nheld, 0);
     CHECK(!strcmp(ids(L->head), "p"));
     teardown(g);
     /* nothing for the database (invalid, or no receipt of this shard) */
-    g = setup_live(1, 10, 20);
-    L = &g->lanes[0];
+    L = live(10, 20);
     add_receipt(g, 0, "x")->status = ST_E_INVALID; /* set after the add: held */
     CHECK_EQ(L->nheld, 1);
     st__lane_dispose(L);
@@ -492,8 +496,8 @@ static void test_receipts_not_held(void)
 
 static void test_receipts_due(void)
 {
-    st_ingest *g = setup_live(1, 10, 20);
-    st__lane *L = &g->lanes[0];
+    st_ingest *g = &ing;
+    st__lane *L = live(10, 20);
     CHECK_EQ(st__lane_release_due(L, 1000, 20, 0), 0); /* nothing held */
     add_receipt(g, 0, "r");
     L->held_since = 1000;
@@ -514,10 +518,8 @@ static void test_receipts_due(void)
     teardown(g);
 
     /* --batch-size of them go at once */
-    g = setup_live(1, 3, 20);
-    L = &g->lanes[0];
-    add(g, 0, "a");
-    L->head->in_db = 1;
+    L = live(3, 20);
+    busy(g, L);
     add_receipt(g, 0, "r1");
     add_receipt(g, 0, "r2");
     CHECK_EQ(L->nheld, 2);
@@ -530,8 +532,8 @@ static void test_receipts_due(void)
 /* Retries make a batch of their own: the held receipts ride it, behind. */
 static void test_receipts_ride_retries(void)
 {
-    st_ingest *g = setup_live(1, 10, 20);
-    st__lane *L = &g->lanes[0];
+    st_ingest *g = &ing;
+    st__lane *L = live(10, 20);
     entry *r = add(g, 0, "r");
     add(g, 0, "a")->status = ST_E_NEW;
     L->head->in_db = 1;
