@@ -182,8 +182,15 @@ static void fuzz_store(pr_view in)
         FUZZ_CHECK(chat_menv_encode(&b, &m, p) == PR_OK && pr_view_eq(pr_buf_view(&b), in));
     }
     pr_buf_reset(&b);
-    if (chat_uenv_decode(in, &u, &p) == PR_OK)
-        FUZZ_CHECK(chat_uenv_encode(&b, u, p) == PR_OK && pr_view_eq(pr_buf_view(&b), in));
+    if (chat_uenv_begin_decode(in, &u, &it) == PR_OK) {
+        int rc;
+        FUZZ_CHECK(chat_uenv_begin(&b, u) == PR_OK);
+        while ((rc = chat_uenv_next(&it, &p)) == 1)
+            FUZZ_CHECK(within(p, in) && chat_uenv_add(&b, p) == PR_OK);
+        FUZZ_CHECK(rc == 0 || rc == PR_EINVAL);
+        if (rc == 0)
+            FUZZ_CHECK(pr_view_eq(pr_buf_view(&b), in));
+    }
     pr_buf_reset(&b);
     if (chat_jenv_decode(in, &kind, &r, &u) == PR_OK)
         FUZZ_CHECK(chat_jenv_encode(&b, kind, r, u) == PR_OK && pr_view_eq(pr_buf_view(&b), in));

@@ -124,9 +124,21 @@ typedef struct {
 int chat_menv_encode(pr_buf *out, const chat_menv *h, pr_view packet);
 int chat_menv_decode(pr_view in, chat_menv *h, pr_view *packet);
 
-/* U1: a packet for every local socket of a user. */
+/*
+ * U1: packets for every local socket of a user, written in their order:
+ * "U1\nUSER\nPACKET[\nPACKET...]". Packets are lines (not empty, no
+ * newline: compact JSON has none), so a one-packet U1 reads as it did when
+ * U1 carried exactly one. Encode with chat_uenv_begin then chat_uenv_add per
+ * packet (at least one), or chat_uenv_encode for a single packet. Decode:
+ * chat_uenv_begin_decode checks the tag and user and returns the packets in
+ * *it; chat_uenv_next yields one per call: 1 when it produced one, 0 at the
+ * end, PR_EINVAL on an empty packet or a trailing newline.
+ */
+int chat_uenv_begin(pr_buf *out, pr_view user);
+int chat_uenv_add(pr_buf *out, pr_view packet);
 int chat_uenv_encode(pr_buf *out, pr_view user, pr_view packet);
-int chat_uenv_decode(pr_view in, pr_view *user, pr_view *packet);
+int chat_uenv_begin_decode(pr_view in, pr_view *user, pr_view *it);
+int chat_uenv_next(pr_view *it, pr_view *packet);
 
 /* J1 / K1: user joined (kind 'J') or was removed from (kind 'K') room. */
 int chat_jenv_encode(pr_buf *out, char kind, pr_view room, pr_view user);

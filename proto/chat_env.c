@@ -118,26 +118,55 @@ int chat_menv_decode(pr_view in, chat_menv *h, pr_view *packet)
     return PR_OK;
 }
 
+int chat_uenv_begin(pr_buf *out, pr_view user)
+{
+    if (!chat__id_ok(user))
+        return PR_EINVAL;
+    pr_view parts[] = {PR_VIEW_LIT("U1\n"), user};
+    return chat__append_all(out, parts, 2);
+}
+
+int chat_uenv_add(pr_buf *out, pr_view packet)
+{
+    if (!chat__line_ok(packet))
+        return PR_EINVAL;
+    pr_view parts[] = {PR_VIEW_LIT("\n"), packet};
+    return chat__append_all(out, parts, 2);
+}
+
 int chat_uenv_encode(pr_buf *out, pr_view user, pr_view packet)
 {
-    if (!chat__id_ok(user) || packet.len == 0)
+    if (!chat__id_ok(user) || !chat__line_ok(packet))
         return PR_EINVAL;
     pr_view parts[] = {PR_VIEW_LIT("U1\n"), user, PR_VIEW_LIT("\n"), packet};
     return chat__append_all(out, parts, 4);
 }
 
-int chat_uenv_decode(pr_view in, pr_view *user, pr_view *packet)
+int chat_uenv_begin_decode(pr_view in, pr_view *user, pr_view *it)
 {
     pr_view u;
-    *user = *packet = pr_view_make(NULL, 0);
+    *user = *it = pr_view_make(NULL, 0);
     if (chat_env_kind(in) != 'U')
         return PR_EINVAL;
-    pr_view it = pr_view_make(in.ptr + 3, in.len - 3);
-    if (chat__take_id(&it, '\n', &u) || it.len == 0)
+    pr_view rest = pr_view_make(in.ptr + 3, in.len - 3);
+    if (chat__take_id(&rest, '\n', &u) || rest.len == 0)
         return PR_EINVAL;
     *user = u;
-    *packet = it;
+    *it = rest;
     return PR_OK;
+}
+
+int chat_uenv_next(pr_view *it, pr_view *packet)
+{
+    if (it->len == 0)
+        return 0;
+    const char *nl = memchr(it->ptr, '\n', it->len);
+    size_t len = nl ? (size_t)(nl - it->ptr) : it->len;
+    if (len == 0 || (nl && len + 1 == it->len)) /* empty, or a trailing newline */
+        return PR_EINVAL;
+    *packet = pr_view_make(it->ptr, len);
+    *it = nl ? pr_view_make(nl + 1, it->len - len - 1) : pr_view_make(it->ptr + len, 0);
+    return 1;
 }
 
 int chat_jenv_encode(pr_buf *out, char kind, pr_view room, pr_view user)

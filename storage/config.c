@@ -35,6 +35,10 @@ static const cm_setting rows[] = {
      "2", NULL,
      "PostgreSQL connections storing batches side by side (shard S uses S mod N: each shard "
      "stays in order)"},
+    {"receipt-linger-ms", "CHAT_RECEIPT_LINGER_MS", CM_SET_UINT, OFF(receipt_linger_ms), 0, 5000,
+     "20", NULL,
+     "milliseconds receipts read while no messages are being batched wait for messages to ride "
+     "with, rather than cost a database transaction of their own (0: never wait)"},
     {"lease-ms", "CHAT_LEASE_MS", CM_SET_UINT, OFF(lease_ms), 300, 600000, "10000", NULL,
      "milliseconds a shard stays owned without renewal (a dead replica's shards move after it)"},
     {"replica-id", "CHAT_REPLICA_ID", CM_SET_STR, OFF(replica_id), 0, 0, "", NULL,

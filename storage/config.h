@@ -24,6 +24,7 @@ struct st_config {
     unsigned ingest_shards;      /* 1..CHAT_SHARDS_MAX, equal on gateways */
     unsigned batch_size;         /* stream entries per batch */
     unsigned ingest_connections; /* batches in the database at once (disjoint shards) */
+    unsigned receipt_linger_ms;  /* receipts alone wait this long for a batch; 0: never */
     unsigned lease_ms;           /* shard lease */
     char replica_id[64];
     unsigned db_pool;       /* connections for the API and replay requests */

@@ -184,21 +184,34 @@ static gc_user *find_user(gc_worker *cw, pr_view user)
     return (gc_user *)gc__map_get(&cw->users, user.ptr, user.len);
 }
 
-/* U1: a packet for every local socket of a user. */
+/* U1: packets for every local socket of a user, in their order (one
+ * envelope per sender and batch: its delivered and seen news). A malformed
+ * envelope is dropped whole, before anything is written. */
+static int user_packets_ok(pr_view it)
+{
+    pr_view packet;
+    int rc;
+    while ((rc = chat_uenv_next(&it, &packet)) == 1)
+        ;
+    return rc;
+}
+
 static void on_user_packet(gc_worker *cw, pr_view msg)
 {
-    pr_view user, packet;
-    if (chat_uenv_decode(msg, &user, &packet) != 0) {
+    pr_view user, it, packet;
+    if (chat_uenv_begin_decode(msg, &user, &it) != 0 || user_packets_ok(it) != 0) {
         CM_WARN_RATELIMITED("event=bad_envelope kind=U worker=%d len=%zu", cw->index, msg.len);
         return;
     }
     gc_user *u = find_user(cw, user);
     if (!u)
         return;
-    gw_blob *b = packet_blob(packet);
-    for (gc_sock *cs = u->socks; cs; cs = cs->unext)
-        gw_socket_send_blob(cs->sock, b); /* refused while a CONNECT is pending */
-    gw_blob_unref(b);
+    while (chat_uenv_next(&it, &packet) == 1) {
+        gw_blob *b = packet_blob(packet);
+        for (gc_sock *cs = u->socks; cs; cs = cs->unext)
+            gw_socket_send_blob(cs->sock, b); /* refused while a CONNECT is pending */
+        gw_blob_unref(b);
+    }
 }
 
 /* A room that J1 (or a sync) added is subscribed now; what it published

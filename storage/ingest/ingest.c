@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "cm_backoff.h"
+#include "cm_clock.h"
 #include "cm_log.h"
 #include "config.h"
 #include "ingest.h"
@@ -26,9 +27,22 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     st_ingest *g = arg;
+    /* held receipts that waited long enough go (all of them when stopping),
+     * then every head; the linger timer wakes us for the next ones due */
+    uint64_t now = cm_now_ms(), wait = 0;
+    for (unsigned i = 0; i < g->nlanes; i++) {
+        uint64_t w =
+            st__lane_release_due(&g->lanes[i], now, g->c->cfg->receipt_linger_ms, g->stopping);
+        if (w && (!wait || w < wait))
+            wait = w;
+    }
     for (unsigned i = 0; i < g->nlanes; i++)
         st__commit_submit(&g->lanes[i], 1);
     st__read_start(g);
+    if (wait) {
+        struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
+        evtimer_add(g->linger, &tv);
+    }
     if (g->stopping)
         st__ingest_maybe_stopped(g);
 }
@@ -66,6 +80,7 @@ int st_ingest_start(st_ctx *c)
             L->db = st_pg_new(c->base, c->cfg->database_url, 1, name);
         }
     }
+    g->linger = evtimer_new(c->base, kick_cb, g);
     g->tick = event_new(c->base, -1, EV_PERSIST, kick_cb, g);
     struct timeval tick = {0, 50 * 1000};
     event_add(g->tick, &tick);
@@ -100,7 +115,7 @@ static unsigned queued_batches(const st_ingest *g)
 {
     unsigned n = 0;
     for (unsigned i = 0; i < g->nlanes; i++)
-        n += g->lanes[i].nbatches;
+        n += g->lanes[i].nbatches + (g->lanes[i].nheld > 0);
     return n;
 }
 
@@ -163,6 +178,7 @@ void st_ingest_free(st_ctx *c)
     event_free(g->kick);
     event_free(g->lease_timer);
     event_free(g->tick);
+    event_free(g->linger);
     if (g->stop_deadline)
         event_free(g->stop_deadline);
     pr_free(g->shards);

@@ -73,6 +73,12 @@ typedef struct st__lane {
     struct event *retry_timer; /* database retry of the head batch (commit.c) */
     entry **carry;             /* 'retry' entries for the next batch */
     size_t ncarry;
+    /* Receipt-only entries held back (--receipt-linger-ms) so that they
+     * ride the next batch that goes anyway rather than cost a transaction
+     * of their own; counted in their shards' inflight. */
+    entry **held;
+    size_t nheld;
+    uint64_t held_since; /* monotonic ms the first of them was held */
 } st__lane;
 
 struct st_ingest {
@@ -85,7 +91,8 @@ struct st_ingest {
     struct event *kick;        /* deferred: read or submit */
     int reading;               /* an XREADGROUP is in flight (read.c) */
     uint64_t read_pause_until;
-    struct event *tick; /* reads again after a pause or a reconnect */
+    struct event *tick;   /* reads again after a pause or a reconnect */
+    struct event *linger; /* kicks when a lane's held receipts are due */
     unsigned blocking_epoch, cmd_epoch;
     unsigned seed;
     /* stop */
@@ -119,8 +126,17 @@ void st__read_start(st_ingest *g);
 
 /* ---- lanes.c ---- */
 void st__batch_free(st__batch *b);
-/* Adds entry e of shard s to the batch filling behind its lane's head. */
+/* Adds entry e of shard s to the batch filling behind its lane's head. A
+ * receipt-only entry ('R' with receipts) of a live shard, when no such
+ * batch is open and --receipt-linger-ms is not 0, is held instead: it joins
+ * the next batch the lane opens for other work (a message, an open, a
+ * retry), or goes when st__lane_release_due finds it due. Entries read in
+ * pending mode are never held (recovery does not wait). */
 void st__lane_add(st_ingest *g, unsigned s, entry *e);
+/* Releases lane L's held receipts into a batch when they were held for
+ * linger_ms by now (or at once when force); returns the milliseconds until
+ * they are due, 0 when none are held. */
+uint64_t st__lane_release_due(st__lane *L, uint64_t now, unsigned linger_ms, int force);
 /* 1 when lane L takes no more entries (reading waits). */
 int st__lane_full(const st__lane *L);
 /* Takes the head batch off the queue. */

@@ -9,6 +9,13 @@
  * as the load makes them: a message waits for at most the one transaction
  * ahead of it. Lanes hold disjoint shards, hence disjoint rooms, and run
  * side by side.
+ *
+ * Receipts ride: an entry of receipts alone, read while no batch is open,
+ * waits up to --receipt-linger-ms for one (a message read meanwhile opens
+ * it) rather than cost a transaction of its own. chat_batch counts the
+ * lines of one (room, member) as their maximum and applies receipts before
+ * messages, so a late "seen everything" never covers messages of the batch
+ * it joins.
  */
 #include <string.h>
 
@@ -79,16 +86,71 @@ static st__batch *lane_batch(st__lane *L)
     return b;
 }
 
-void st__lane_add(st_ingest *g, unsigned s, entry *e)
+/* The batch new work of lane L joins: its open tail, or a new batch
+ * (led by the carried retries) at the end of its queue. */
+static st__batch *work_batch(st__lane *L)
 {
-    st__lane *L = &g->lanes[s % g->nlanes];
     st__batch *t = open_tail(L);
     if (!t) {
         t = lane_batch(L);
         enqueue(L, t);
     }
-    batch_add(t, e);
+    return t;
+}
+
+/* The held receipts join batch t, behind what it has (read before them).
+ * Their inflight counts stand: they were counted when held. */
+static void release_into(st__lane *L, st__batch *t)
+{
+    for (size_t i = 0; i < L->nheld; i++)
+        batch_add(t, L->held[i]);
+    L->nheld = 0;
+}
+
+/* A batch opened without st__lane_add (a split, retries): it goes anyway,
+ * the held receipts ride it. */
+static void ride_open_tail(st__lane *L)
+{
+    st__batch *t = open_tail(L);
+    if (L->nheld && t)
+        release_into(L, t);
+}
+
+/* Whether entry e of shard s is receipts alone that may wait for a batch
+ * going anyway: not while recovering (pending mode), nor without a linger. */
+static int holdable(const st_ingest *g, unsigned s, const entry *e)
+{
+    return e->kind == 'R' && e->status != ST_E_INVALID && e->rc_len &&
+           g->c->cfg->receipt_linger_ms > 0 && g->shards[s].mode == ST__MODE_LIVE;
+}
+
+void st__lane_add(st_ingest *g, unsigned s, entry *e)
+{
+    st__lane *L = &g->lanes[s % g->nlanes];
     g->shards[s].inflight++;
+    if (holdable(g, s, e) && !open_tail(L)) {
+        if (L->nheld == 0)
+            L->held_since = cm_now_ms();
+        L->held = pr_realloc(L->held, (L->nheld + 1) * sizeof *L->held);
+        L->held[L->nheld++] = e;
+        if (L->nheld >= g->c->cfg->batch_size) /* enough for a batch of their own */
+            release_into(L, work_batch(L));
+        return;
+    }
+    st__batch *t = work_batch(L);
+    release_into(L, t);
+    batch_add(t, e);
+}
+
+uint64_t st__lane_release_due(st__lane *L, uint64_t now, unsigned linger_ms, int force)
+{
+    if (L->nheld == 0)
+        return 0;
+    uint64_t due = L->held_since + linger_ms;
+    if (!force && now < due)
+        return due - now;
+    release_into(L, work_batch(L));
+    return 0;
 }
 
 st__batch *st__lane_detach_head(st__lane *L)
@@ -117,6 +179,7 @@ void st__lane_split_head(st__lane *L)
     if (L->tail == b)
         L->tail = second;
     L->nbatches++;
+    ride_open_tail(L);
     CM_WARN("event=batch_split lane=%u size=%zu", L->index, half);
 }
 
@@ -152,6 +215,7 @@ void st__lane_retire(st__lane *L, st__batch *b)
         memcpy(w->e, L->carry, L->ncarry * sizeof *L->carry);
         L->ncarry = 0; /* their inflight counts stand: they are queued */
     }
+    ride_open_tail(L);
 }
 
 void st__lane_dispose(st__lane *L)
@@ -164,4 +228,9 @@ void st__lane_dispose(st__lane *L)
     for (size_t k = 0; k < L->ncarry; k++)
         st__entry_free(L->carry[k]);
     pr_free(L->carry);
+    for (size_t k = 0; k < L->nheld; k++)
+        st__entry_free(L->held[k]);
+    pr_free(L->held);
+    L->held = NULL;
+    L->nheld = 0;
 }

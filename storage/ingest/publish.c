@@ -4,8 +4,8 @@
  *
  * After COMMIT, in the contract's order: the membership cache of new direct
  * rooms, messages (M1 on room:{ROOM}), acks (A1 on each reply channel),
- * shard positions ({st}:pos), statuses (U1 on user:{SENDER}), then XACK and
- * XDEL. Commands are pipelined on the command link. The packets are
+ * shard positions ({st}:pos), statuses (one U1 per sender on user:{SENDER}),
+ * then XACK and XDEL. Commands are pipelined on the command link. The packets are
  * proto's (chat_packets.h); storage/publish.c sends them (st_publish,
  * st_stream_done) and is the other publishing: posts over HTTP and the
  * API's membership changes.
@@ -24,39 +24,83 @@ static const char POS_LUA[] =
     "if tonumber(ARGV[i + 1]) > cur then redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end "
     "end return 0";
 
-/* The 'j' rows (the membership cache only: for direct rooms the gateways
- * publish J1 themselves, docs/storage.md J1) or the 's' rows (messageStatus
- * for the message's sender, U1 on user:{SENDER}). */
-static void publish_joins_and_status(st_ingest *g, PGresult *res, char which)
+/* The 'j' rows: the membership cache only (for direct rooms the gateways
+ * publish J1 themselves, docs/storage.md J1). */
+static void publish_joins(st_ingest *g, PGresult *res)
 {
-    st_ctx *c = g->c;
     int rows = PQntuples(res);
-    pr_buf pkt;
-    pr_buf_init(&pkt, 4096);
     for (int i = 0; i < rows; i++) {
         const char *k = st__col(res, i, ST__COL_K);
-        if (!k || k[0] != which)
-            continue;
         const char *room = st__col(res, i, ST__COL_ROOM), *usr = st__col(res, i, ST__COL_USR);
-        if (!room || !usr)
+        if (k && k[0] == 'j' && room && usr)
+            st_cache_write(g->c, "SADD", room, usr, NULL, NULL);
+    }
+}
+
+/* An 's' row of chat_batch: a messageStatus event for its message's sender. */
+typedef struct {
+    const char *sender;
+    int row;
+} status_row;
+
+static int status_row_cmp(const void *a, const void *b)
+{
+    const status_row *x = a, *y = b;
+    int c = strcmp(x->sender, y->sender);
+    return c ? c : (x->row > y->row) - (x->row < y->row);
+}
+
+/* Row i's messageStatus packet into pkt; 0 when the row is a usable one. */
+static int status_packet(PGresult *res, int i, pr_buf *pkt)
+{
+    const char *seq = st__col(res, i, ST__COL_SEQ);
+    chat_status s = {st__col(res, i, ST__COL_ROOM), 0, st__col(res, i, ST__COL_USR),
+                     st__col(res, i, ST__COL_STATUS), st__col(res, i, ST__COL_AGGREGATE)};
+    if (!s.room || !s.user || !s.status || !s.aggregate || !seq)
+        return -1;
+    s.seq = strtoll(seq, NULL, 10);
+    pr_buf_reset(pkt);
+    return chat_status_packet(pkt, &s);
+}
+
+/* The 's' rows: messageStatus events, one U1 on user:{SENDER} per sender
+ * with all of the batch's for them, in the rows' order (the receipts'
+ * first, then the senders' moves): one PUBLISH per sender and batch, not
+ * per event. */
+static void publish_status(st_ingest *g, PGresult *res)
+{
+    int rows = PQntuples(res), n = 0;
+    status_row *by = pr_malloc((size_t)(rows ? rows : 1) * sizeof *by);
+    for (int i = 0; i < rows; i++) {
+        const char *k = st__col(res, i, ST__COL_K), *sender = st__col(res, i, ST__COL_SENDER);
+        if (k && k[0] == 's' && sender && chat_id_valid(sender, strlen(sender)))
+            by[n++] = (status_row){sender, i};
+    }
+    qsort(by, (size_t)n, sizeof *by, status_row_cmp);
+    pr_buf pkt, env;
+    pr_buf_init(&pkt, 4096);
+    pr_buf_init(&env, 64u << 20);
+    for (int i = 0, next; i < n; i = next) {
+        const char *sender = by[i].sender;
+        unsigned events = 0;
+        for (next = i + 1; next < n && !strcmp(by[next].sender, sender); next++)
+            ;
+        pr_buf_reset(&env);
+        if (chat_uenv_begin(&env, pr_view_make(sender, strlen(sender))) != 0)
             continue;
-        if (which == 'j') {
-            st_cache_write(c, "SADD", room, usr, NULL, NULL);
+        for (int j = i; j < next; j++)
+            if (status_packet(res, by[j].row, &pkt) == 0 &&
+                chat_uenv_add(&env, pr_buf_view(&pkt)) == 0)
+                events++;
+        if (events == 0)
             continue;
-        }
-        const char *sender = st__col(res, i, ST__COL_SENDER), *seq = st__col(res, i, ST__COL_SEQ);
-        chat_status s = {room, 0, usr, st__col(res, i, ST__COL_STATUS),
-                         st__col(res, i, ST__COL_AGGREGATE)};
-        if (!s.status || !sender || !s.aggregate || !seq)
-            continue;
-        s.seq = strtoll(seq, NULL, 10);
-        pr_buf_reset(&pkt);
-        if (!chat_id_valid(sender, strlen(sender)) || chat_status_packet(&pkt, &s) != 0)
-            continue;
-        st_publish_user_packet(c, sender, pr_buf_view(&pkt));
-        c->stats.status_events++;
+        chat_key channel = chat_chan_user(sender);
+        st_publish(g->c, chat_key_view(&channel), pr_buf_view(&env));
+        g->c->stats.status_events += events;
     }
     pr_buf_dispose(&pkt);
+    pr_buf_dispose(&env);
+    pr_free(by);
 }
 
 /* The message of entry e as stored (status new or dup). */
@@ -250,11 +294,11 @@ void st__publish_batch(st_ingest *g, st__batch *b, PGresult *res)
     for (unsigned s = 0; s < g->nshards; s++)
         before[s] = g->shards[s].published;
     if (res)
-        publish_joins_and_status(g, res, 'j');
+        publish_joins(g, res);
     publish_messages(g, b, top);
     publish_acks(g, b);
     publish_positions(g, top);
     if (res)
-        publish_joins_and_status(g, res, 's');
+        publish_status(g, res);
     ack_entries(g, b, before);
 }

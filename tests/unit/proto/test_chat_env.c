@@ -183,13 +183,50 @@ static void test_uenv_jenv(void)
     pr_buf_init(&b, 4096);
     pr_view u, p, r;
     char k;
+    pr_view it;
     CHECK_EQ(chat_uenv_encode(&b, V("bob"), V("2[\"x\",{}]")), PR_OK);
+    /* one packet: the bytes of the single-packet U1 of earlier versions */
+    CHECK_MEM(b.ptr, b.len, "U1\nbob\n2[\"x\",{}]");
     CHECK_EQ(chat_env_kind(pr_buf_view(&b)), 'U');
-    CHECK_EQ(chat_uenv_decode(pr_buf_view(&b), &u, &p), PR_OK);
+    CHECK_EQ(chat_uenv_begin_decode(pr_buf_view(&b), &u, &it), PR_OK);
     CHECK(pr_view_eq(u, V("bob")));
+    CHECK_EQ(chat_uenv_next(&it, &p), 1);
     CHECK_MEM(p.ptr, p.len, "2[\"x\",{}]");
-    CHECK_EQ(chat_uenv_decode(V("U1\nbob\n"), &u, &p), PR_EINVAL);
+    CHECK_EQ(chat_uenv_next(&it, &p), 0);
+    CHECK_EQ(chat_uenv_begin_decode(V("U1\nbob\n"), &u, &it), PR_EINVAL); /* no packet */
+    CHECK_EQ(chat_uenv_begin_decode(V("U1\nbob"), &u, &it), PR_EINVAL);
+    CHECK_EQ(chat_uenv_begin_decode(V("A1\nbob\nx"), &u, &it), PR_EINVAL);
     CHECK_EQ(chat_uenv_encode(&b, V(""), V("x")), PR_EINVAL);
+    pr_buf_reset(&b);
+    CHECK_EQ(chat_uenv_encode(&b, V("bob"), V("a\nb")), PR_EINVAL); /* a packet is a line */
+    CHECK_EQ(chat_uenv_encode(&b, V("bob"), V("")), PR_EINVAL);
+    CHECK_EQ(b.len, 0);
+
+    /* several packets, in order */
+    CHECK_EQ(chat_uenv_begin(&b, V("bob")), PR_OK);
+    CHECK_EQ(chat_uenv_add(&b, V("42[\"d\"]")), PR_OK);
+    CHECK_EQ(chat_uenv_add(&b, V("42[\"s\"]")), PR_OK);
+    CHECK_EQ(chat_uenv_add(&b, V("x\ny")), PR_EINVAL);
+    CHECK_EQ(chat_uenv_add(&b, V("")), PR_EINVAL);
+    CHECK_EQ(chat_uenv_add(&b, V("3")), PR_OK);
+    CHECK_MEM(b.ptr, b.len, "U1\nbob\n42[\"d\"]\n42[\"s\"]\n3");
+    CHECK_EQ(chat_uenv_begin_decode(pr_buf_view(&b), &u, &it), PR_OK);
+    CHECK(pr_view_eq(u, V("bob")));
+    CHECK_EQ(chat_uenv_next(&it, &p), 1);
+    CHECK_MEM(p.ptr, p.len, "42[\"d\"]");
+    CHECK_EQ(chat_uenv_next(&it, &p), 1);
+    CHECK_MEM(p.ptr, p.len, "42[\"s\"]");
+    CHECK_EQ(chat_uenv_next(&it, &p), 1);
+    CHECK_MEM(p.ptr, p.len, "3");
+    CHECK_EQ(chat_uenv_next(&it, &p), 0);
+    CHECK_EQ(chat_uenv_begin(&b, V("a b")), PR_EINVAL);
+    /* an empty packet, last or not, is refused: decoding and encoding
+     * again gives the same bytes */
+    CHECK_EQ(chat_uenv_begin_decode(V("U1\nbob\nx\n"), &u, &it), PR_OK);
+    CHECK_EQ(chat_uenv_next(&it, &p), PR_EINVAL);
+    CHECK_EQ(chat_uenv_begin_decode(V("U1\nbob\nx\n\ny"), &u, &it), PR_OK);
+    CHECK_EQ(chat_uenv_next(&it, &p), 1);
+    CHECK_EQ(chat_uenv_next(&it, &p), PR_EINVAL);
 
     pr_buf_reset(&b);
     CHECK_EQ(chat_jenv_encode(&b, 'K', V("g_1"), V("carol")), PR_OK);

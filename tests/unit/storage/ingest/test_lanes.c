@@ -2,7 +2,8 @@
  * tail batch of their lane up to --batch-size, a lane holds at most
  * QUEUE_MAX batches, the shards' in-flight counts follow their entries, a
  * failing head is split in two, and a retired batch's 'retry' entries go
- * ahead of what was read after them. lanes.c does no I/O: it is included
+ * ahead of what was read after them; receipts alone wait (--receipt-linger-ms)
+ * for a batch that goes anyway. lanes.c does no I/O: it is included
  * (for QUEUE_MAX and open_tail) and driven on a hand-built st_ingest. */
 #include <stdio.h>
 #include <string.h>
@@ -389,6 +390,170 @@ static void test_dispose(void)
     CHECK(L->head == NULL);
 }
 
+/* ---- receipts alone ride the next batch (--receipt-linger-ms) ---- */
+
+/* A receipt-only entry of shard s (rc: the JSON of its receipts). */
+static entry *add_receipt(st_ingest *g, unsigned s, const char *id)
+{
+    entry *e = mk(s, id);
+    e->kind = 'R';
+    e->rc_len = 2;
+    e->rc = pr_malloc(3);
+    memcpy(e->rc, "{}", 3);
+    e->nrc = 1;
+    st__lane_add(g, s, e);
+    return e;
+}
+
+/* The one lane of ing over live shards (reading new entries, not
+ * recovering), batch_size entries per batch, a linger of linger ms. */
+static st__lane *live(unsigned batch_size, unsigned linger)
+{
+    st_ingest *g = setup(1, batch_size);
+    cfg.receipt_linger_ms = linger;
+    for (unsigned s = 0; s < NSHARDS; s++)
+        shards[s].mode = ST__MODE_LIVE;
+    return &g->lanes[0];
+}
+
+/* Lane L busy: message "a" of shard 0 in the database, no batch open. */
+static void busy(st_ingest *g, st__lane *L)
+{
+    add(g, 0, "a");
+    L->head->in_db = 1;
+}
+
+static void test_receipts_held(void)
+{
+    st_ingest *g = &ing;
+    st__lane *L = live(10, 20);
+    busy(g, L);
+    /* no batch open (the head is in the database): held, counted */
+    add_receipt(g, 0, "r1");
+    add_receipt(g, 1, "r2");
+    CHECK_EQ(L->nbatches, 1);
+    CHECK_EQ(L->nheld, 2);
+    CHECK(L->held_since > 0);
+    CHECK_EQ(g->shards[0].inflight, 2);
+    CHECK_EQ(g->shards[1].inflight, 1);
+    CHECK(!st__lane_full(L));
+    /* a message opens a batch: the receipts go in front of it */
+    add(g, 2, "m");
+    CHECK_EQ(L->nheld, 0);
+    CHECK_EQ(L->nbatches, 2);
+    CHECK(!strcmp(ids(L->tail), "r1,r2,m"));
+    CHECK_EQ(g->shards[0].inflight, 2);
+    CHECK_EQ(g->shards[1].inflight, 1);
+    CHECK_EQ(g->shards[2].inflight, 1);
+    /* an open batch takes receipts at once */
+    add_receipt(g, 3, "r3");
+    CHECK_EQ(L->nheld, 0);
+    CHECK(!strcmp(ids(L->tail), "r1,r2,m,r3"));
+    teardown(g);
+
+    /* an open head not yet sent goes anyway: receipts join it */
+    L = live(10, 20);
+    add(g, 0, "a");
+    add_receipt(g, 0, "r");
+    CHECK_EQ(L->nheld, 0);
+    CHECK(!strcmp(ids(L->head), "a,r"));
+    teardown(g);
+}
+
+static void test_receipts_not_held(void)
+{
+    /* no linger: a batch of their own, as before */
+    st_ingest *g = &ing;
+    st__lane *L = live(10, 0);
+    add_receipt(g, 0, "r");
+    CHECK_EQ(L->nheld, 0);
+    CHECK(!strcmp(ids(L->head), "r"));
+    teardown(g);
+    /* recovering (pending mode): recovery does not wait */
+    L = live(10, 20);
+    g->shards[0].mode = ST__MODE_PENDING;
+    add_receipt(g, 0, "p");
+    CHECK_EQ(L->nheld, 0);
+    CHECK(!strcmp(ids(L->head), "p"));
+    teardown(g);
+    /* nothing for the database (invalid, or no receipt of this shard) */
+    L = live(10, 20);
+    add_receipt(g, 0, "x")->status = ST_E_INVALID; /* set after the add: held */
+    CHECK_EQ(L->nheld, 1);
+    st__lane_dispose(L);
+    entry *e = mk(0, "y");
+    e->kind = 'R';
+    st__lane_add(g, 0, e); /* rc_len 0 */
+    entry *f = mk(0, "z");
+    f->kind = 'R';
+    f->rc_len = 2;
+    f->status = ST_E_INVALID;
+    st__lane_add(g, 0, f);
+    CHECK_EQ(L->nheld, 0);
+    CHECK(!strcmp(ids(L->head), "y,z"));
+    teardown(g);
+}
+
+static void test_receipts_due(void)
+{
+    st_ingest *g = &ing;
+    st__lane *L = live(10, 20);
+    CHECK_EQ(st__lane_release_due(L, 1000, 20, 0), 0); /* nothing held */
+    add_receipt(g, 0, "r");
+    L->held_since = 1000;
+    CHECK_EQ(st__lane_release_due(L, 1005, 20, 0), 15);
+    CHECK_EQ(L->nheld, 1);
+    CHECK(L->head == NULL);
+    CHECK_EQ(st__lane_release_due(L, 1020, 20, 0), 0); /* due: a batch of their own */
+    CHECK_EQ(L->nheld, 0);
+    CHECK(L->head && !strcmp(ids(L->head), "r"));
+    CHECK_EQ(g->shards[0].inflight, 1); /* counted once */
+    L->head->in_db = 1;
+    add_receipt(g, 0, "s");
+    CHECK_EQ(L->nheld, 1);
+    CHECK(st__lane_release_due(L, L->held_since, 20, 0) > 0);
+    CHECK_EQ(st__lane_release_due(L, L->held_since, 20, 1), 0); /* forced (stopping) */
+    CHECK_EQ(L->nbatches, 2);
+    CHECK(!strcmp(ids(L->tail), "s"));
+    teardown(g);
+
+    /* --batch-size of them go at once */
+    L = live(3, 20);
+    busy(g, L);
+    add_receipt(g, 0, "r1");
+    add_receipt(g, 0, "r2");
+    CHECK_EQ(L->nheld, 2);
+    add_receipt(g, 0, "r3");
+    CHECK_EQ(L->nheld, 0);
+    CHECK(!strcmp(ids(L->tail), "r1,r2,r3"));
+    teardown(g);
+}
+
+/* Retries make a batch of their own: the held receipts ride it, behind. */
+static void test_receipts_ride_retries(void)
+{
+    st_ingest *g = &ing;
+    st__lane *L = live(10, 20);
+    entry *r = add(g, 0, "r");
+    add(g, 0, "a")->status = ST_E_NEW;
+    L->head->in_db = 1;
+    add_receipt(g, 1, "h");
+    CHECK_EQ(L->nheld, 1);
+    r->status = ST_E_RETRY;
+    st__lane_retire(L, st__lane_detach_head(L));
+    CHECK_EQ(L->nheld, 0);
+    CHECK_EQ(L->nbatches, 1);
+    CHECK(!strcmp(ids(L->head), "r,h"));
+    CHECK_EQ(g->shards[0].inflight, 1);
+    CHECK_EQ(g->shards[1].inflight, 1);
+    /* dispose frees held entries too (the sanitizer build would tell) */
+    L->head->in_db = 1;
+    add_receipt(g, 0, "k");
+    CHECK_EQ(L->nheld, 1);
+    teardown(g);
+    CHECK_EQ(L->nheld, 0);
+}
+
 int main(void)
 {
     test_join_tail();
@@ -398,6 +563,10 @@ int main(void)
     test_split();
     test_retire_alone();
     test_retire_in_front();
+    test_receipts_held();
+    test_receipts_not_held();
+    test_receipts_due();
+    test_receipts_ride_retries();
     test_retire_behind_in_db();
     test_retire_first_waiting();
     test_retire_plain();
