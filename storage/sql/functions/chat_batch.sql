@@ -9,18 +9,14 @@
 --   k 'j': usr joined direct room room
 --   k 's': a messageStatus event: room, usr = member, status, sender, seq,
 --          aggregate (the receipts' first, then the senders' moves)
--- SET clauses: see README.md in this folder (plans made once per
--- connection, probing indexes row by row).
+-- Settings: the ingest connection's session settings (README.md in this
+-- folder: plans made once per connection, probing indexes row by row), not
+-- SET clauses, which cost a save and restore at every call.
 CREATE OR REPLACE FUNCTION chat_batch(msgs jsonb, receipts jsonb)
 RETURNS TABLE (k "char", o int, status text, id bigint, seq bigint, shard int,
                shard_pos bigint, created_at text, room text, usr text, sender text,
                aggregate text)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
