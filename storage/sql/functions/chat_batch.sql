@@ -41,7 +41,13 @@ BEGIN
 
     -- Each sender's move to its last new message in each room: seen (and
     -- delivered) up to there, logged ('s' stands for 'd'; delivered may
-    -- already be further) and reported like a receipt's. Only up to its
+    -- already be further) and reported like a receipt's, unless the moved
+    -- range holds only the sender's own messages (the usual case: it had
+    -- seen everything before writing). Such a move changes no status
+    -- anyone reads and raises no event, and no receipt time needs its row:
+    -- the receipts API looks a member's times up for others' messages, and
+    -- the first row at or past such a message is the move that covered it
+    -- (docs/storage.md "Status"). Only up to its
     -- last message before another sender's message of this batch: that
     -- one was stored together with the sender's, never shown to it (two
     -- people writing at once), and its receipt will tell. A 'dup' moved
@@ -75,13 +81,20 @@ BEGIN
          WHERE rm.room_id = t.room AND rm.user_id = t.usr AND rm.seen_seq < t.seq
         RETURNING rm.room_id, rm.user_id, t.od, t.os, rm.delivered_seq AS nd,
                   rm.seen_seq AS ns
+    ), seen AS (
+        -- the moves over a message of someone else (seen covers delivered)
+        SELECT upd.* FROM upd
+         WHERE EXISTS (SELECT 1 FROM messages m
+                        WHERE m.room_id = upd.room_id AND m.seq > upd.os AND m.seq <= upd.ns
+                          AND m.sender_id <> upd.user_id)
     ), wm AS (
         INSERT INTO watermarks (room_id, user_id, kind, seq)
-        SELECT upd.room_id, upd.user_id, 's', upd.ns FROM upd
+        SELECT seen.room_id, seen.user_id, 's', seen.ns FROM seen
             ON CONFLICT DO NOTHING
     )
-    SELECT ARRAY(SELECT ROW(upd.room_id, upd.user_id, upd.od, upd.os, upd.nd, upd.ns)::chat_move
-                   FROM upd)
+    SELECT ARRAY(SELECT ROW(seen.room_id, seen.user_id, seen.od, seen.os, seen.nd,
+                            seen.ns)::chat_move
+                   FROM seen)
       INTO mv;
     IF cardinality(mv) > 0 THEN
         RETURN QUERY
