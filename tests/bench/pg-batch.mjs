@@ -1,34 +1,45 @@
 // PostgreSQL's cost per batch transaction, outside the full stack (not a
 // test): how much backend CPU one chat_batch call costs, and the floor a
-// rewrite could reach (issue 13).
+// rewrite could reach (issue 13; figures in docs/benchmarks.md).
 //
 //   node tests/bench/pg-batch.mjs [--sql DIR | --rev GIT_REV] [--txns N] [--rooms N]
-//                                 [--only NAME,...] [--mode prepared|extended|simple]
+//                                 [--only NAME,...] [--mode prepared|simple] [--pg-stats]
+//   node tests/bench/pg-batch.mjs --compare GIT_REV [--blocks K] [--txns N] [--only ...]
 //
 // Starts a throwaway cluster (durable settings: fsync and synchronous_commit
 // on, as tests/integration/lib/stack.mjs starts it), applies the schema and
-// the functions of storage/sql/ (or of DIR, or of storage/sql at GIT_REV, to
-// compare a change with what it replaces), creates ROOMS direct rooms of two
-// members each, then runs each workload with pgbench (one client, N
-// transactions) and prints per transaction: the backend's CPU (utime+stime of
-// the pgbench session's backend, read from /proc when it has exited and the
-// postmaster reaped it), the whole cluster's CPU (postmaster, backends, WAL
-// writer, checkpointer...), the latency pgbench measured, and the rows
-// written (pg_stat_user_tables).
+// the functions of storage/sql/ (or of DIR, or of storage/sql at GIT_REV),
+// creates ROOMS direct rooms of two members each, then runs each workload
+// as N transactions of literal SQL in one psql session and prints per
+// transaction: the backend's CPU (utime+stime of its own /proc/self/stat,
+// read before and after through pg_read_file), the whole cluster's CPU
+// (postmaster, backends, WAL writer, checkpointer...), the wall time, and
+// the rows written (pg_stat_user_tables). --mode prepared (default) PREPAREs
+// the batch statement once and EXECUTEs it, as storage does since decision
+// 48; simple parses and plans it at every call, as PQexecParams did.
+//
+// --compare GIT_REV: the functions of storage/sql/functions at GIT_REV are
+// installed beside today's, renamed (chat_batch -> before_batch...; same
+// tables and types), and each workload runs K blocks of N transactions
+// alternating before (its statement parsed at every call, as storage sent
+// it then) and after (prepared), in one session: CPU noise from other
+// processes on the machine falls on both alike. Prints each side's CPU per
+// transaction (median and range over the blocks) and rows written.
 //
 // The session runs with the settings chat-storage gives its ingest
-// connections (INGEST_SETTINGS below, storage/pg.c): the batch functions
-// rely on them.
+// connections (INGEST_SETTINGS below, BATCH_SESSION in
+// storage/ingest/commit.c): the batch functions rely on them.
 //
-// Workloads (messages go to distinct random rooms; the sender alternates):
-//   dm1, dm10, dm50   chat_batch with 1, 10, 50 new DM messages (the
+// Workloads (each message to a random room, from a random one of its two
+// members; each room starts with a message of a that both have seen):
+//   dm1, dm10, dm50    chat_batch with 1, 10, 50 new DM messages (the
 //                      senders' own watermark moves included)
-//   rcpt10             chat_batch with 10 receipt lines only (delivered and
-//                      seen up to the room's last message)
+//   rcpt1, rcpt10      chat_batch with 1, 10 receipt lines only (delivered
+//                      and seen up to the room's last message)
 //   mixed10            10 messages and 10 receipt lines in one batch
-//   floor_insert1      INSERT of one row into a two-column table, COMMIT
-//   floor_messages1    a prepared INSERT of 1 row into messages (unnest of
-//                      typed arrays), COMMIT
+//   floor_insert1      INSERT of one row into a two-column table (autocommit)
+//   floor_messages1    a prepared INSERT of 1 row into messages (unnest of a
+//                      text array)
 //   floor_messages10   the same with 10 rows
 //   floor_select       SELECT 1 (no write, no commit record)
 
@@ -48,9 +59,11 @@ const nrooms = Number(arg('--rooms', '2000'));
 const only = arg('--only', '').split(',').filter(Boolean);
 const mode = arg('--mode', 'prepared');
 const rev = arg('--rev', '');
+const compare = arg('--compare', '');
+const blocks = Number(arg('--blocks', '6'));
 const shards = 8;
 
-// what storage/pg.c sets on each ingest connection (keep the two equal)
+// what storage/ingest/commit.c sets on each ingest connection (keep the two equal)
 const INGEST_SETTINGS = {
   plan_cache_mode: 'force_generic_plan',
   jit: 'off',
@@ -94,6 +107,20 @@ function psqlFile(file) {
 for (const f of readdirSync(sqlDir).filter((f) => /^\d{4}_.*\.sql$/.test(f)).sort()) psqlFile(path.join(sqlDir, f));
 const fdir = path.join(sqlDir, 'functions');
 for (const f of readdirSync(fdir).filter((f) => f.endsWith('.sql')).sort()) psqlFile(path.join(fdir, f));
+// --compare: the batch functions of another commit, renamed, beside these
+const RENAMED = ['chat_batch', 'chat_ingest', 'chat_receipts', 'chat__events'];
+if (compare) {
+  const out = path.join(work, 'compare');
+  execFileSync('mkdir', ['-p', out]);
+  execFileSync('sh', ['-c', `git -C "${ROOT}" archive "${compare}" storage/sql/functions | tar -x -C "${out}"`]);
+  for (const name of RENAMED) {
+    let text = readFileSync(path.join(out, 'storage/sql/functions', `${name}.sql`), 'utf8');
+    for (const n of RENAMED) text = text.replaceAll(`${n}(`, `${n.replace('chat', 'before')}(`);
+    const file = path.join(out, `${name}.renamed.sql`);
+    writeFileSync(file, text);
+    psqlFile(file);
+  }
+}
 psql(`INSERT INTO shards (id) SELECT g FROM generate_series(0, ${shards - 1}) g`);
 // direct rooms dm{i} of a{i} and b{i}, each with a first message of a{i}
 // that b{i} has seen (as in a conversation under way)
@@ -154,6 +181,7 @@ function floorMessages(n) {
 }
 const prepare = [
   `PREPARE b(jsonb, jsonb) AS ${BATCH}($1, $2);`,
+  ...(compare ? [`PREPARE bb(jsonb, jsonb) AS ${BATCH.replace('chat_batch', 'before_batch')}($1, $2);`] : []),
   `PREPARE f(text[]) AS INSERT INTO messages (room_id, seq, shard, shard_pos, sender_id, body) SELECT r, nextval('message_ids') + 1000000000, 0, 0, 'a1', 'hello there' FROM unnest($1) r;`,
 ].join('\n');
 const workloads = {
@@ -197,6 +225,63 @@ function rowsWritten() {
   execFileSync('sleep', ['0.3']);
   const [ins, upd] = psql(`SELECT sum(n_tup_ins), sum(n_tup_upd) FROM pg_stat_user_tables`).trim().split('|').map(Number);
   return { ins, upd };
+}
+
+if (compare) {
+  // before: its statement text at every call (the batch of the other
+  // functions); after: EXECUTE of today's, prepared
+  const before = (gen) => () => {
+    const t = gen();
+    const m = /^EXECUTE b\((.*)\);$/s.exec(t);
+    return m ? `${BATCH.replace('chat_batch', 'before_batch')}(${m[1].replace(/', '/, "'::jsonb, '")}::jsonb);` : t;
+  };
+  console.log(`# pg-batch --compare ${compare}: ${blocks} blocks of ${txns} transactions per side and workload, ${nrooms} rooms`);
+  console.log('workload          before_us/txn (range)      after_us/txn (range)       rows_ins before/after');
+  const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
+  for (const [name, gen] of Object.entries(workloads)) {
+    if (only.length && !only.includes(name)) continue;
+    if (name.startsWith('floor')) continue;
+    const lines = [prepare];
+    const read = (tag) => `SELECT '${tag}', pg_read_file('/proc/self/stat');`;
+    const rowsQ = (tag) => `SELECT pg_stat_force_next_flush(); SELECT pg_sleep(0.6); SELECT '${tag}', sum(n_tup_ins) FROM pg_stat_user_tables;`;
+    for (let k = 0; k < blocks; k++) {
+      for (const side of k % 2 ? ['after', 'before'] : ['before', 'after']) {
+        lines.push(rowsQ(`R0 ${side}`), read(`S ${side}`), '\\o /dev/null');
+        for (let i = 0; i < txns; i++) lines.push(side === 'before' ? before(gen)() : gen());
+        lines.push('\\o', read(`E ${side}`), rowsQ(`R1 ${side}`));
+      }
+    }
+    const file = path.join(work, `${name}.sql`);
+    writeFileSync(file, lines.join('\n') + '\n');
+    const r = spawnSync(bin('psql'), [...conn, '-X', '-q', '-At', '-v', 'ON_ERROR_STOP=1', '-f', file], {
+      encoding: 'utf8',
+      maxBuffer: 64 << 20,
+      env: { ...process.env, PGOPTIONS: pgOptions },
+    });
+    if (r.status !== 0) {
+      console.error(r.stdout, r.stderr);
+      process.exit(1);
+    }
+    const cpu = { before: [], after: [] };
+    const rows = { before: 0, after: 0 };
+    let start = 0;
+    let rows0 = 0;
+    for (const l of r.stdout.split('\n')) {
+      const [tag, val] = l.split('|');
+      if (!val) continue;
+      const [kind, side] = tag.split(' ');
+      if (kind === 'S') start = ticks(val);
+      else if (kind === 'E') cpu[side].push(((ticks(val) - start) * 1e6) / hz / txns);
+      else if (kind === 'R0') rows0 = Number(val);
+      else if (kind === 'R1') rows[side] += Number(val) - rows0;
+    }
+    const fmt = (a) => `${med(a).toFixed(0)} (${Math.min(...a).toFixed(0)}-${Math.max(...a).toFixed(0)})`.padEnd(27);
+    console.log(
+      `${name.padEnd(18)}${fmt(cpu.before)}${fmt(cpu.after)}${(rows.before / txns / blocks).toFixed(2)} / ${(rows.after / txns / blocks).toFixed(2)}`,
+    );
+  }
+  await pg.stop();
+  process.exit(0);
 }
 
 console.log(`# pg-batch: ${txns} transactions per workload, ${nrooms} rooms, mode ${mode}, sql ${rev || sqlDir}`);
