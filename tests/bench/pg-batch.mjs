@@ -42,6 +42,13 @@
 //                      text array)
 //   floor_messages10   the same with 10 rows
 //   floor_select       SELECT 1 (no write, no commit record)
+//   proto_small1       a prototype, not storage's code: one new message of a
+//                      member in small statements (bench_small1 below: lock
+//                      the room and the shard, probe for a duplicate and
+//                      the membership, insert, update the counters and the
+//                      sender's watermarks, probe the own move's range), to
+//                      see what a path of small plans for the common batch
+//                      would cost against dm1
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -132,6 +139,35 @@ psql(`
   INSERT INTO messages (room_id, seq, shard, shard_pos, sender_id, client_msg_id, body)
     SELECT 'dm' || g, 1, g % ${shards}, 0, 'a' || g, 'seed', 'hello' FROM generate_series(1, ${nrooms}) g;
   CREATE TABLE floor_t (id bigint, body text);`);
+psql(`
+  CREATE FUNCTION bench_small1(r text, u text, n text, x text, c text, sh int)
+  RETURNS TABLE (status text, id bigint, seq bigint, pos bigint, at text) LANGUAGE plpgsql AS $f$
+  DECLARE s bigint; p bigint; mid bigint; os bigint; od bigint;
+  BEGIN
+    SELECT last_seq + 1 INTO s FROM rooms WHERE rooms.id = r FOR UPDATE;
+    SELECT shards.pos + 1 INTO p FROM shards WHERE shards.id = sh FOR UPDATE;
+    IF EXISTS (SELECT 1 FROM messages m WHERE m.sender_id = u AND m.room_id = r AND m.client_msg_id = c) THEN
+      RETURN QUERY SELECT 'dup'::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text;
+      RETURN;
+    END IF;
+    SELECT rm.seen_seq, rm.delivered_seq INTO os, od FROM room_members rm WHERE rm.room_id = r AND rm.user_id = u;
+    IF NOT FOUND THEN
+      RETURN QUERY SELECT 'forbidden'::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::text;
+      RETURN;
+    END IF;
+    mid := nextval('message_ids');
+    INSERT INTO messages (id, room_id, seq, shard, shard_pos, sender_id, client_msg_id, first_name, body)
+      VALUES (mid, r, s, sh, p, u, c, n, x);
+    UPDATE rooms SET last_seq = s, last_at = now() WHERE rooms.id = r;
+    UPDATE shards SET pos = p WHERE shards.id = sh;
+    UPDATE room_members SET seen_seq = s, delivered_seq = GREATEST(delivered_seq, s) WHERE room_id = r AND user_id = u;
+    IF EXISTS (SELECT 1 FROM messages m WHERE m.room_id = r AND m.seq > os AND m.seq <= s AND m.sender_id <> u) THEN
+      INSERT INTO watermarks (room_id, user_id, kind, seq) VALUES (r, u, 's', s) ON CONFLICT DO NOTHING;
+      RETURN QUERY SELECT e.status, NULL::bigint, e.seq, NULL::bigint, e.sender
+        FROM chat__events(ARRAY[ROW(r, u, od, os, GREATEST(od, s), s)::chat_move]) e;
+    END IF;
+    RETURN QUERY SELECT 'new'::text, mid, s, p, to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"');
+  END $f$;`);
 psql('VACUUM ANALYZE');
 if (pgStats) psql('CREATE EXTENSION pg_stat_statements');
 
@@ -182,6 +218,7 @@ function floorMessages(n) {
 const prepare = [
   `PREPARE b(jsonb, jsonb) AS ${BATCH}($1, $2);`,
   ...(compare ? [`PREPARE bb(jsonb, jsonb) AS ${BATCH.replace('chat_batch', 'before_batch')}($1, $2);`] : []),
+  'PREPARE s(text, text, text, text, text, int) AS SELECT * FROM bench_small1($1, $2, $3, $4, $5, $6);',
   `PREPARE f(text[]) AS INSERT INTO messages (room_id, seq, shard, shard_pos, sender_id, body) SELECT r, nextval('message_ids') + 1000000000, 0, 0, 'a1', 'hello there' FROM unnest($1) r;`,
 ].join('\n');
 const workloads = {
@@ -195,6 +232,11 @@ const workloads = {
   floor_messages1: floorMessages(1),
   floor_messages10: floorMessages(10),
   floor_select: () => 'SELECT 1;',
+  proto_small1: () => {
+    const [m] = msgs(1);
+    const a = `${q(m.r)}, ${q(m.u)}, ${q(m.n)}, ${q(m.x)}, ${q(m.c)}, ${m.sh}`;
+    return mode === 'simple' ? `SELECT * FROM bench_small1(${a});` : `EXECUTE s(${a});`;
+  },
 };
 
 // ---- CPU from /proc, clock ticks
@@ -240,7 +282,7 @@ if (compare) {
   const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
   for (const [name, gen] of Object.entries(workloads)) {
     if (only.length && !only.includes(name)) continue;
-    if (name.startsWith('floor')) continue;
+    if (name.startsWith('floor') || name.startsWith('proto')) continue;
     const lines = [prepare];
     const read = (tag) => `SELECT '${tag}', pg_read_file('/proc/self/stat');`;
     const rowsQ = (tag) => `SELECT pg_stat_force_next_flush(); SELECT pg_sleep(0.6); SELECT '${tag}', sum(n_tup_ins) FROM pg_stat_user_tables;`;
