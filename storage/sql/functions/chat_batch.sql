@@ -22,6 +22,10 @@ AS $$
 DECLARE
     res chat_ingested[];
     mv chat_move[];
+    one chat_ingested;
+    od bigint;
+    os bigint;
+    nd bigint;
 BEGIN
     IF receipts IS NOT NULL AND jsonb_array_length(receipts) > 0 THEN
         RETURN QUERY
@@ -32,12 +36,45 @@ BEGIN
     IF msgs IS NULL OR jsonb_array_length(msgs) = 0 THEN
         RETURN;
     END IF;
-    res := ARRAY(SELECT x FROM chat_ingest(msgs) x);
+    -- one message with no direct room to create: small statements instead
+    -- of chat_ingest's large plans (chat__ingest_one.sql)
+    IF jsonb_array_length(msgs) = 1 AND msgs->0->>'p' IS NULL AND msgs->0->>'k' IS NULL THEN
+        res := ARRAY(SELECT x FROM chat__ingest_one(msgs->0) x);
+    ELSE
+        res := ARRAY(SELECT x FROM chat_ingest(msgs) x);
+    END IF;
     RETURN QUERY
     SELECT CASE WHEN x.status = 'joined' THEN 'j' ELSE 'm' END::"char", x.o, x.status,
            x.id, x.seq, x.shard, x.shard_pos, x.created_at, x.room, x.usr, NULL::text,
            NULL::text
       FROM unnest(res) x;
+
+    -- The move of the one new message of a one-message batch, as the
+    -- statement below makes it for any batch, in small statements
+    IF cardinality(res) = 1 AND res[1].status = 'new' AND res[1].o IS NOT NULL THEN
+        one := res[1];
+        SELECT c.delivered_seq, c.seen_seq INTO od, os
+          FROM room_members c WHERE c.room_id = one.room AND c.user_id = one.usr;
+        IF os < one.seq THEN
+            UPDATE room_members rm
+               SET delivered_seq = GREATEST(rm.delivered_seq, one.seq), seen_seq = one.seq
+             WHERE rm.room_id = one.room AND rm.user_id = one.usr AND rm.seen_seq < one.seq
+            RETURNING rm.delivered_seq INTO nd;
+            IF FOUND AND EXISTS (SELECT 1 FROM messages m
+                                  WHERE m.room_id = one.room AND m.seq > os AND m.seq <= one.seq
+                                    AND m.sender_id <> one.usr) THEN
+                INSERT INTO watermarks (room_id, user_id, kind, seq)
+                VALUES (one.room, one.usr, 's', one.seq)
+                    ON CONFLICT DO NOTHING;
+                RETURN QUERY
+                SELECT 's'::"char", NULL::int, e.status, NULL::bigint, e.seq, NULL::int,
+                       NULL::bigint, NULL::text, e.room, e.member, e.sender, e.aggregate
+                  FROM chat__events(ARRAY[ROW(one.room, one.usr, od, os, nd,
+                                              one.seq)::chat_move]) e;
+            END IF;
+        END IF;
+        RETURN;
+    END IF;
 
     -- Each sender's move to its last new message in each room: seen (and
     -- delivered) up to there, logged ('s' stands for 'd'; delivered may
