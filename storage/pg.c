@@ -6,6 +6,12 @@
  * being read). Queries wait in one FIFO; an idle connection takes the head.
  * Callbacks never run inside st_pg_query: sending is deferred to a dispatch
  * event, results arrive from socket events.
+ *
+ * A prepared query (st_pg_query_prepared) takes up to three steps on a
+ * connection that has not run it yet: its setup SQL (session settings),
+ * PQsendPrepare, then PQsendQueryPrepared; the connection remembers the
+ * names it prepared until it is lost. Later calls are one step: no parse
+ * or plan of the statement in the server.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -19,6 +25,8 @@
 /* Queries may pile up while PostgreSQL is down; past this the caller is told
  * at once instead of the process growing without bound. */
 #define PG_QUEUE_MAX 100000
+/* Prepared statements a connection remembers (storage has one today). */
+#define PG_PREPARED_MAX 8
 
 enum { C_DOWN, C_CONNECTING, C_IDLE, C_BUSY };
 
@@ -27,6 +35,8 @@ typedef struct pgq {
     char *sql;
     int nparams;
     char **values;
+    char *name;  /* prepared statement's name, or NULL */
+    char *setup; /* run before preparing it, or NULL */
     st_pg_cb cb;
     void *arg;
 } pgq;
@@ -44,6 +54,9 @@ typedef struct {
     pgq *cur;
     PGresult *keep; /* the result the callback will get */
     char *error;    /* the first error of the current query */
+    /* prepared query: the step whose results are being read */
+    enum { STEP_QUERY, STEP_SETUP, STEP_PREPARE, STEP_EXECUTE } step;
+    char *prepared[PG_PREPARED_MAX]; /* names prepared on this connection */
 } pgconn;
 
 struct st_pg {
@@ -61,6 +74,7 @@ struct st_pg {
 
 static void conn_start(pgconn *k);
 static void conn_arm(pgconn *k, short what);
+static int conn_send_step(pgconn *k, pgq *q);
 
 static void q_free(pgq *q)
 {
@@ -68,6 +82,8 @@ static void q_free(pgq *q)
         pr_free(q->values[i]);
     pr_free(q->values);
     pr_free(q->sql);
+    pr_free(q->name);
+    pr_free(q->setup);
     pr_free(q);
 }
 
@@ -133,6 +149,11 @@ static void conn_lost(pgconn *k, const char *why)
     }
     pr_free(k->error);
     k->error = NULL;
+    k->step = STEP_QUERY;
+    for (unsigned i = 0; i < PG_PREPARED_MAX; i++) {
+        pr_free(k->prepared[i]);
+        k->prepared[i] = NULL;
+    }
     cm_backoff_arm(k->retry, &k->failures, &k->pg->seed);
     note_ready(pg);
     if (q)
@@ -153,9 +174,49 @@ static void first_line(char *s)
     }
 }
 
+static int is_prepared(const pgconn *k, const char *name)
+{
+    for (unsigned i = 0; i < PG_PREPARED_MAX; i++)
+        if (k->prepared[i] && !strcmp(k->prepared[i], name))
+            return 1;
+    return 0;
+}
+
+/* A setup or prepare step finished without error: on to the next step of
+ * the same query. 0, or -1 when the connection was lost meanwhile. */
+static int step_done(pgconn *k)
+{
+    pgq *q = k->cur;
+    if (k->keep) {
+        PQclear(k->keep);
+        k->keep = NULL;
+    }
+    if (k->step == STEP_PREPARE) {
+        unsigned i = 0;
+        while (k->prepared[i]) /* conn_send checked there is room */
+            i++;
+        k->prepared[i] = pr_strndup(q->name, strlen(q->name));
+    }
+    /* STEP_SETUP is not remembered: it precedes every PQsendPrepare */
+    k->step = k->step == STEP_SETUP ? STEP_PREPARE : STEP_EXECUTE;
+    if (conn_send_step(k, q) != 0) {
+        char err[256];
+        snprintf(err, sizeof err, "%s", PQerrorMessage(k->conn));
+        first_line(err);
+        conn_lost(k, err);
+        return -1;
+    }
+    return 0;
+}
+
 static void query_done(pgconn *k)
 {
     pgq *q = k->cur;
+    if ((k->step == STEP_SETUP || k->step == STEP_PREPARE) && !k->error) {
+        step_done(k);
+        return;
+    }
+    k->step = STEP_QUERY;
     PGresult *res = k->keep;
     char *error = k->error;
     k->cur = NULL;
@@ -195,7 +256,11 @@ static void conn_read(pgconn *k)
     while (!PQisBusy(k->conn)) {
         PGresult *res = PQgetResult(k->conn);
         if (!res) {
+            int more = (k->step == STEP_SETUP || k->step == STEP_PREPARE) && !k->error;
             query_done(k);
+            /* a step of a prepared query sent the next one: read on */
+            if (more && k->state == C_BUSY)
+                continue;
             return;
         }
         ExecStatusType st = PQresultStatus(res);
@@ -350,17 +415,37 @@ static void conn_start(pgconn *k)
 
 /* ---- dispatch ---- */
 
-static int conn_send(pgconn *k, pgq *q)
+/* Sends k->step of q (a plain query is one STEP_QUERY). */
+static int conn_send_step(pgconn *k, pgq *q)
 {
-    int ok = q->nparams == 0 ? PQsendQuery(k->conn, q->sql)
+    int ok;
+    if (k->step == STEP_QUERY)
+        ok = q->nparams == 0 ? PQsendQuery(k->conn, q->sql)
                              : PQsendQueryParams(k->conn, q->sql, q->nparams, NULL,
                                                  (const char *const *)q->values, NULL, NULL, 0);
+    else if (k->step == STEP_SETUP)
+        ok = PQsendQuery(k->conn, q->setup);
+    else if (k->step == STEP_PREPARE)
+        ok = PQsendPrepare(k->conn, q->name, q->sql, q->nparams, NULL);
+    else
+        ok = PQsendQueryPrepared(k->conn, q->name, q->nparams, (const char *const *)q->values, NULL,
+                                 NULL, 0);
     if (!ok)
         return -1;
     k->cur = q;
     k->state = C_BUSY;
     conn_flush(k);
     return 0;
+}
+
+static int conn_send(pgconn *k, pgq *q)
+{
+    k->step = STEP_QUERY;
+    if (q->name && is_prepared(k, q->name))
+        k->step = STEP_EXECUTE;
+    else if (q->name && !k->prepared[PG_PREPARED_MAX - 1]) /* else no room: unprepared */
+        k->step = q->setup ? STEP_SETUP : STEP_PREPARE;
+    return conn_send_step(k, q);
 }
 
 static void dispatch_cb(evutil_socket_t fd, short what, void *arg)
@@ -428,6 +513,8 @@ void st_pg_free(st_pg *pg)
         if (k->keep)
             PQclear(k->keep);
         pr_free(k->error);
+        for (unsigned j = 0; j < PG_PREPARED_MAX; j++)
+            pr_free(k->prepared[j]);
         if (k->conn)
             PQfinish(k->conn);
         if (k->cur)
@@ -447,10 +534,18 @@ void st_pg_free(st_pg *pg)
 int st_pg_query(st_pg *pg, const char *sql, int nparams, const char *const *values, st_pg_cb cb,
                 void *arg)
 {
+    return st_pg_query_prepared(pg, NULL, NULL, sql, nparams, values, cb, arg);
+}
+
+int st_pg_query_prepared(st_pg *pg, const char *name, const char *setup, const char *sql,
+                         int nparams, const char *const *values, st_pg_cb cb, void *arg)
+{
     if (pg->queued >= PG_QUEUE_MAX)
         return PR_ETOOBIG;
     pgq *q = pr_calloc(1, sizeof *q);
     q->sql = pr_strndup(sql, strlen(sql));
+    q->name = name ? pr_strndup(name, strlen(name)) : NULL;
+    q->setup = name && setup ? pr_strndup(setup, strlen(setup)) : NULL;
     q->nparams = nparams;
     if (nparams > 0) {
         q->values = pr_calloc((size_t)nparams, sizeof *q->values);

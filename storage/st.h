@@ -50,6 +50,14 @@ void st_pg_free(st_pg *pg); /* pending callbacks run with res NULL */
  * whole call. */
 int st_pg_query(st_pg *pg, const char *sql, int nparams, const char *const *values, st_pg_cb cb,
                 void *arg);
+/* The same as a prepared statement called name: prepared on each connection
+ * the first time it runs there (after running setup, several statements or
+ * NULL: e.g. the session settings its plans need, which then stay for the
+ * connection's life), executed without a parse or plan afterwards. The
+ * result is the query's alone; an error of the setup or the prepare fails
+ * the call, and the next call on that connection tries again. */
+int st_pg_query_prepared(st_pg *pg, const char *name, const char *setup, const char *sql,
+                         int nparams, const char *const *values, st_pg_cb cb, void *arg);
 /* 1 when at least one connection is up. */
 int st_pg_ready(const st_pg *pg);
 /* Queries queued or running. */

@@ -9,7 +9,12 @@
 
 /* clang-format off */
 /* A member's time for a watermark kind: the first move at or past the
- * message (watermarks only move forward). */
+ * message (watermarks only move forward; docs/storage.md "Status"). An 's'
+ * row stands for delivered too, so delivered is the earlier of the two: a
+ * move of both to the message logs only 's', and a later 'd' row past it
+ * is a later delivery. Moves that covered only the member's own messages
+ * are not logged: no message of someone else lies in their range, so the
+ * first row at or past such a message is still the move that reached it. */
 #define WM_AT(kind)                                                                                \
     "(SELECT w.at FROM watermarks w WHERE w.room_id = $1 AND w.user_id = rm.user_id"               \
     "  AND w.kind = '" kind "' AND w.seq >= msg.seq ORDER BY w.seq LIMIT 1)"
@@ -27,7 +32,7 @@ static const char SQL_RECEIPTS[] =
     " 'roomId', $1::text, 'seq', $3::bigint, 'receipts', COALESCE((SELECT json_agg("
     "   json_build_object('userId', rc.user_id, 'status', rc.status,"
     "     'deliveredAt', CASE WHEN rc.status <> 'sent' THEN "
-    ST__API_TS("COALESCE(rc.d_at, rc.s_at)") " END,"
+    ST__API_TS("LEAST(rc.d_at, rc.s_at)") " END,"
     "     'seenAt', CASE WHEN rc.status = 'seen' THEN " ST__API_TS("rc.s_at") " END)"
     "   ORDER BY rc.user_id) FROM rc), '[]'::json))";
 /* clang-format on */

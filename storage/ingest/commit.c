@@ -3,7 +3,9 @@
  * "Storage's batch").
  *
  * One call of chat_batch (one round trip, one transaction) per batch, with
- * the entries turned into its two JSON arguments (entry.c). Its rows say
+ * the entries turned into its two JSON arguments (entry.c), as a statement
+ * prepared once per connection, under the session settings the batch
+ * functions' plans need (BATCH_SESSION). Its rows say
  * what became of each message; the batch then goes to publish.c and back to
  * its lane (lanes.c). A failed transaction is retried (same batch) with
  * backoff; nothing of it was published or acked. A batch that keeps failing
@@ -22,6 +24,15 @@
 /* A batch failing with a data error this often is split, a single entry
  * dropped: one bad entry must not stop its shard. */
 #define DATA_ERROR_ATTEMPTS 3
+
+/* Set once per ingest connection, before the statement is prepared:
+ * storage/sql/functions/README.md says why the batch functions need them.
+ * They were SET clauses of each function (decision 50), which a function
+ * saves and restores at every call. Only ingest
+ * connections run with them (the API's pool keeps the defaults). */
+static const char BATCH_SESSION[] = "SET plan_cache_mode = force_generic_plan; SET jit = off; "
+                                    "SET enable_hashjoin = off; SET enable_mergejoin = off; "
+                                    "SET enable_seqscan = off";
 
 /* the columns are ST__COL_* of ingest.h */
 static const char BATCH_SQL[] =
@@ -234,7 +245,8 @@ void st__commit_submit(st__lane *L, int may_finish)
     }
     const char *params[2] = {msgs.ptr, rcpts.ptr};
     b->sent_us = cm_now_us();
-    if (st_pg_query(L->db, BATCH_SQL, 2, params, db_cb, L) == 0)
+    if (st_pg_query_prepared(L->db, "chat_batch", BATCH_SESSION, BATCH_SQL, 2, params, db_cb, L) ==
+        0)
         b->in_db = 1;
     pr_buf_dispose(&msgs);
     pr_buf_dispose(&rcpts);

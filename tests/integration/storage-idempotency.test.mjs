@@ -82,6 +82,46 @@ describe('clientMsgId is per (sender, room, clientMsgId)', () => {
     assert.equal(b.inbox.all('messageReceived', { clientMsgId: '3' }).length, 1);
   });
 
+  test('a batch of one message (chat__ingest_one) answers as the set-based chat_ingest does', T, async () => {
+    // chat_batch takes a path of small statements for a one-message batch;
+    // both paths, called directly on the same states, must give the same
+    // answer: new, dup (the original's values), reused, forbidden (not a
+    // member, no such room)
+    const [alice, bob, mallory] = await makeUsers(cl, 'Alice', 'Bob', 'Mallory');
+    const g1 = await createGroup(cl.apiUrl, alice, 'set-based', [bob.id]);
+    const g2 = await createGroup(cl.apiUrl, alice, 'one by one', [bob.id]);
+    const q = (x) => `'${String(x).replaceAll("'", "''")}'`;
+    const cols = `x.o, x.status, x.id IS NULL, x.seq, x.shard IS NULL, x.shard_pos IS NULL, x.created_at IS NULL, x.usr`;
+    const general = (m) => cl.pg.sql(`SELECT ${cols} FROM chat_ingest(${q(JSON.stringify([m]))}::jsonb) x`);
+    const one = (m) => cl.pg.sql(`SELECT ${cols} FROM chat__ingest_one(${q(JSON.stringify(m))}::jsonb) x`);
+    const msg = (room, user, x, c) => ({ o: 0, r: room, u: user.id, n: user.name, x, ...(c ? { c } : {}), sh: 0 });
+
+    // new, in two rooms alike (each a first message: seq 1)
+    const n1 = await general(msg(g1.roomId, alice, 'hello', 'k1'));
+    const n2 = await one(msg(g2.roomId, alice, 'hello', 'k1'));
+    assert.equal(n1, `0|new|f|1|f|f|f|${alice.id}`);
+    assert.equal(n2, n1);
+    // without a clientMsgId: new again, seq 2
+    assert.equal(await one(msg(g2.roomId, alice, 'again')), `0|new|f|2|f|f|f|${alice.id}`);
+    assert.equal(await general(msg(g1.roomId, alice, 'again')), `0|new|f|2|f|f|f|${alice.id}`);
+    // then, on the same state, each path twice
+    const cases = [
+      ['dup', msg(g2.roomId, alice, 'hello', 'k1'), `0|dup|f|1|f|f|f|${alice.id}`],
+      ['reused', msg(g2.roomId, alice, 'other text', 'k1'), `0|reused|t||t|t|t|${alice.id}`],
+      ['not a member', msg(g2.roomId, mallory, 'let me in', 'k9'), `0|forbidden|t||t|t|t|${mallory.id}`],
+      ['no such room', msg('g_nosuchroom0000000000000', alice, 'hello', 'k1'), `0|forbidden|t||t|t|t|${alice.id}`],
+    ];
+    for (const [what, m, want] of cases) {
+      assert.equal(await one(m), want, `chat__ingest_one: ${what}`);
+      assert.equal(await general(m), want, `chat_ingest: ${what}`);
+    }
+    // the dup names the original, whichever path answers
+    const orig = await cl.pg.sql(`SELECT id, seq, shard, shard_pos, chat_iso(created_at) FROM messages WHERE room_id = ${q(g2.roomId)} AND client_msg_id = 'k1'`);
+    const full = `SELECT x.id, x.seq, x.shard, x.shard_pos, x.created_at FROM`;
+    assert.equal(await cl.pg.sql(`${full} chat__ingest_one(${q(JSON.stringify(cases[0][1]))}::jsonb) x`), orig);
+    assert.equal(await cl.pg.sql(`${full} chat_ingest(${q(JSON.stringify([cases[0][1]]))}::jsonb) x`), orig);
+  });
+
   test('without an ack callback a refused send still says so: chatError, never silence', T, async (t) => {
     const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
     const a = await connect(alice, t);

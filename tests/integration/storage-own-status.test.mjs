@@ -13,7 +13,7 @@ import { closeAllClients } from './lib/client.mjs';
 import { makeUsers } from './lib/chat.mjs';
 import { sleep } from './lib/harness.mjs';
 import { startCluster } from './lib/stack.mjs';
-import { connectStored, createGroup, messageAt, request, sendStored } from './lib/storage-chat.mjs';
+import { connectStored, createGroup, messageAt, receipts, request, sendStored } from './lib/storage-chat.mjs';
 
 const T = { timeout: 90000 };
 const WAIT = 10000; // for one event that crosses storage (a batch, a commit)
@@ -131,6 +131,57 @@ describe('the sender hears every status of its message', () => {
     assert.deepEqual(rows.filter((r) => r[0] === 's'), [], 'statuses from a move over a message stored in the same batch');
     const marks = await cl.pg.sql(`SELECT user_id, delivered_seq, seen_seq FROM room_members WHERE room_id = ${q(room)} ORDER BY user_id = ${q(alice.id)} DESC`);
     assert.deepEqual(marks.split('\n'), [`${alice.id}|2|2`, `${bob.id}|0|0`], 'watermarks after the batch');
+  });
+
+  test('a move over the sender\'s own messages only is not logged; receipt times stay those of the moves', T, async (t) => {
+    // chat_batch called directly, one step at a time, as storage calls it:
+    // a sender's own move whose range holds only its own messages writes
+    // no watermarks row and raises nothing (it changes no status anyone
+    // reads); one that covers someone else's message is logged. The
+    // receipts API's times are those of the moves that reached each message.
+    const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
+    const a = await connect(alice, t);
+    const first = await sendStored(a, { targetUserId: bob.id, text: 'first' }); // seq 1
+    const room = first.roomId;
+    const q = (x) => `'${String(x).replaceAll("'", "''")}'`;
+    const shard = Number(await cl.pg.sql(`SELECT shard FROM messages WHERE room_id = ${q(room)} AND seq = 1`));
+    let o = 0;
+    const batch = async (msgs, rcpts = []) => {
+      const m = msgs.map(([u, x]) => ({ o: o++, r: room, u: u.id, n: u.name, x, c: `own-log-${o}`, sh: shard }));
+      const rows = await cl.pg.sql(`SELECT k, status, seq, usr, sender FROM chat_batch(${q(JSON.stringify(m))}::jsonb, ${q(JSON.stringify(rcpts))}::jsonb)`);
+      await sleep(20); // the next move's time differs (milliseconds)
+      return rows.split('\n').map((l) => l.split('|')).filter((r) => r[0] === 's').map((r) => r.slice(1).join('/'));
+    };
+    const log = async () =>
+      (await cl.pg.sql(`SELECT user_id, kind, seq FROM watermarks WHERE room_id = ${q(room)} ORDER BY at, kind`)).split('\n').filter(Boolean);
+    const at = async (user, kind, seq) =>
+      cl.pg.sql(`SELECT chat_iso(at) FROM watermarks WHERE room_id = ${q(room)} AND user_id = ${q(user.id)} AND kind = '${kind}' AND seq = ${seq}`);
+
+    assert.deepEqual(await batch([[alice, 'a2']]), [], 'alice over her own 1..2: no event');
+    assert.deepEqual(await batch([], [{ r: room, u: bob.id, d: 2, s: 2 }]), [`delivered/2/${bob.id}/${alice.id}`, `seen/2/${bob.id}/${alice.id}`]);
+    assert.deepEqual(await batch([[bob, 'b3']]), [], 'bob over his own 3: no event');
+    assert.deepEqual(await batch([[alice, 'a4']]), [`delivered/3/${alice.id}/${bob.id}`, `seen/3/${alice.id}/${bob.id}`], "alice's move covers bob's 3");
+    assert.deepEqual(await log(), [`${bob.id}|s|2`, `${alice.id}|s|4`], 'only the moves over a message of the other are logged');
+    const marks = await cl.pg.sql(`SELECT user_id, delivered_seq, seen_seq FROM room_members WHERE room_id = ${q(room)} ORDER BY user_id = ${q(alice.id)} DESC`);
+    assert.deepEqual(marks.split('\n'), [`${alice.id}|4|4`, `${bob.id}|3|3`], 'the watermarks moved all the same');
+
+    // bob saw alice's 1 and 2 at his receipt; alice saw bob's 3 when she wrote 4
+    const bobSaw = await at(bob, 's', 2);
+    for (const seq of [1, 2]) {
+      assert.deepEqual((await receipts(cl.apiUrl, alice, room, seq))[bob.id], { userId: bob.id, status: 'seen', deliveredAt: bobSaw, seenAt: bobSaw }, `receipt of ${seq}`);
+    }
+    const aliceSaw = await at(alice, 's', 4);
+    assert.deepEqual((await receipts(cl.apiUrl, bob, room, 3))[alice.id], { userId: alice.id, status: 'seen', deliveredAt: aliceSaw, seenAt: aliceSaw });
+
+    // bob gets and sees 4 in one move (an 's' row stands for delivered too),
+    // then is delivered alice's 5: 4's deliveredAt stays the first move's
+    await batch([], [{ r: room, u: bob.id, d: 4, s: 4 }]);
+    await batch([[alice, 'a5']]);
+    await batch([], [{ r: room, u: bob.id, d: 5 }]);
+    const bob4 = await at(bob, 's', 4);
+    assert.notEqual(await at(bob, 'd', 5), bob4);
+    assert.deepEqual((await receipts(cl.apiUrl, alice, room, 4))[bob.id], { userId: bob.id, status: 'seen', deliveredAt: bob4, seenAt: bob4 }, 'delivered with its seen, not at the later delivery');
+    assert.deepEqual((await receipts(cl.apiUrl, alice, room, 5))[bob.id], { userId: bob.id, status: 'delivered', deliveredAt: await at(bob, 'd', 5), seenAt: null });
   });
 
   test('opening the chat at once, or markSeen right on arrival: delivered then seen, once each', T, async (t) => {

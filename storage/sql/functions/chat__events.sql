@@ -5,9 +5,8 @@
 -- aggregate; per (room, sender, member) delivered comes before seen, so a
 -- sender hears each status once and in order (a delivered event's
 -- aggregate is at most "delivered": the seen that follows it has not been
--- told yet). Runs under its callers' settings (no SET clauses:
--- chat_receipts and chat_batch set them; a function with SET clauses costs
--- a configuration save and restore at every call).
+-- told yet). Runs under the ingest connection's session settings, as its
+-- callers (README.md in this folder).
 CREATE OR REPLACE FUNCTION chat__events(mv chat_move[])
 RETURNS TABLE (room text, member text, status text, sender text, seq bigint, aggregate text)
 LANGUAGE plpgsql AS $$

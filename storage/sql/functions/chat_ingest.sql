@@ -19,15 +19,11 @@
 -- position were consumed: such a rare race leaves a gap in both, which
 -- readers tolerate.) It moves no watermarks: chat_batch moves the senders'
 -- own, with their events.
--- SET clauses: see README.md in this folder (plans made once per
--- connection, probing indexes row by row).
+-- Settings: the ingest connection's session settings (README.md in this
+-- folder: plans made once per connection, probing indexes row by row), not
+-- SET clauses, which cost a save and restore at every call.
 CREATE OR REPLACE FUNCTION chat_ingest(batch jsonb) RETURNS SETOF chat_ingested
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET enable_seqscan = off
 AS $$
 DECLARE
     ins chat_in[];

@@ -6,16 +6,12 @@
 -- standing for 'd' too when both reach the same seq). Returns the
 -- messageStatus events of chat__events: a jump of both watermarks reports
 -- delivered and seen.
--- SET clauses: see README.md in this folder (plans made once per
--- connection, probing indexes row by row).
+-- Settings: the ingest connection's session settings (README.md in this
+-- folder: plans made once per connection, probing indexes row by row), not
+-- SET clauses, which cost a save and restore at every call.
 CREATE OR REPLACE FUNCTION chat_receipts(batch jsonb)
 RETURNS TABLE (room text, member text, status text, sender text, seq bigint, aggregate text)
 LANGUAGE plpgsql
-SET plan_cache_mode = force_generic_plan
-SET jit = off
-SET enable_hashjoin = off
-SET enable_mergejoin = off
-SET enable_seqscan = off
 AS $$
 #variable_conflict use_column
 DECLARE
