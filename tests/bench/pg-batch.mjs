@@ -49,6 +49,29 @@
 //                      sender's watermarks, probe the own move's range), to
 //                      see what a path of small plans for the common batch
 //                      would cost against dm1
+//   dm200              chat_batch with 200 new DM messages
+//   mixed1, mixed50, mixed200
+//                      chat_batch with N messages and N receipt lines
+//   setbased1, setbased10, setbased50, setbased200
+//                      a prototype of the next design (issue 13), not
+//                      storage's code: the shard owner keeps each room's seq
+//                      and the shard's position in memory (here: JS, read
+//                      from the tables before the workload) and decides
+//                      duplicates, membership and events itself; PostgreSQL
+//                      only writes, set-based, in one prepared statement of
+//                      data-modifying CTEs (one transaction): the messages
+//                      (ids, seq, shard_pos computed by the owner) from
+//                      unnest, the rooms' last_seq, the shard's pos, the
+//                      members' watermarks coalesced per (room, member) and
+//                      the watermark log rows. N DM messages of one shard
+//                      per batch; per message the sender's own move (no log
+//                      row, as today) and the receiver's receipt move up to
+//                      it (delivered and seen: two log rows)
+//   setnolog1, setnolog10, setnolog50, setnolog200
+//                      the same without the watermark log rows (only
+//                      room_members updated): what the log costs
+//   setparse200        setbased200's parameters, parsed and nothing written
+//                      (a SELECT of two cardinalities): the input's share
 
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -215,10 +238,100 @@ function floorMessages(n) {
       : `EXECUTE f(${arr});`;
   };
 }
+// ---- the set-based prototype (setbasedN, setnologN): the owner's state
+let own = null; // { seq: Map room -> last_seq, pos: shard -> pos, id }
+function ownState() {
+  if (own) return own;
+  own = { seq: new Map(), pos: [], id: 0 };
+  for (const l of psql('SELECT id, last_seq FROM rooms').trim().split('\n')) {
+    const [r, v] = l.split('|');
+    own.seq.set(r, Number(v));
+  }
+  for (const l of psql('SELECT id, pos FROM shards').trim().split('\n')) {
+    const [sh, v] = l.split('|');
+    own.pos[Number(sh)] = Number(v);
+  }
+  // ids reserved by the owner in a block far above the sequence's
+  own.id = 1e12 + Number(psql('SELECT coalesce(max(id), 0) FROM messages').trim());
+  return own;
+}
+const arr = (a) => q(`{${a.map((v) => (typeof v === 'number' ? String(v) : `"${String(v).replace(/["\\]/g, '\\$&')}"`)).join(',')}}`);
+const SET_MESSAGES = `INSERT INTO messages (id, room_id, seq, shard, shard_pos, sender_id, client_msg_id, first_name, body)
+    SELECT * FROM unnest($1::bigint[], $2::text[], $3::bigint[], $4::int[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[])`;
+const SET_ROOMS = `UPDATE rooms SET last_seq = u.s, last_at = now() FROM unnest($10::text[], $11::bigint[]) u (r, s) WHERE rooms.id = u.r`;
+const SET_SHARD = `UPDATE shards SET pos = $13 WHERE shards.id = $12`;
+const SET_MEMBERS = `UPDATE room_members SET delivered_seq = u.d, seen_seq = u.s
+    FROM unnest($14::text[], $15::text[], $16::bigint[], $17::bigint[]) u (r, m, d, s)
+    WHERE room_members.room_id = u.r AND room_members.user_id = u.m`;
+const SET_LOG = `INSERT INTO watermarks (room_id, user_id, kind, seq)
+    SELECT * FROM unnest($18::text[], $19::text[], $20::"char"[], $21::bigint[])`;
+const SET_TYPES = 'bigint[], text[], bigint[], int[], bigint[], text[], text[], text[], text[], text[], bigint[], int, bigint, text[], text[], bigint[], bigint[]';
+function setBased(n, log, stmt = log ? 'sb' : 'sn') {
+  let batchNo = 0;
+  return () => {
+    const st = ownState();
+    const sh = batchNo++ % shards; // one owner's shard per batch
+    const m = [[], [], [], [], [], [], [], [], []];
+    const rooms = new Map();
+    const members = new Map(); // room|member -> { d, s, log }
+    for (let i = 0; i < n; i++) {
+      // a room of this shard (dm{r} is in shard r % shards)
+      const r = sh + shards * Math.floor(Math.random() * Math.floor(nrooms / shards)) || shards;
+      const room = `dm${r}`;
+      const sender = Math.random() < 0.5 ? 'a' : 'b';
+      const u = `${sender}${r}`;
+      const other = `${sender === 'a' ? 'b' : 'a'}${r}`;
+      const seq = st.seq.get(room) + 1;
+      st.seq.set(room, seq);
+      const pos = ++st.pos[sh];
+      serial++;
+      const row = [++st.id, room, seq, sh, pos, u, `c${serial}`, 'Ann', `hello there, message ${serial}`];
+      row.forEach((v, k) => m[k].push(v));
+      rooms.set(room, seq);
+      // the sender's own move (no log row) and the receiver's receipt
+      // move up to the message (delivered and seen), coalesced
+      for (const [who, isLog] of [[u, false], [other, true]]) {
+        const k = `${room}|${who}`;
+        const w = members.get(k) || { r: room, m: who, s: 0, log: false };
+        w.s = Math.max(w.s, seq);
+        w.log ||= isLog;
+        members.set(k, w);
+      }
+    }
+    const mem = [...members.values()];
+    const logs = log ? mem.filter((w) => w.log) : [];
+    const params = [
+      ...m.map(arr),
+      arr([...rooms.keys()]),
+      arr([...rooms.values()]),
+      sh,
+      st.pos[sh],
+      arr(mem.map((w) => w.r)),
+      arr(mem.map((w) => w.m)),
+      arr(mem.map((w) => w.s)),
+      arr(mem.map((w) => w.s)),
+      ...(log
+        ? [
+            arr(logs.flatMap((w) => [w.r, w.r])),
+            arr(logs.flatMap((w) => [w.m, w.m])),
+            arr(logs.flatMap(() => ['d', 's'])),
+            arr(logs.flatMap((w) => [w.s, w.s])),
+          ]
+        : []),
+    ];
+    return `EXECUTE ${stmt}(${params.join(', ')});`;
+  };
+}
+
 const prepare = [
   `PREPARE b(jsonb, jsonb) AS ${BATCH}($1, $2);`,
   ...(compare ? [`PREPARE bb(jsonb, jsonb) AS ${BATCH.replace('chat_batch', 'before_batch')}($1, $2);`] : []),
   'PREPARE s(text, text, text, text, text, int) AS SELECT * FROM bench_small1($1, $2, $3, $4, $5, $6);',
+  `PREPARE sb(${SET_TYPES}, text[], text[], "char"[], bigint[]) AS WITH m AS (${SET_MESSAGES}), r AS (${SET_ROOMS}),
+     sh AS (${SET_SHARD}), w AS (${SET_MEMBERS}), l AS (${SET_LOG}) SELECT 1;`,
+  `PREPARE sn(${SET_TYPES}) AS WITH m AS (${SET_MESSAGES}), r AS (${SET_ROOMS}),
+     sh AS (${SET_SHARD}), w AS (${SET_MEMBERS}) SELECT 1;`,
+  `PREPARE sp(${SET_TYPES}, text[], text[], "char"[], bigint[]) AS SELECT cardinality($1) + cardinality($21);`,
   `PREPARE f(text[]) AS INSERT INTO messages (room_id, seq, shard, shard_pos, sender_id, body) SELECT r, nextval('message_ids') + 1000000000, 0, 0, 'a1', 'hello there' FROM unnest($1) r;`,
 ].join('\n');
 const workloads = {
@@ -227,7 +340,20 @@ const workloads = {
   dm50: batch(50, 0),
   rcpt1: batch(0, 1),
   rcpt10: batch(0, 10),
+  dm200: batch(200, 0),
+  mixed1: batch(1, 1),
   mixed10: batch(10, 10),
+  mixed50: batch(50, 50),
+  mixed200: batch(200, 200),
+  setbased1: setBased(1, true),
+  setbased10: setBased(10, true),
+  setbased50: setBased(50, true),
+  setbased200: setBased(200, true),
+  setnolog1: setBased(1, false),
+  setnolog10: setBased(10, false),
+  setnolog50: setBased(50, false),
+  setnolog200: setBased(200, false),
+  setparse200: setBased(200, true, 'sp'),
   floor_insert1: () => `INSERT INTO floor_t VALUES (${++serial}, 'hello there');`,
   floor_messages1: floorMessages(1),
   floor_messages10: floorMessages(10),
@@ -282,7 +408,7 @@ if (compare) {
   const med = (a) => [...a].sort((x, y) => x - y)[a.length >> 1];
   for (const [name, gen] of Object.entries(workloads)) {
     if (only.length && !only.includes(name)) continue;
-    if (name.startsWith('floor') || name.startsWith('proto')) continue;
+    if (/^(floor|proto|set)/.test(name)) continue;
     const lines = [prepare];
     const read = (tag) => `SELECT '${tag}', pg_read_file('/proc/self/stat');`;
     const rowsQ = (tag) => `SELECT pg_stat_force_next_flush(); SELECT pg_sleep(0.6); SELECT '${tag}', sum(n_tup_ins) FROM pg_stat_user_tables;`;
@@ -330,6 +456,7 @@ console.log(`# pg-batch: ${txns} transactions per workload, ${nrooms} rooms, mod
 console.log('workload            backend_us/txn  cluster_us/txn  wall_ms/txn  rows_ins/txn  rows_upd/txn');
 for (const [name, gen] of Object.entries(workloads)) {
   if (only.length && !only.includes(name)) continue;
+  own = null; // the set-based owner's state: read again after the other workloads
   const file = path.join(work, `${name}.sql`);
   const lines = [prepare, "SELECT pg_read_file('/proc/self/stat');", '\\o /dev/null'];
   for (let i = 0; i < txns; i++) lines.push(gen());
