@@ -266,8 +266,14 @@ static void conn_read(pgconn *k)
         ExecStatusType st = PQresultStatus(res);
         if (st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR) {
             if (!k->error && st != PGRES_NONFATAL_ERROR) {
+                /* "SQLSTATE: message": callers tell data errors (classes
+                 * 22 and 23) from the database's by the code */
                 const char *msg = PQresultErrorMessage(res);
-                k->error = pr_strndup(msg, strlen(msg));
+                const char *code = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+                pr_buf e;
+                pr_buf_init(&e, 1u << 20);
+                pr_buf_appendf(&e, "%s: %s", code ? code : "?????", msg);
+                k->error = pr_buf_steal(&e, NULL);
                 first_line(k->error);
             }
             PQclear(res);
