@@ -32,13 +32,16 @@ static const cm_setting rows[] = {
     {"batch-size", "CHAT_BATCH_SIZE", CM_SET_UINT, OFF(batch_size), 1, 100000, "1000", NULL,
      "stream entries stored per database transaction, at most"},
     {"ingest-connections", "CHAT_INGEST_CONNECTIONS", CM_SET_UINT, OFF(ingest_connections), 1, 16,
-     "2", NULL,
+     "1", NULL,
      "PostgreSQL connections storing batches side by side (shard S uses S mod N: each shard "
      "stays in order)"},
     {"receipt-linger-ms", "CHAT_RECEIPT_LINGER_MS", CM_SET_UINT, OFF(receipt_linger_ms), 0, 5000,
      "20", NULL,
      "milliseconds receipts read while no messages are being batched wait for messages to ride "
      "with, rather than cost a database transaction of their own (0: never wait)"},
+    {"room-cache", "CHAT_ROOM_CACHE", CM_SET_UINT, OFF(room_cache), 0, 10000000, "100000", NULL,
+     "rooms whose seq, members and watermarks the shard owner keeps in memory, to decide its "
+     "batches there and write them set-based (0: every batch through the SQL functions)"},
     {"lease-ms", "CHAT_LEASE_MS", CM_SET_UINT, OFF(lease_ms), 300, 600000, "10000", NULL,
      "milliseconds a shard stays owned without renewal (a dead replica's shards move after it)"},
     {"replica-id", "CHAT_REPLICA_ID", CM_SET_STR, OFF(replica_id), 0, 0, "", NULL,

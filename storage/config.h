@@ -25,6 +25,7 @@ struct st_config {
     unsigned batch_size;         /* stream entries per batch */
     unsigned ingest_connections; /* batches in the database at once (disjoint shards) */
     unsigned receipt_linger_ms;  /* receipts alone wait this long for a batch; 0: never */
+    unsigned room_cache;         /* rooms the shard owner keeps in memory; 0: none */
     unsigned lease_ms;           /* shard lease */
     char replica_id[64];
     unsigned db_pool;       /* connections for the API and replay requests */

@@ -16,6 +16,7 @@ void st__entry_free(st__entry *e)
         return;
     pr_free(e->buf);
     pr_free(e->rc);
+    pr_free(e->rl);
     pr_free(e);
 }
 
@@ -55,7 +56,8 @@ static void copy_fields(entry *e, const pr_view *v, const char **dst[], size_t n
     }
 }
 
-/* The receipts that apply, as chat_receipts wants them: {r, u, d|s}. */
+/* The receipts that apply, as chat_receipts wants them ({r, u, d|s}, in
+ * e->rc), and parsed (e->rl: the lines, then their ids). */
 static int receipts_json(entry *e, const chat_entry *ce, const chat_entry_ctx *ctx)
 {
     pr_buf out;
@@ -65,6 +67,7 @@ static int receipts_json(entry *e, const chat_entry *ce, const chat_entry_ctx *c
     pr_view room, user;
     int64_t seq;
     int rc;
+    size_t nl = 0, text = 0;
     while ((rc = chat_entry_receipt_next(ce, ctx, &it, &kind, &room, &user, &seq)) == 1) {
         chat_jw x = chat_jw_begin(&out);
         if (out.len)
@@ -78,6 +81,8 @@ static int receipts_json(entry *e, const chat_entry *ce, const chat_entry_ctx *c
             rc = -1;
             break;
         }
+        nl++;
+        text += room.len + user.len + 2;
     }
     if (rc != 0) {
         pr_buf_dispose(&out);
@@ -85,6 +90,25 @@ static int receipts_json(entry *e, const chat_entry *ce, const chat_entry_ctx *c
         return -1;
     }
     e->rc = pr_buf_steal(&out, &e->rc_len);
+    /* the same lines again, into one allocation */
+    e->rl = pr_malloc(nl * sizeof *e->rl + text + 1);
+    char *p = (char *)(e->rl + nl);
+    size_t i = 0;
+    it = (chat_receipt_iter){0};
+    while (i < nl && chat_entry_receipt_next(ce, ctx, &it, &kind, &room, &user, &seq) == 1) {
+        st__rline *l = &e->rl[i++];
+        l->kind = kind == 'd' ? 'd' : 's';
+        l->seq = seq;
+        memcpy(p, room.ptr, room.len);
+        p[room.len] = '\0';
+        l->room = p;
+        p += room.len + 1;
+        memcpy(p, user.ptr, user.len);
+        p[user.len] = '\0';
+        l->user = p;
+        p += user.len + 1;
+    }
+    e->nrc = (unsigned)i;
     return 0;
 }
 

@@ -19,6 +19,14 @@
  * names a message with another text, so it is no retry: refused. */
 enum { ST_E_NONE, ST_E_NEW, ST_E_DUP, ST_E_FORBIDDEN, ST_E_RETRY, ST_E_INVALID, ST_E_REUSED };
 
+/* One receipt line: member user of room got ('d') or saw ('s') every
+ * message up to seq; seen -1: everything stored so far. */
+typedef struct {
+    char kind; /* 'd' or 's' */
+    int64_t seq;
+    const char *room, *user;
+} st__rline;
+
 typedef struct st__entry {
     char id[48]; /* stream entry id */
     unsigned shard;
@@ -30,10 +38,13 @@ typedef struct st__entry {
     size_t x_len;
     int64_t a; /* ack id; -1: no ack callback (with g and s: errors only, else nothing) */
     char *buf;
-    /* receipts: JSON objects "{...},{...}" for chat_receipts, in rc */
+    /* receipts: JSON objects "{...},{...}" for chat_receipts, in rc; the
+     * same lines parsed in rl[0..nrc) (room and user NUL-terminated, in
+     * rl's allocation), for the room cache's path (ingest/fast.c) */
     char *rc;
     size_t rc_len;
     unsigned nrc;
+    st__rline *rl;
     /* the database's answer for a message */
     char mid[24];
     int64_t seq, pos;

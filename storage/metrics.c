@@ -36,6 +36,16 @@ static const counter ingest_counters[] = {
      offsetof(st_stats, status_events)},
     {"chat_storage_db_errors_total", "Failed batch transactions (retried).",
      offsetof(st_stats, db_errors)},
+    {"chat_storage_fast_batches_total",
+     "Batches decided in the room cache and written set-based.",
+     offsetof(st_stats, fast_batches)},
+    {"chat_storage_fast_refused_total",
+     "Batches the room cache could not decide (run through chat_batch_load).",
+     offsetof(st_stats, fast_refused)},
+    {"chat_storage_fast_aborts_total",
+     "Room-cache statements that found the cache stale or failed (run again through "
+     "chat_batch_load).",
+     offsetof(st_stats, fast_aborts)},
 };
 
 static const counter other_counters[] = {

@@ -84,6 +84,9 @@ typedef struct {
     uint64_t latency_ms_sum;
     uint64_t batch_size_le[6]; /* batches of <= 1, 10, 100, 1000, 10000, +Inf entries */
     uint64_t db_errors;        /* failed batch transactions (retried) */
+    uint64_t fast_batches;     /* batches decided in the room cache (ingest/fast.c) */
+    uint64_t fast_refused;     /* plans given up before sending (chat_batch_load instead) */
+    uint64_t fast_aborts;      /* their statements refused by a guard or failed */
     uint64_t receipts_applied; /* receipt lines given to chat_receipts */
     uint64_t status_events;    /* messageStatus events published */
     uint64_t replay_requests;  /* replay and sync requests answered */

@@ -5,7 +5,7 @@
  * One call of chat_batch (one round trip, one transaction) per batch, with
  * the entries turned into its two JSON arguments (entry.c), as a statement
  * prepared once per connection, under the session settings the batch
- * functions' plans need (BATCH_SESSION). Its rows say
+ * functions' plans need (st__batch_session). Its rows say
  * what became of each message; the batch then goes to publish.c and back to
  * its lane (lanes.c). A failed transaction is retried (same batch) with
  * backoff; nothing of it was published or acked. A batch that keeps failing
@@ -30,14 +30,18 @@
  * They were SET clauses of each function (decision 50), which a function
  * saves and restores at every call. Only ingest
  * connections run with them (the API's pool keeps the defaults). */
-static const char BATCH_SESSION[] = "SET plan_cache_mode = force_generic_plan; SET jit = off; "
+const char st__batch_session[] = "SET plan_cache_mode = force_generic_plan; SET jit = off; "
                                     "SET enable_hashjoin = off; SET enable_mergejoin = off; "
                                     "SET enable_seqscan = off";
 
-/* the columns are ST__COL_* of ingest.h */
+/* the columns are ST__COL_* of ingest.h; with --room-cache 0 */
 static const char BATCH_SQL[] =
     "SELECT k, o, status, id, seq, shard, shard_pos, created_at, room, usr, sender, aggregate "
     "FROM chat_batch($1::jsonb, $2::jsonb)";
+/* the same, then the batch's rooms and shards read back for the room cache */
+static const char LOAD_SQL[] =
+    "SELECT k, o, status, id, seq, shard, shard_pos, created_at, room, usr, sender, aggregate "
+    "FROM chat_batch_load($1::jsonb, $2::jsonb, $3::text[], $4::int[], $5::int)";
 
 /* The 'm' rows: what became of each message of b. */
 static void apply_rows(st_ingest *g, st__batch *b, PGresult *res)
@@ -131,15 +135,42 @@ static void count_latency(st_ingest *g, const st__batch *b)
     }
 }
 
-/* A batch taken off the queue committed (res) or needed no database (res
- * NULL): its answers, its publishing, then back to its lane. */
+/* The 's' rows of chat_batch: its messageStatus events, in order. */
+static st__event *row_events(PGresult *res, size_t *n)
+{
+    int rows = PQntuples(res);
+    st__event *ev = pr_malloc((size_t)(rows ? rows : 1) * sizeof *ev);
+    *n = 0;
+    for (int i = 0; i < rows; i++) {
+        const char *k = st__col(res, i, ST__COL_K), *seq = st__col(res, i, ST__COL_SEQ);
+        if (!k || k[0] != 's' || !seq)
+            continue;
+        ev[(*n)++] = (st__event){st__col(res, i, ST__COL_ROOM), st__col(res, i, ST__COL_USR),
+                                 st__col(res, i, ST__COL_STATUS), st__col(res, i, ST__COL_SENDER),
+                                 st__col(res, i, ST__COL_AGGREGATE), strtoll(seq, NULL, 10)};
+    }
+    return ev;
+}
+
+/* A batch taken off the queue committed (res: chat_batch's rows, or the
+ * fast statement's, already applied) or needed no database (res NULL): its
+ * answers, its publishing, then back to its lane. */
 static void finish_batch(st__lane *L, st__batch *b, PGresult *res)
 {
     st_ingest *g = L->g;
-    if (res)
+    size_t nev = 0;
+    st__event *rows_ev = NULL;
+    const st__event *ev = NULL;
+    if (b->fast) {
+        ev = st__fast_events(b->fast, &nev);
+        res = NULL;
+    } else if (res) {
         apply_rows(g, b, res);
+        ev = rows_ev = row_events(res, &nev);
+    }
     count_batch(g, b);
-    st__publish_batch(g, b, res);
+    st__publish_batch(g, b, res, ev, nev);
+    pr_free(rows_ev);
     count_latency(g, b);
     st__lane_retire(L, b);
     st__ingest_kick(g);
@@ -181,13 +212,25 @@ void st__commit_retry_cb(evutil_socket_t fd, short what, void *arg)
     st__ingest_kick(L->g);
 }
 
-static void db_cb(PGresult *res, const char *error, void *arg)
+void st__commit_db_cb(PGresult *res, const char *error, void *arg)
 {
     st__lane *L = arg;
     st_ingest *g = L->g;
     st__batch *b = L->head;
     if (!b)
         return;
+    if (!res && b->fast) {
+        /* a guard found the cache stale (or the statement failed): nothing
+         * was written; at once through chat_batch_load, which reloads */
+        g->c->stats.fast_aborts++;
+        CM_LOG_RATELIMITED(CM_LOG_INFO, "event=fast_batch_refused lane=%u entries=%zu err=\"%s\"",
+                           L->index, b->n, error ? error : "?");
+        st__fast_abandon(g, b);
+        b->slow = 1;
+        b->in_db = 0;
+        st__ingest_kick(g);
+        return;
+    }
     if (!res) {
         g->c->stats.db_errors++;
         CM_LOG_RATELIMITED(CM_LOG_ERROR,
@@ -206,9 +249,14 @@ static void db_cb(PGresult *res, const char *error, void *arg)
     }
     b->in_db = 0;
     g->c->stats.batch_db_us += cm_now_us() - b->sent_us;
-    /* the next batch goes to the database first, then this one is
+    /* the cache takes what the batch did (the next batch is planned on
+     * it); the next batch goes to the database first, then this one is
      * published: the database works while Redis and this process do */
     st__lane_detach_head(L);
+    if (b->fast)
+        st__fast_apply(g, b, res);
+    else if (g->c->cfg->room_cache)
+        st__rooms_load(g, res);
     st__commit_submit(L, 0);
     finish_batch(L, b, res);
 }
@@ -233,9 +281,13 @@ void st__commit_submit(st__lane *L, int may_finish)
             finish_batch(L, st__lane_detach_head(L), NULL);
         return;
     }
-    pr_buf msgs, rcpts;
+    if (st__fast_submit(L, b))
+        return;
+    pr_buf msgs, rcpts, rooms, shards;
     pr_buf_init(&msgs, 256u << 20);
     pr_buf_init(&rcpts, 256u << 20);
+    pr_buf_init(&rooms, 256u << 20);
+    pr_buf_init(&shards, 1u << 20);
     if (st__entry_batch_json(b->e, b->n, &msgs, &rcpts) != 0) {
         pr_buf_dispose(&msgs);
         pr_buf_dispose(&rcpts);
@@ -243,11 +295,17 @@ void st__commit_submit(st__lane *L, int may_finish)
         st__ingest_kick(g);
         return;
     }
-    const char *params[2] = {msgs.ptr, rcpts.ptr};
+    int load = g->c->cfg->room_cache > 0;
+    if (load) /* the batch changes its rooms: forgotten now, read back after it */
+        st__rooms_forget_batch(g, b, &rooms, &shards);
+    const char *params[5] = {msgs.ptr, rcpts.ptr, rooms.ptr, shards.ptr, ST__RING_TEXT};
     b->sent_us = cm_now_us();
-    if (st_pg_query_prepared(L->db, "chat_batch", BATCH_SESSION, BATCH_SQL, 2, params, db_cb, L) ==
-        0)
+    if (st_pg_query_prepared(L->db, load ? "chat_batch_load" : "chat_batch", st__batch_session,
+                             load ? LOAD_SQL : BATCH_SQL, load ? 5 : 2, params, st__commit_db_cb,
+                             L) == 0)
         b->in_db = 1;
     pr_buf_dispose(&msgs);
     pr_buf_dispose(&rcpts);
+    pr_buf_dispose(&rooms);
+    pr_buf_dispose(&shards);
 }

@@ -53,6 +53,7 @@ int st_ingest_start(st_ctx *c)
     g->c = c;
     g->nshards = c->cfg->ingest_shards;
     g->shards = pr_calloc(g->nshards, sizeof *g->shards);
+    st__rooms_init(g);
     for (unsigned s = 0; s < g->nshards; s++) {
         g->shards[s].in_key = chat_key_ingest(s);
         g->shards[s].lease_key = chat_key_lease(s);
@@ -181,6 +182,8 @@ void st_ingest_free(st_ctx *c)
     event_free(g->linger);
     if (g->stop_deadline)
         event_free(g->stop_deadline);
+    st__rooms_clear(g);
+    pr_map_dispose(&g->rooms);
     pr_free(g->shards);
     pr_free(g);
     c->ingest = NULL;

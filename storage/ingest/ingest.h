@@ -6,7 +6,8 @@
  *   lease.c    which shards this replica owns ({i:S}:lease)
  *   read.c     XREADGROUP over the owned shards; entries go to their lane
  *   lanes.c    a FIFO of batches per database connection (lane S mod N)
- *   commit.c   the head batch in PostgreSQL (chat_batch) and its answer
+ *   commit.c   the head batch in PostgreSQL and its answer: fast.c's statement
+ *              when rooms.c has every room of it in memory, else chat_batch_load
  *   publish.c  after COMMIT: M1, A1, {st}:pos, U1, then XACK/XDEL
  * ingest.c holds the loop that drives them (kick), start and stop.
  *
@@ -20,6 +21,8 @@
 #include <libpq-fe.h>
 #include <stdint.h>
 
+#include "pr_map.h"
+
 #include "chat.h"
 #include "entry.h"
 #include "st.h"
@@ -27,6 +30,15 @@
 #define ST__INGEST_MAX_LANES 16
 
 typedef st__entry entry;
+
+/* A messageStatus event for sender: member moved to status over its
+ * message seq of room (docs/storage.md "Status"). Borrowed strings. */
+typedef struct {
+    const char *room, *member, *status, *sender, *aggregate;
+    int64_t seq;
+} st__event;
+
+typedef struct st__fast st__fast;
 
 /* A batch: entries read together, committed in one chat_batch call. */
 typedef struct st__batch {
@@ -37,6 +49,8 @@ typedef struct st__batch {
     uint64_t sent_us;               /* last sent to the database */
     unsigned failures, data_errors; /* failed attempts in the database */
     int in_db;
+    st__fast *fast; /* the room cache's plan while in the database (fast.c) */
+    int slow;       /* the plan was refused: chat_batch_load from now on */
 } st__batch;
 
 enum { ST__MODE_PENDING, ST__MODE_LIVE };
@@ -53,6 +67,11 @@ typedef struct {
     int mode;
     char cursor[48];   /* pending mode: last id read */
     unsigned inflight; /* entries of this shard in queued batches (lanes.c) */
+    /* rooms.c: the shard's pos as the head batch leaves it (pos_known) */
+    int64_t pos;
+    int pos_known;
+    int64_t pos_old; /* fast.c: pos at the start of the batch planned */
+    unsigned pos_stamp;
     /* publish.c */
     int64_t published; /* last shard position published */
     /* A batch's commands were lost (link down): the entries come back as
@@ -81,8 +100,52 @@ typedef struct st__lane {
     uint64_t held_since; /* monotonic ms the first of them was held */
 } st__lane;
 
+/* ---- rooms.c: the room cache ---- */
+
+/* Messages a room remembers the senders of: a watermark move reaching
+ * further back than these takes chat_batch. */
+#define ST__RING 32
+#define ST__RING_TEXT "32"
+
+typedef struct {
+    char *user;
+    int64_t d, s; /* delivered_seq, seen_seq */
+    /* fast.c's scratch for the batch it plans (stamp) */
+    unsigned stamp, rq_stamp, ev_stamp;
+    int64_t od, os;         /* d and s at the start of the batch */
+    int64_t rq_d, rq_s;     /* the batch's receipts: highest delivered, seen */
+    int rq_all;             /* a "seen everything" */
+    int64_t ev_seq;         /* events: this sender's latest seq in a range */
+} st__member;
+
+typedef struct st__room {
+    pr_map_entry link;
+    char *id;
+    size_t id_len;
+    int64_t last_seq, version; /* rooms.last_seq, room_versions.v (0: none) */
+    st__member *m;             /* sorted by user (strcmp) */
+    unsigned nm;
+    /* the senders of every message with seq > ring_from (member index, -1
+     * for one who is no member), oldest first from ring_head */
+    int64_t ring_from;
+    int64_t ring_seq[ST__RING];
+    int ring_m[ST__RING];
+    unsigned ring_head, ring_n;
+    /* fast.c's scratch */
+    unsigned stamp, mv_stamp, agg_stamp;
+    int64_t old_last; /* last_seq at the start of the batch */
+    int mv_m;         /* the sender whose run opens the room's new messages */
+    int64_t mv_seq;   /* its last message in that run */
+    int mv_open;
+    /* aggregates: the two lowest watermarks and who holds the lowest */
+    int64_t min_s, min2_s, min_d, min2_d;
+    int arg_s, arg_d;
+} st__room;
+
 struct st_ingest {
     st_ctx *c;
+    pr_map rooms;      /* st__room by id (rooms.c) */
+    unsigned stamp;    /* fast.c: the batch being planned */
     unsigned nshards;
     st__shard *shards;
     st__lane lanes[ST__INGEST_MAX_LANES];
@@ -149,6 +212,39 @@ void st__lane_retire(st__lane *L, st__batch *b);
 /* Frees every batch and carried entry of lane L. */
 void st__lane_dispose(st__lane *L);
 
+/* ---- rooms.c ---- */
+void st__rooms_init(st_ingest *g);
+void st__rooms_clear(st_ingest *g); /* forgets every room and shard position */
+st__room *st__rooms_find(st_ingest *g, const char *id);
+void st__rooms_drop(st_ingest *g, st__room *r);
+/* Member user of r, or NULL. */
+st__member *st__room_member(st__room *r, const char *user);
+/* The message seq of r was sent by member index m (-1: no member). */
+void st__room_ring_add(st__room *r, int64_t seq, int m);
+/* Before a batch goes through chat_batch_load: forgets its rooms and
+ * shards (the batch changes them) and lists them in rooms and shards as
+ * that function's arrays. */
+void st__rooms_forget_batch(st_ingest *g, const st__batch *b, pr_buf *rooms, pr_buf *shards);
+/* After it committed: what chat_batch_load read back ('r', 'c', 'h' and
+ * 'p' rows) goes into the cache. */
+void st__rooms_load(st_ingest *g, PGresult *res);
+/* A text array literal: {"a","b"} (NULL: the SQL NULL). */
+void st__arr_text(pr_buf *a, const char *s, size_t len);
+void st__arr_int(pr_buf *a, int64_t v);
+void st__arr_end(pr_buf *a); /* closes it, NUL-terminated */
+
+/* ---- fast.c: a batch decided in memory ---- */
+/* 1 when every room of lane L's head batch is in the cache: its plan is
+ * then made (cache updated as if it commits) and its statement sent. */
+int st__fast_submit(st__lane *L, st__batch *b);
+/* The statement committed: ids into the entries, statuses, counters. */
+void st__fast_apply(st_ingest *g, st__batch *b, PGresult *res);
+/* It failed: the rooms and shards it planned on are forgotten. */
+void st__fast_abandon(st_ingest *g, st__batch *b);
+void st__fast_free(st__fast *f);
+/* Its events, for publish.c. */
+const st__event *st__fast_events(const st__fast *f, size_t *n);
+
 /* ---- commit.c ---- */
 /* The columns of chat_batch's rows (commit.c's query; storage/sql/functions/
  * chat_batch.sql): k 'm' (a message's answer), 'j' (a member of a new direct
@@ -177,10 +273,17 @@ static inline const char *st__col(const PGresult *res, int row, int col)
  * finished on the spot when may_finish (not while another is published). */
 void st__commit_submit(st__lane *L, int may_finish);
 void st__commit_retry_cb(evutil_socket_t fd, short what, void *arg); /* L->retry_timer */
+/* The ingest connections' session settings, set before a batch statement
+ * is prepared (storage/sql/functions/README.md says why). */
+extern const char st__batch_session[];
+/* A batch statement's answer (chat_batch_load's or fast.c's), arg the lane. */
+void st__commit_db_cb(PGresult *res, const char *error, void *arg);
 
 /* ---- publish.c ---- */
 /* After COMMIT (res: chat_batch's rows, NULL when the batch needed no
- * database): what the batch tells gateways, then XACK and XDEL. */
-void st__publish_batch(st_ingest *g, st__batch *b, PGresult *res);
+ * database or went by fast.c; ev: the messageStatus events, in order):
+ * what the batch tells gateways, then XACK and XDEL. */
+void st__publish_batch(st_ingest *g, st__batch *b, PGresult *res, const st__event *ev,
+                       size_t nev);
 
 #endif

@@ -32,6 +32,7 @@
 
 void st__batch_free(st__batch *b)
 {
+    st__fast_free(b->fast);
     for (size_t i = 0; i < b->n; i++)
         st__entry_free(b->e[i]);
     pr_free(b->e);

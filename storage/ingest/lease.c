@@ -28,6 +28,7 @@ static void lease_lost(st_ingest *g, unsigned s, const char *why)
     if (!sh->owned)
         return;
     sh->owned = 0;
+    st__rooms_clear(g);
     g->c->stats.lease_lost++;
     CM_WARN("event=lease_lost shard=%u why=%s", s, why);
 }
@@ -90,6 +91,7 @@ static void pos_cb(cm_redis *redis, redisReply *reply, void *arg)
     }
     sh->published = reply->type == REDIS_REPLY_STRING ? strtoll(reply->str, NULL, 10) : 0;
     sh->owned = 1;
+    st__rooms_clear(g); /* another owner may have written its rooms meanwhile */
     sh->lease_until = op->sent_ms + g->c->cfg->lease_ms;
     sh->mode = ST__MODE_PENDING;
     strcpy(sh->cursor, "0");

@@ -37,61 +37,43 @@ static void publish_joins(st_ingest *g, PGresult *res)
     }
 }
 
-/* An 's' row of chat_batch: a messageStatus event for its message's sender. */
-typedef struct {
-    const char *sender;
-    int row;
-} status_row;
-
-static int status_row_cmp(const void *a, const void *b)
+static int by_sender(const void *a, const void *b)
 {
-    const status_row *x = a, *y = b;
-    int c = strcmp(x->sender, y->sender);
-    return c ? c : (x->row > y->row) - (x->row < y->row);
+    const st__event *const *x = a, *const *y = b;
+    int c = strcmp((*x)->sender, (*y)->sender);
+    return c ? c : (*x > *y) - (*x < *y);
 }
 
-/* Row i's messageStatus packet into pkt; 0 when the row is a usable one. */
-static int status_packet(PGresult *res, int i, pr_buf *pkt)
+/* messageStatus events: one U1 on user:{SENDER} per sender with all of the
+ * batch's for them, in the events' order (the receipts' first, then the
+ * senders' moves): one PUBLISH per sender and batch, not per event. */
+static void publish_status(st_ingest *g, const st__event *ev, size_t nev)
 {
-    const char *seq = st__col(res, i, ST__COL_SEQ);
-    chat_status s = {st__col(res, i, ST__COL_ROOM), 0, st__col(res, i, ST__COL_USR),
-                     st__col(res, i, ST__COL_STATUS), st__col(res, i, ST__COL_AGGREGATE)};
-    if (!s.room || !s.user || !s.status || !s.aggregate || !seq)
-        return -1;
-    s.seq = strtoll(seq, NULL, 10);
-    pr_buf_reset(pkt);
-    return chat_status_packet(pkt, &s);
-}
-
-/* The 's' rows: messageStatus events, one U1 on user:{SENDER} per sender
- * with all of the batch's for them, in the rows' order (the receipts'
- * first, then the senders' moves): one PUBLISH per sender and batch, not
- * per event. */
-static void publish_status(st_ingest *g, PGresult *res)
-{
-    int rows = PQntuples(res), n = 0;
-    status_row *by = pr_malloc((size_t)(rows ? rows : 1) * sizeof *by);
-    for (int i = 0; i < rows; i++) {
-        const char *k = st__col(res, i, ST__COL_K), *sender = st__col(res, i, ST__COL_SENDER);
-        if (k && k[0] == 's' && sender && chat_id_valid(sender, strlen(sender)))
-            by[n++] = (status_row){sender, i};
-    }
-    qsort(by, (size_t)n, sizeof *by, status_row_cmp);
+    const st__event **by = pr_malloc((nev ? nev : 1) * sizeof *by);
+    size_t n = 0;
+    for (size_t i = 0; i < nev; i++)
+        if (ev[i].sender && chat_id_valid(ev[i].sender, strlen(ev[i].sender)) && ev[i].room &&
+            ev[i].member && ev[i].status && ev[i].aggregate)
+            by[n++] = &ev[i];
+    qsort(by, n, sizeof *by, by_sender);
     pr_buf pkt, env;
     pr_buf_init(&pkt, 4096);
     pr_buf_init(&env, 64u << 20);
-    for (int i = 0, next; i < n; i = next) {
-        const char *sender = by[i].sender;
+    for (size_t i = 0, next; i < n; i = next) {
+        const char *sender = by[i]->sender;
         unsigned events = 0;
-        for (next = i + 1; next < n && !strcmp(by[next].sender, sender); next++)
+        for (next = i + 1; next < n && !strcmp(by[next]->sender, sender); next++)
             ;
         pr_buf_reset(&env);
         if (chat_uenv_begin(&env, pr_view_make(sender, strlen(sender))) != 0)
             continue;
-        for (int j = i; j < next; j++)
-            if (status_packet(res, by[j].row, &pkt) == 0 &&
-                chat_uenv_add(&env, pr_buf_view(&pkt)) == 0)
+        for (size_t j = i; j < next; j++) {
+            const st__event *e = by[j];
+            chat_status s = {e->room, e->seq, e->member, e->status, e->aggregate};
+            pr_buf_reset(&pkt);
+            if (chat_status_packet(&pkt, &s) == 0 && chat_uenv_add(&env, pr_buf_view(&pkt)) == 0)
                 events++;
+        }
         if (events == 0)
             continue;
         chat_key channel = chat_chan_user(sender);
@@ -288,7 +270,8 @@ static void ack_entries(st_ingest *g, st__batch *b, const int64_t *before)
 }
 
 /* After COMMIT, in the contract's order (see the top of this file). */
-void st__publish_batch(st_ingest *g, st__batch *b, PGresult *res)
+void st__publish_batch(st_ingest *g, st__batch *b, PGresult *res, const st__event *ev,
+                       size_t nev)
 {
     int64_t top[CHAT_SHARDS_MAX] = {0}, before[CHAT_SHARDS_MAX];
     for (unsigned s = 0; s < g->nshards; s++)
@@ -298,7 +281,6 @@ void st__publish_batch(st_ingest *g, st__batch *b, PGresult *res)
     publish_messages(g, b, top);
     publish_acks(g, b);
     publish_positions(g, top);
-    if (res)
-        publish_status(g, res);
+    publish_status(g, ev, nev);
     ack_entries(g, b, before);
 }

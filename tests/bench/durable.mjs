@@ -147,7 +147,9 @@ function printBudget(rate, a, b, c0, c1) {
   console.log(`budget rate=${rate}: window ${fmt(secs, 2)} s, ${msgs} messages stored (${fmt(msgs / secs, 0)}/s), ` +
     `${d('chat_storage_batch_entries_count')} batches (${fmt(d('chat_storage_batch_entries_sum') / d('chat_storage_batch_entries_count'))} entries/batch), ` +
     `${d('chat_storage_receipts_applied_total')} receipts applied, ${d('chat_storage_status_events_total')} status events, ` +
-    `batch db time ${fmt(1e3 * d('chat_storage_batch_db_seconds_sum') / d('chat_storage_batch_entries_count'), 2)} ms/batch`);
+    `batch db time ${fmt(1e3 * d('chat_storage_batch_db_seconds_sum') / d('chat_storage_batch_entries_count'), 2)} ms/batch; ` +
+    `room cache: ${d('chat_storage_fast_batches_total')} batches decided in memory, ` +
+    `${d('chat_storage_fast_refused_total')} refused, ${d('chat_storage_fast_aborts_total')} aborted`);
   let total = 0;
   const parts = [];
   for (const name of Object.keys(c0.cpu).filter((n) => n !== 'chat-load')) {

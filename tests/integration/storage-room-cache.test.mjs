@@ -1,6 +1,6 @@
 // What users see of chat-storage's ingest must not depend on how the shard
-// owner decides it (issue 13: a room cache in the owner's memory with
-// optimistic guards, or the SQL path chat_batch alone): membership changed
+// owner decides it (docs/storage.md "The room cache": in the owner's memory
+// with optimistic guards, or the SQL path chat_batch alone): membership changed
 // through the HTTP API (or behind the gateways' back) while the room is hot,
 // statuses that count a member added late, client retries (acked, in the
 // same burst, across a SIGKILL of chat-storage), rooms that do not exist, a
@@ -29,12 +29,11 @@ import {
   sendStored,
 } from './lib/storage-chat.mjs';
 
-// Extra chat-storage arguments; every test runs under each.
+// Extra chat-storage arguments; every test runs under each: the room cache
+// (the default), and the SQL path alone, held to the same behaviour.
 const CONFIGS = [
   { name: 'default', storageArgs: [] },
-  // to add once chat-storage has --room-cache (issue 13), so that the old
-  // SQL path alone is held to the same behaviour:
-  // { name: 'sql-only', storageArgs: ['--room-cache', '0'] },
+  { name: 'sql-only', storageArgs: ['--room-cache', '0'] },
 ];
 
 const T = { timeout: 60000 };
@@ -70,13 +69,16 @@ for (const cfg of CONFIGS) {
         await socket.inbox.wait('messageStatus', { roomId, seq, userId, status }, WAIT),
         { roomId, seq, userId, status, aggregate },
       );
-    /** chat_storage_messages_forbidden_total: sends the ingest itself refused (not a member). */
-    const forbidden = async () => {
+    /** A counter of chat-storage's /metrics. */
+    const metric = async (name) => {
       const res = await httpRequest(`${cl.storage[0].url}/metrics`);
-      const m = /^chat_storage_messages_forbidden_total (\d+)$/m.exec(res.text);
-      assert.ok(m, `no chat_storage_messages_forbidden_total in /metrics:\n${res.text.slice(0, 2000)}`);
+      const m = new RegExp(`^${name} (\\d+)$`, 'm').exec(res.text);
+      assert.ok(m, `no ${name} in /metrics:\n${res.text.slice(0, 2000)}`);
       return Number(m[1]);
     };
+    /** chat_storage_messages_forbidden_total: sends the ingest itself refused (not a member). */
+    const forbidden = () => metric('chat_storage_messages_forbidden_total');
+    const cached = cfg.storageArgs.length === 0; // the room cache is on
     const stored = async (roomId) => Number(await cl.pg.sql(`SELECT count(*) FROM messages WHERE room_id = ${q(roomId)}`));
 
     /** A group of `users` (the first creates it), every socket told (roomAdded). */
@@ -453,10 +455,21 @@ for (const cfg of CONFIGS) {
       for (let i = 1; i <= 3; i++) warm.push(await sendStored(a, msg(`warm ${i}`, `rt-w${i}`)));
       assert.deepEqual(warm.map((m) => m.seq), [1, 2, 3]);
 
-      // (a) right after the ack
+      // (a) right after the ack. With the room cache, the room is hot and
+      // the retry's batch is decided in memory; its insert collides with
+      // the stored message, the statement is refused and the batch runs
+      // again through chat_batch_load, which answers 'dup'.
       const m4 = await sendStored(a, msg('four', 'rt-4'));
       assert.equal(m4.seq, 4);
+      const [fast0, aborts0] = [await metric('chat_storage_fast_batches_total'), await metric('chat_storage_fast_aborts_total')];
       assert.deepEqual(await sendStored(a, msg('four', 'rt-4')), m4);
+      if (cached) {
+        assert.ok(fast0 > 0, 'batches of a hot room are decided in memory');
+        assert.equal(await metric('chat_storage_fast_aborts_total'), aborts0 + 1, 'the retry was refused by a guard');
+      } else {
+        assert.equal(fast0, 0, '--room-cache 0: every batch through the SQL functions');
+        assert.equal(await metric('chat_storage_fast_aborts_total'), 0);
+      }
       // (b) twice back to back, in one burst
       const [x, y] = await Promise.all([send(a, msg('five', 'rt-5')), send(a, msg('five', 'rt-5'))]);
       assert.equal(x?.seq, 5, `first of the burst: ${JSON.stringify(x)}`);

@@ -30,7 +30,7 @@ int main(void)
     /* defaults */
     CHECK_EQ(cfg.batch_size, 1000);
     CHECK_EQ(cfg.lease_ms, 10000);
-    CHECK_EQ(cfg.ingest_connections, 2);
+    CHECK_EQ(cfg.ingest_connections, 1);
     CHECK_EQ(cfg.db_pool, 4);
     CHECK_EQ(cfg.max_body, 65536);
     CHECK_EQ(cfg.replay_max, 1000);
