@@ -298,7 +298,8 @@ void st__commit_submit(st__lane *L, int may_finish)
     int load = g->c->cfg->room_cache > 0;
     if (load) /* the batch changes its rooms: forgotten now, read back after it */
         st__rooms_forget_batch(g, b, &rooms, &shards);
-    const char *params[5] = {msgs.ptr, rcpts.ptr, rooms.ptr, shards.ptr, ST__RING_TEXT};
+    const char *params[5] = {msgs.ptr, rcpts.ptr, rooms.ptr, shards.ptr,
+                             st__rooms_ring_text(g)};
     b->sent_us = cm_now_us();
     if (st_pg_query_prepared(L->db, load ? "chat_batch_load" : "chat_batch", st__batch_session,
                              load ? LOAD_SQL : BATCH_SQL, load ? 5 : 2, params, st__commit_db_cb,

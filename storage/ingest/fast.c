@@ -271,13 +271,15 @@ static int event_cmp(const void *a, const void *b)
 static int range_events(st__fast *f, st_ingest *g, st__room *r, int mi, int64_t lo, int64_t hi,
                         const char *status)
 {
-    if (lo < r->ring_from)
+    if (lo < r->ring_from) {
+        st__rooms_ring_short(g, r);
         return -1;
+    }
     unsigned es = ++g->stamp; /* this range's marks */
     for (unsigned k = 0; k < r->ring_n; k++) {
-        unsigned at = (r->ring_head + k) % ST__RING;
-        int64_t seq = r->ring_seq[at];
-        int x = r->ring_m[at];
+        unsigned at = (r->ring_head + k) % r->ring_cap;
+        int64_t seq = r->ring[at].seq;
+        int x = r->ring[at].m;
         if (seq <= lo || seq > hi || x == mi)
             continue;
         if (x < 0)
@@ -464,16 +466,18 @@ static int plan_own_moves(st__fast *f, st_ingest *g)
         if (m->s >= t)
             continue;
         int64_t od = m->d, os = m->s;
-        if (os < r->ring_from)
+        if (os < r->ring_from) {
+            st__rooms_ring_short(g, r);
             return -1;
+        }
         touch_member(f, r, r->mv_m);
         if (t > m->d)
             m->d = t;
         m->s = t;
         int others = 0;
         for (unsigned k = 0; k < r->ring_n && !others; k++) {
-            unsigned at = (r->ring_head + k) % ST__RING;
-            others = r->ring_seq[at] > os && r->ring_seq[at] <= t && r->ring_m[at] != r->mv_m;
+            unsigned at = (r->ring_head + k) % r->ring_cap;
+            others = r->ring[at].seq > os && r->ring[at].seq <= t && r->ring[at].m != r->mv_m;
         }
         if (!others)
             continue;

@@ -102,10 +102,12 @@ typedef struct st__lane {
 
 /* ---- rooms.c: the room cache ---- */
 
-/* Messages a room remembers the senders of: a watermark move reaching
- * further back than these takes chat_batch. */
-#define ST__RING 32
-#define ST__RING_TEXT "32"
+/* Messages a room remembers the senders of (its ring): a watermark move
+ * reaching further back takes chat_batch_load, and rooms loaded from then
+ * on remember twice as many, up to ST__RING_MAX (readers that lag a busy
+ * room, under load, would otherwise send batch after batch there). */
+#define ST__RING_MIN 32
+#define ST__RING_MAX 1024
 
 typedef struct {
     char *user;
@@ -128,9 +130,11 @@ typedef struct st__room {
     /* the senders of every message with seq > ring_from (member index, -1
      * for one who is no member), oldest first from ring_head */
     int64_t ring_from;
-    int64_t ring_seq[ST__RING];
-    int ring_m[ST__RING];
-    unsigned ring_head, ring_n;
+    struct {
+        int64_t seq;
+        int m;
+    } *ring;
+    unsigned ring_cap, ring_head, ring_n;
     /* fast.c's scratch */
     unsigned stamp, mv_stamp, agg_stamp;
     int64_t old_last; /* last_seq at the start of the batch */
@@ -145,6 +149,7 @@ typedef struct st__room {
 struct st_ingest {
     st_ctx *c;
     pr_map rooms;      /* st__room by id (rooms.c) */
+    unsigned ring;     /* ring size of rooms loaded from now on */
     unsigned stamp;    /* fast.c: the batch being planned */
     unsigned nshards;
     st__shard *shards;
@@ -221,6 +226,8 @@ void st__rooms_drop(st_ingest *g, st__room *r);
 st__member *st__room_member(st__room *r, const char *user);
 /* The message seq of r was sent by member index m (-1: no member). */
 void st__room_ring_add(st__room *r, int64_t seq, int m);
+/* A move of r reached behind its ring: later loads remember more. */
+void st__rooms_ring_short(st_ingest *g, const st__room *r);
 /* Before a batch goes through chat_batch_load: forgets its rooms and
  * shards (the batch changes them) and lists them in rooms and shards as
  * that function's arrays. */
@@ -228,6 +235,8 @@ void st__rooms_forget_batch(st_ingest *g, const st__batch *b, pr_buf *rooms, pr_
 /* After it committed: what chat_batch_load read back ('r', 'c', 'h' and
  * 'p' rows) goes into the cache. */
 void st__rooms_load(st_ingest *g, PGresult *res);
+/* g->ring as text, for chat_batch_load's ring argument. */
+const char *st__rooms_ring_text(st_ingest *g);
 /* A text array literal: {"a","b"} (NULL: the SQL NULL). */
 void st__arr_text(pr_buf *a, const char *s, size_t len);
 void st__arr_int(pr_buf *a, int64_t v);

@@ -6,7 +6,7 @@
  * there (fast.c). What it keeps of a room: last_seq, the version of its member set
  * (room_versions), the
  * members with their delivered and seen watermarks, and who sent each of
- * its last ST__RING messages (the senders a watermark move covers); of a
+ * its last messages (its ring: the senders a watermark move covers); of a
  * shard: its position. A room comes in with a batch that went through
  * chat_batch_load (which reads it back after its writes), and goes out
  * before such a batch, when a statement of fast.c fails, or when the cache
@@ -15,6 +15,7 @@
  * watermarks and shard positions they replace): the cache may be stale,
  * never trusted blindly.
  */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +32,22 @@ static pr_view room_key(const pr_map_entry *e)
 void st__rooms_init(st_ingest *g)
 {
     pr_map_init(&g->rooms, 1024, room_key);
+    g->ring = ST__RING_MIN;
+}
+
+void st__rooms_ring_short(st_ingest *g, const st__room *r)
+{
+    if (r->ring_cap >= g->ring && g->ring < ST__RING_MAX) {
+        g->ring *= 2;
+        CM_INFO("event=room_ring_grown size=%u", g->ring);
+    }
+}
+
+const char *st__rooms_ring_text(st_ingest *g)
+{
+    static char text[16];
+    snprintf(text, sizeof text, "%u", g->ring);
+    return text;
 }
 
 static void room_free(st__room *r)
@@ -38,6 +55,7 @@ static void room_free(st__room *r)
     for (unsigned i = 0; i < r->nm; i++)
         pr_free(r->m[i].user);
     pr_free(r->m);
+    pr_free(r->ring);
     pr_free(r->id);
     pr_free(r);
 }
@@ -76,16 +94,16 @@ st__member *st__room_member(st__room *r, const char *user)
 void st__room_ring_add(st__room *r, int64_t seq, int m)
 {
     unsigned at;
-    if (r->ring_n == ST__RING) {
+    if (r->ring_n == r->ring_cap) {
         /* the oldest goes: the ring now starts above it */
-        r->ring_from = r->ring_seq[r->ring_head];
+        r->ring_from = r->ring[r->ring_head].seq;
         at = r->ring_head;
-        r->ring_head = (r->ring_head + 1) % ST__RING;
+        r->ring_head = (r->ring_head + 1) % r->ring_cap;
     } else {
-        at = (r->ring_head + r->ring_n++) % ST__RING;
+        at = (r->ring_head + r->ring_n++) % r->ring_cap;
     }
-    r->ring_seq[at] = seq;
-    r->ring_m[at] = m;
+    r->ring[at].seq = seq;
+    r->ring[at].m = m;
 }
 
 void st__arr_text(pr_buf *a, const char *s, size_t len)
@@ -183,7 +201,9 @@ void st__rooms_load(st_ingest *g, PGresult *res)
         r->id = pr_strndup(id, r->id_len);
         r->last_seq = strtoll(seq, NULL, 10);
         r->version = strtoll(ver, NULL, 10);
-        r->ring_from = r->last_seq > ST__RING ? r->last_seq - ST__RING : 0;
+        r->ring_cap = g->ring;
+        r->ring = pr_malloc(r->ring_cap * sizeof *r->ring);
+        r->ring_from = r->last_seq > r->ring_cap ? r->last_seq - r->ring_cap : 0;
         pr_map_insert(&g->rooms, &r->link);
         loaded[n++] = r;
     }
