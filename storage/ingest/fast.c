@@ -86,6 +86,12 @@ static const char FAST_SQL[] =
     "           AND (SELECT v.n FROM v) = cardinality($27::text[])) AS ok) k"
     "  LEFT JOIN m ON k.ok";
 
+/* The statement's parameters, built by one plan at a time and copied by
+ * libpq when sent: one set for the process, reused (the loop is single
+ * threaded). */
+static pr_buf param_bufs[NP];
+static int params_ready;
+
 typedef struct {
     st__room *r;
     int m; /* member index */
@@ -116,7 +122,7 @@ struct st__fast {
     size_t nev, evcap;
     char **evmem; /* one allocation per event: its strings */
     char created[48];
-    pr_buf p[NP];
+    pr_buf *p; /* the statement's parameters (param_bufs), while planning */
     size_t nlog;
 };
 
@@ -145,8 +151,6 @@ void st__fast_free(st__fast *f)
     pr_free(f->ids);
     pr_free(f->status);
     pr_free(f->first);
-    for (int i = 0; i < NP; i++)
-        pr_buf_dispose(&f->p[i]);
     pr_free(f);
 }
 
@@ -372,25 +376,46 @@ static int plan_receipts(st__fast *f, st_ingest *g, st__batch *b)
     return moves_events(f, g, 0);
 }
 
-/* An earlier message of this batch with e's (sender, room, clientMsgId),
- * or -1. */
-static int earlier(const st__batch *b, const st__fast *f, size_t i)
+/* The first messages of a batch by (sender, room, clientMsgId): an open
+ * addressing table of entry indexes (-1: empty), twice the batch's size. */
+typedef struct {
+    int *slot;
+    size_t mask;
+} firsts;
+
+static uint64_t key_hash(const entry *e)
+{
+    uint64_t h = pr_fnv1a64(e->u, strlen(e->u));
+    h = h * 1099511628211u ^ pr_fnv1a64(e->r, strlen(e->r));
+    return h * 1099511628211u ^ pr_fnv1a64(e->c, strlen(e->c));
+}
+
+/* The earlier message of this batch with e's (sender, room, clientMsgId),
+ * or -1 (then e, if it has a clientMsgId, is recorded as the first). */
+static int earlier(const st__batch *b, firsts *t, size_t i)
 {
     const entry *e = b->e[i];
     if (!e->c)
         return -1;
-    for (size_t j = 0; j < i; j++) {
-        const entry *x = b->e[j];
-        if (f->status[j] != ST_E_NONE && f->first[j] < 0 && x->c && !strcmp(x->r, e->r) &&
-            !strcmp(x->u, e->u) && !strcmp(x->c, e->c))
-            return (int)j;
+    size_t k = (size_t)key_hash(e) & t->mask;
+    for (; t->slot[k] >= 0; k = (k + 1) & t->mask) {
+        const entry *x = b->e[t->slot[k]];
+        if (!strcmp(x->c, e->c) && !strcmp(x->u, e->u) && !strcmp(x->r, e->r))
+            return t->slot[k];
     }
+    t->slot[k] = (int)i;
     return -1;
 }
 
 /* chat_ingest: each message's fate, seq and shard position. */
 static void plan_messages(st__fast *f, st_ingest *g, st__batch *b)
 {
+    firsts t;
+    t.mask = 15;
+    while (t.mask + 1 < 2 * b->n)
+        t.mask = 2 * t.mask + 1;
+    t.slot = pr_malloc((t.mask + 1) * sizeof *t.slot);
+    memset(t.slot, 0xff, (t.mask + 1) * sizeof *t.slot); /* all -1 */
     for (size_t i = 0; i < b->n; i++) {
         entry *e = b->e[i];
         if (e->kind == 'o' && e->status == ST_E_NONE) {
@@ -401,7 +426,7 @@ static void plan_messages(st__fast *f, st_ingest *g, st__batch *b)
             continue;
         st__room *r = st__rooms_find(g, e->r);
         touch_room(f, r);
-        int j = earlier(b, f, i);
+        int j = earlier(b, &t, i);
         if (j >= 0) {
             const entry *x = b->e[j];
             f->first[i] = j;
@@ -450,6 +475,7 @@ static void plan_messages(st__fast *f, st_ingest *g, st__batch *b)
         st__arr_text(&f->p[P_M_LAST], e->l, e->l ? strlen(e->l) : 0);
         st__arr_text(&f->p[P_M_BODY], e->x, e->x_len);
     }
+    pr_free(t.slot);
 }
 
 /* chat_batch's senders' moves: each room's first sender, over its run of
@@ -569,8 +595,14 @@ int st__fast_submit(st__lane *L, st__batch *b)
     f->first = pr_malloc((b->n ? b->n : 1) * sizeof *f->first);
     for (size_t i = 0; i < b->n; i++)
         f->first[i] = -1;
+    if (!params_ready) {
+        for (int i = 0; i < NP; i++)
+            pr_buf_init(&param_bufs[i], 256u << 20);
+        params_ready = 1;
+    }
     for (int i = 0; i < NP; i++)
-        pr_buf_init(&f->p[i], 256u << 20);
+        pr_buf_reset(&param_bufs[i]);
+    f->p = param_bufs;
     iso_now(f->created);
     b->fast = f;
     if (plan_receipts(f, g, b) != 0 || (plan_messages(f, g, b), plan_own_moves(f, g)) != 0) {
@@ -604,8 +636,7 @@ static void db_sent(st__lane *L, st__batch *b, st__fast *f)
         st__fast_abandon(L->g, b);
         b->slow = 1;
     }
-    for (int i = 0; i < NP; i++)
-        pr_buf_dispose(&f->p[i]);
+    f->p = NULL;
 }
 
 void st__fast_abandon(st_ingest *g, st__batch *b)
