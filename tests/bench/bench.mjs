@@ -326,15 +326,17 @@ async function startSystem(kind, infra) {
 /**
  * CPU seconds so far of the system's parts (lib/cpu.mjs: each process with
  * its descendants): server (the gateways or the node processes), storage,
- * redis, pg (postmaster and backends), load (chat-load and its forks); a
- * part the system lacks is absent.
+ * redis, pg (postmaster and backends) and pg_backends (the backends
+ * alone: pg less them is PostgreSQL's background work, checkpoints,
+ * autovacuum), load (chat-load and its forks); a part the system lacks is
+ * absent.
  */
 function sampleCpu(sys) {
   const groups = { server: sys.serverPids(), redis: [sys.infra.redis.proc.pid] };
   if (sys.storage) groups.storage = [sys.storage.proc.pid];
   if (sys.infra.pg) groups.pg = [sys.infra.pg.proc.pid];
   if (currentLoad) groups.load = [currentLoad.pid];
-  return cpuSample(groups);
+  return cpuSample(groups, { pgBackends: sys.infra.pg?.proc.pid });
 }
 
 // ------------------------------------------------------------------ chat-load
@@ -675,6 +677,7 @@ function perMessage(cpu, acksPerS) {
     total += cpu[k];
   }
   out.total = us(total);
+  if (cpu.pg_backends != null && 'pg' in out) out.pg_backends = us(cpu.pg_backends);
   out.load = cpu.load == null ? null : us(cpu.load);
   out.busy = cpu.cores ? Math.round((100 * cpu.busy) / (cpu.secs * cpu.cores)) : null;
   return out;
@@ -682,7 +685,8 @@ function perMessage(cpu, acksPerS) {
 
 function describePerMessage(kind, p) {
   if (!p) return 'CPU per message -';
-  const parts = W4_PARTS.filter((k) => k in p).map((k) => `${partName(kind, k)} ${num(p[k])}`);
+  const parts = W4_PARTS.filter((k) => k in p).map((k) =>
+    `${partName(kind, k)} ${num(p[k])}${k === 'pg' && p.pg_backends != null ? ` (backends ${num(p.pg_backends)})` : ''}`);
   return `CPU µs/msg: ${parts.join(' + ')} = ${num(p.total)} (machine ${p.busy}% busy; chat-load ${num(p.load)})`;
 }
 

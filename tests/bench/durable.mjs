@@ -134,7 +134,8 @@ function loadPids(pids) {
 }
 
 function snapshotCpu(pids, load) {
-  return cpuSample({ ...Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, [pid]])), 'chat-load': load });
+  return cpuSample({ ...Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, [pid]])), 'chat-load': load },
+    { pgBackends: pids.postgres });
 }
 
 const fmt = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : '-');
@@ -152,9 +153,11 @@ function printBudget(rate, a, b, c0, c1) {
     `${d('chat_storage_fast_refused_total')} refused, ${d('chat_storage_fast_aborts_total')} aborted`);
   let total = 0;
   const parts = [];
-  for (const name of Object.keys(c0.cpu).filter((n) => n !== 'chat-load')) {
+  for (const name of Object.keys(c0.cpu).filter((n) => n !== 'chat-load' && n !== 'pg_backends')) {
     total += c[name];
-    parts.push(`${name} ${fmt(1e6 * c[name] / msgs, 0)} (${fmt(100 * c[name] / secs, 0)}% of a core)`);
+    // PostgreSQL: its backends apart from its background work (checkpoints, autovacuum)
+    const backends = name === 'postgres' && c.pg_backends != null ? `, backends ${fmt(1e6 * c.pg_backends / msgs, 0)}` : '';
+    parts.push(`${name} ${fmt(1e6 * c[name] / msgs, 0)} (${fmt(100 * c[name] / secs, 0)}% of a core${backends})`);
   }
   const mt = secs * c.cores;
   const ld = c['chat-load'];

@@ -71,13 +71,39 @@ export function machineCpu() {
 }
 
 /**
+ * CPU seconds of the PostgreSQL backends under `postmaster` (its children
+ * whose title is "postgres: USER DB ..."): the connections' work, without
+ * the checkpointer, background writer, WAL writer, autovacuum launcher and
+ * the workers it has reaped (their CPU goes to the postmaster's own
+ * cutime). null when `postmaster` is gone.
+ */
+const PG_BACKGROUND = /^postgres: (checkpointer|background writer|walwriter|autovacuum|logical replication|stats|archiver|startup|wal)/;
+export function pgBackendsCpu(postmaster, table = procTable()) {
+  if (!table.has(postmaster)) return null;
+  let sum = 0;
+  for (const [pid, s] of table) {
+    if (s.ppid !== postmaster) continue;
+    let title = '';
+    try {
+      title = readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim();
+    } catch {
+      continue; // exited meanwhile
+    }
+    if (title.startsWith('postgres: ') && !PG_BACKGROUND.test(title)) sum += treeCpu(pid, table) ?? 0;
+  }
+  return sum;
+}
+
+/**
  * One sample: `groups` is {name: [pid, ...]}; each name gets the CPU
  * seconds of its pids' trees summed (null when one of them is gone). /proc
- * is read once for all of them.
+ * is read once for all of them. With `pgBackends` (a postmaster's pid), the
+ * part `pg_backends` is the CPU of its backends alone (pgBackendsCpu).
  */
-export function cpuSample(groups) {
+export function cpuSample(groups, { pgBackends } = {}) {
   const table = procTable();
   const cpu = {};
+  if (pgBackends) cpu.pg_backends = pgBackendsCpu(pgBackends, table);
   for (const [name, pids] of Object.entries(groups)) {
     let sum = 0;
     for (const pid of pids) {
