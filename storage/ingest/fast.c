@@ -315,7 +315,8 @@ static int moves_events(st__fast *f, st_ingest *g, size_t from)
         if (v->nd > v->od && range_events(f, g, v->r, v->m, v->od, v->nd, "delivered") != 0)
             return -1;
     }
-    qsort(f->ev + ev0, f->nev - ev0, sizeof *f->ev, event_cmp);
+    if (f->nev > ev0)
+        qsort(f->ev + ev0, f->nev - ev0, sizeof *f->ev, event_cmp);
     return 0;
 }
 
