@@ -60,7 +60,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 
-import { sleep, startGateway, track } from '../integration/lib/harness.mjs';
+import { httpRequest, sleep, startGateway, track } from '../integration/lib/harness.mjs';
 import { PG_BIN_DIR, REDIS_BIN, ROOT, TEST_SECRET, startPostgres, startRedis, startStorage, waitReady } from '../integration/lib/stack.mjs';
 import { CLK_TCK, cpuDelta, cpuSample } from './lib/cpu.mjs';
 import { createGroupRoom, psql } from './lib/group.mjs';
@@ -324,6 +324,31 @@ async function startSystem(kind, infra) {
 }
 
 /**
+ * chat-storage's counters of its batches (/metrics): committed, decided in
+ * the room cache, refused by it, aborted by its guards; null when
+ * unreachable.
+ */
+async function storageCounters(sys) {
+  const names = {
+    batches: 'chat_storage_batch_entries_count',
+    fast: 'chat_storage_fast_batches_total',
+    refused: 'chat_storage_fast_refused_total',
+    aborted: 'chat_storage_fast_aborts_total',
+  };
+  try {
+    const r = await httpRequest(`${sys.storage.url}/metrics`, { timeout: 2000 });
+    const out = {};
+    for (const [k, name] of Object.entries(names)) {
+      const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(r.text);
+      out[k] = m ? Number(m[1]) : 0;
+    }
+    return out;
+  } catch {
+    return null;
+  }
+}
+
+/**
  * CPU seconds so far of the system's parts (lib/cpu.mjs: each process with
  * its descendants): server (the gateways or the node processes), storage,
  * redis, pg (postmaster and backends) and pg_backends (the backends
@@ -382,12 +407,19 @@ async function runLoad(sys, argv, { timeoutMs, onReady } = {}) {
   const hooks = [];
   let s0 = null;
   let summary = null;
+  // chat-storage's batch counters at measure_start and measure_end
+  const storageAt = [];
   const rl = createInterface({ input: proc.stdout });
   const rlClosed = new Promise((resolve) => rl.once('close', resolve));
   rl.on('line', (line) => {
     const t = line.trim();
-    if (t === 'measure_start') s0 = sampleCpu(sys);
-    else if (t === 'measure_end') res.cpu = cpuDelta(s0, sampleCpu(sys));
+    if (t === 'measure_start') {
+      s0 = sampleCpu(sys);
+      if (sys.storage) storageAt[0] = storageCounters(sys);
+    } else if (t === 'measure_end') {
+      res.cpu = cpuDelta(s0, sampleCpu(sys));
+      if (sys.storage) storageAt[1] = storageCounters(sys);
+    }
     else if (t.startsWith('ready ')) {
       res.ready = kvOf(t.slice(6));
       if (onReady) hooks.push(onReady(res.ready, exited));
@@ -401,6 +433,10 @@ async function runLoad(sys, argv, { timeoutMs, onReady } = {}) {
   clearTimeout(timer);
   await rlClosed;
   await Promise.all(hooks);
+  if (storageAt.length === 2) {
+    const [a, b] = await Promise.all(storageAt);
+    if (a && b) res.storage = Object.fromEntries(Object.keys(b).map((k) => [k, b[k] - (a[k] ?? 0)]));
+  }
   currentLoad = null;
   res.code = code;
   res.stderr = stderr.trim();
@@ -725,6 +761,7 @@ async function w4Step(sys, rec, step, argv) {
   const what = step.kind === 'dm' ? `${String(step.rate).padStart(6)}/s` : `group ${step.members} ${step.rate}/s`;
   console.log(`    ${LABEL[sys.kind]} ${what}: acked ${num(throughput)}/s in the window, ack p50 ${ms(k.ack_p50_ms)} p99 ${ms(k.ack_p99_ms)} p99.9 ${ms(k.ack_p999_ms)} ms; ` +
     `errors ${num(k.errors)} lost ${num(k.lost)} dup ${num(k.dup)}; ${describePerMessage(sys.kind, step.perMsg)} ` +
+    (r.storage ? `storage batches ${num(r.storage.batches)} (room cache: ${num(r.storage.fast)} decided, ${num(r.storage.refused)} refused, ${num(r.storage.aborted)} aborted) ` : '') +
     `${step.kind === 'dm' ? (step.sustained ? 'sustained' : 'NOT sustained') : step.keptUp ? 'kept up' : 'did NOT keep up'}${r.note.length ? `  [${r.note.join('; ')}]` : ''}`);
   return step;
 }
