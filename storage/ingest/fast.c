@@ -629,6 +629,7 @@ static void db_sent(st__lane *L, st__batch *b, st__fast *f)
     const char *params[NP];
     for (int i = 0; i < NP; i++)
         params[i] = f->p[i].ptr;
+    f->p = NULL; /* copied by st_pg_query_prepared */
     b->sent_us = cm_now_us();
     if (st_pg_query_prepared(L->db, "chat_fast", st__batch_session, FAST_SQL, NP, params,
                              st__commit_db_cb, L) == 0) {
@@ -637,7 +638,6 @@ static void db_sent(st__lane *L, st__batch *b, st__fast *f)
         st__fast_abandon(L->g, b);
         b->slow = 1;
     }
-    f->p = NULL;
 }
 
 void st__fast_abandon(st_ingest *g, st__batch *b)
