@@ -18,8 +18,12 @@
  * raises, the transaction writes nothing, the batch's rooms are forgotten
  * and the batch goes again through chat_batch_load (commit.c), which
  * answers the retry as 'dup' and reloads the rooms. A plan that cannot be
- * made in memory (a move reaching behind a room's ring of senders, a sender
- * who is no longer a member) goes the same way before anything is sent.
+ * made in memory (a move reaching behind a room's ring of senders, an
+ * event for a sender who is no longer a member, a message with a
+ * clientMsgId from one who is not a member: it may be the retry of a
+ * message stored before they left, which chat_ingest answers first) goes
+ * the same way before anything is sent. A message without a clientMsgId
+ * from a non-member is refused in memory.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,18 +59,19 @@ static const char FAST_SQL[] =
     "), r AS ("
     " UPDATE rooms SET last_seq = u.n, last_at = now()"
     "   FROM unnest($11::text[], $12::bigint[], $13::bigint[]) AS u (id, o, n)"
-    "  WHERE rooms.id = u.id AND rooms.last_seq = u.o"
+    "  WHERE rooms.id = ANY ($11::text[]) AND rooms.id = u.id AND rooms.last_seq = u.o"
     " RETURNING 1"
     "), s AS ("
     " UPDATE shards SET pos = u.n"
     "   FROM unnest($14::int[], $15::bigint[], $16::bigint[]) AS u (id, o, n)"
-    "  WHERE shards.id = u.id AND shards.pos = u.o"
+    "  WHERE shards.id = ANY ($14::int[]) AND shards.id = u.id AND shards.pos = u.o"
     " RETURNING 1"
     "), w AS ("
     " UPDATE room_members rm SET delivered_seq = u.nd, seen_seq = u.ns"
     "   FROM unnest($17::text[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[],"
     "               $22::bigint[]) AS u (r, m, od, os, nd, ns)"
-    "  WHERE rm.room_id = u.r AND rm.user_id = u.m AND rm.delivered_seq = u.od"
+    "  WHERE rm.room_id = ANY ($17::text[]) AND rm.room_id = u.r AND rm.user_id = u.m"
+    "    AND rm.delivered_seq = u.od"
     "    AND rm.seen_seq = u.os"
     " RETURNING 1"
     "), l AS ("
@@ -75,7 +80,7 @@ static const char FAST_SQL[] =
     "     ON CONFLICT DO NOTHING"
     "), v AS ("
     " SELECT count(*) AS n FROM unnest($27::text[], $28::bigint[]) AS u (id, ver)"
-    "  WHERE EXISTS (SELECT 1 FROM rooms ro WHERE ro.id = u.id)"
+    "  WHERE (SELECT count(*) FROM rooms ro WHERE ro.id = u.id) = 1"
     "    AND coalesce((SELECT x.v FROM room_versions x WHERE x.room_id = u.id), 0) = u.ver"
     ")"
     "SELECT m.room_id, m.seq, m.id"
@@ -408,8 +413,12 @@ static int earlier(const st__batch *b, firsts *t, size_t i)
     return -1;
 }
 
-/* chat_ingest: each message's fate, seq and shard position. */
-static void plan_messages(st__fast *f, st_ingest *g, st__batch *b)
+/* chat_ingest: each message's fate, seq and shard position. -1 when one
+ * cannot be decided here: a sender who is no member, with a clientMsgId
+ * (chat_ingest answers a stored (sender, room, clientMsgId) before it
+ * looks at membership: a retry of a message stored before the sender left
+ * is 'dup', another text 'reused'; only the database knows). */
+static int plan_messages(st__fast *f, st_ingest *g, st__batch *b)
 {
     firsts t;
     t.mask = 15;
@@ -438,6 +447,10 @@ static void plan_messages(st__fast *f, st_ingest *g, st__batch *b)
             continue;
         }
         st__member *m = st__room_member(r, e->u);
+        if (!m && e->c) {
+            pr_free(t.slot);
+            return -1;
+        }
         if (!m) {
             f->status[i] = ST_E_FORBIDDEN;
             continue;
@@ -477,6 +490,7 @@ static void plan_messages(st__fast *f, st_ingest *g, st__batch *b)
         st__arr_text(&f->p[P_M_BODY], e->x, e->x_len);
     }
     pr_free(t.slot);
+    return 0;
 }
 
 /* chat_batch's senders' moves: each room's first sender, over its run of
@@ -606,7 +620,7 @@ int st__fast_submit(st__lane *L, st__batch *b)
     f->p = param_bufs;
     iso_now(f->created);
     b->fast = f;
-    if (plan_receipts(f, g, b) != 0 || (plan_messages(f, g, b), plan_own_moves(f, g)) != 0) {
+    if (plan_receipts(f, g, b) != 0 || plan_messages(f, g, b) != 0 || plan_own_moves(f, g) != 0) {
         /* not decidable here: the batch's rooms were changed in memory
          * only; chat_batch_load forgets and reloads them */
         g->c->stats.fast_refused++;
