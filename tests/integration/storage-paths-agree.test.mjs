@@ -13,12 +13,12 @@
 // and its effects are committed (every online member has had the room's
 // messages delivered, seen where the room is open; a markSeen's receipt is
 // applied) before the next starts, so batching cannot differ between the stacks and
-// any difference is a difference of the ingest paths. CHAT_PATHS_SEED=32
-// (also 6, 10, 36) shows one: a member removed from the database behind the
-// gateways' back who retries a stored message is answered with the original
-// ack by chat_batch (duplicates are decided before membership) and with
-// "not a member" by the room cache (a reused clientMsgId likewise:
-// "clientMsgId reused" against "not a member"). Real Redis, PostgreSQL,
+// any difference is a difference of the ingest paths. The default seed, 32
+// (also 6, 10, 36), found one, now fixed: a member removed from the
+// database behind the gateways' back who retries a stored message was
+// answered with the original ack by chat_batch (duplicates are decided
+// before membership) and with "not a member" by the room cache (a reused
+// clientMsgId likewise). Real Redis, PostgreSQL,
 // one chat-storage and one gateway behind HAProxy per stack.
 
 import assert from 'node:assert/strict';
@@ -30,7 +30,7 @@ import { httpRequest, sleep, until } from './lib/harness.mjs';
 import { api, PG_BIN_DIR, startCluster } from './lib/stack.mjs';
 import { connectStored, createGroup } from './lib/storage-chat.mjs';
 
-const SEED = Number(process.env.CHAT_PATHS_SEED ?? 1313);
+const SEED = Number(process.env.CHAT_PATHS_SEED ?? 32);
 const ACTIONS = Number(process.env.CHAT_PATHS_ACTIONS ?? 200);
 const WAIT = 10000; // for one effect that crosses storage (a batch, a commit)
 // After the last event of an action reached Redis, how long its delivery to
