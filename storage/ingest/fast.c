@@ -47,6 +47,16 @@ enum {
     NP
 };
 
+/* Every table is reached from the batch's arrays, one index probe per
+ * element, whatever the plan: the statement is planned once per connection
+ * (a generic plan), maybe while its tables hold a row or two, and a plan
+ * made then must not scan a whole table for each batch later (it did: the
+ * rooms' update, planned on a one-row table, scanned every room). So the
+ * rows to update are found by a scalar subquery per element (their ctid:
+ * the update is a TID scan), the shards (at most CHAT_SHARDS_MAX) by = ANY,
+ * and the version check is per element too. A row updated concurrently
+ * has another ctid by then: the update skips it, the counts differ, and
+ * chat__fast_check refuses the batch. */
 static const char FAST_SQL[] =
     "WITH m AS ("
     " INSERT INTO messages (id, room_id, seq, shard, shard_pos, sender_id, client_msg_id,"
@@ -57,9 +67,10 @@ static const char FAST_SQL[] =
     "     ON CONFLICT DO NOTHING"
     " RETURNING room_id, seq, id"
     "), r AS ("
-    " UPDATE rooms SET last_seq = u.n, last_at = now()"
-    "   FROM unnest($11::text[], $12::bigint[], $13::bigint[]) AS u (id, o, n)"
-    "  WHERE rooms.id = ANY ($11::text[]) AND rooms.id = u.id AND rooms.last_seq = u.o"
+    " UPDATE rooms SET last_seq = t.n, last_at = now()"
+    "   FROM (SELECT u.*, (SELECT ro.ctid FROM rooms ro WHERE ro.id = u.id) AS tid"
+    "           FROM unnest($11::text[], $12::bigint[], $13::bigint[]) AS u (id, o, n)) t"
+    "  WHERE rooms.ctid = t.tid AND rooms.last_seq = t.o"
     " RETURNING 1"
     "), s AS ("
     " UPDATE shards SET pos = u.n"
@@ -67,12 +78,12 @@ static const char FAST_SQL[] =
     "  WHERE shards.id = ANY ($14::int[]) AND shards.id = u.id AND shards.pos = u.o"
     " RETURNING 1"
     "), w AS ("
-    " UPDATE room_members rm SET delivered_seq = u.nd, seen_seq = u.ns"
-    "   FROM unnest($17::text[], $18::text[], $19::bigint[], $20::bigint[], $21::bigint[],"
-    "               $22::bigint[]) AS u (r, m, od, os, nd, ns)"
-    "  WHERE rm.room_id = ANY ($17::text[]) AND rm.room_id = u.r AND rm.user_id = u.m"
-    "    AND rm.delivered_seq = u.od"
-    "    AND rm.seen_seq = u.os"
+    " UPDATE room_members rm SET delivered_seq = t.nd, seen_seq = t.ns"
+    "   FROM (SELECT u.*, (SELECT c.ctid FROM room_members c"
+    "                       WHERE c.room_id = u.r AND c.user_id = u.m) AS tid"
+    "           FROM unnest($17::text[], $18::text[], $19::bigint[], $20::bigint[],"
+    "                       $21::bigint[], $22::bigint[]) AS u (r, m, od, os, nd, ns)) t"
+    "  WHERE rm.ctid = t.tid AND rm.delivered_seq = t.od AND rm.seen_seq = t.os"
     " RETURNING 1"
     "), l AS ("
     " INSERT INTO watermarks (room_id, user_id, kind, seq)"
