@@ -182,8 +182,7 @@ void st_ingest_free(st_ctx *c)
     event_free(g->linger);
     if (g->stop_deadline)
         event_free(g->stop_deadline);
-    st__rooms_clear(g);
-    pr_map_dispose(&g->rooms);
+    st__rooms_dispose(g);
     pr_free(g->shards);
     pr_free(g);
     c->ingest = NULL;

@@ -103,9 +103,9 @@ typedef struct st__lane {
 /* ---- rooms.c: the room cache ---- */
 
 /* Messages a room remembers the senders of (its ring): a watermark move
- * reaching further back takes chat_batch_load, and rooms loaded from then
- * on remember twice as many, up to ST__RING_MAX (readers that lag a busy
- * room, under load, would otherwise send batch after batch there). */
+ * reaching further back takes chat_batch_load, and that room, when loaded
+ * again, remembers twice as many, up to ST__RING_MAX (readers that lag a
+ * busy room, under load, would otherwise send batch after batch there). */
 #define ST__RING_MIN 32
 #define ST__RING_MAX 1024
 
@@ -149,7 +149,8 @@ typedef struct st__room {
 struct st_ingest {
     st_ctx *c;
     pr_map rooms;      /* st__room by id (rooms.c) */
-    unsigned ring;     /* ring size of rooms loaded from now on */
+    pr_map rings;      /* rooms.c: ring sizes above ST__RING_MIN, by room id */
+    unsigned load_ring; /* rooms.c: the ring of the batch being loaded */
     unsigned stamp;    /* fast.c: the batch being planned */
     unsigned nshards;
     st__shard *shards;
@@ -220,13 +221,14 @@ void st__lane_dispose(st__lane *L);
 /* ---- rooms.c ---- */
 void st__rooms_init(st_ingest *g);
 void st__rooms_clear(st_ingest *g); /* forgets every room and shard position */
+void st__rooms_dispose(st_ingest *g); /* and frees what rooms.c holds */
 st__room *st__rooms_find(st_ingest *g, const char *id);
 void st__rooms_drop(st_ingest *g, st__room *r);
 /* Member user of r, or NULL. */
 st__member *st__room_member(st__room *r, const char *user);
 /* The message seq of r was sent by member index m (-1: no member). */
 void st__room_ring_add(st__room *r, int64_t seq, int m);
-/* A move of r reached behind its ring: later loads remember more. */
+/* A move of r reached behind its ring: its next load remembers more. */
 void st__rooms_ring_short(st_ingest *g, const st__room *r);
 /* Before a batch goes through chat_batch_load: forgets its rooms and
  * shards (the batch changes them) and lists them in rooms and shards as
@@ -235,7 +237,8 @@ void st__rooms_forget_batch(st_ingest *g, const st__batch *b, pr_buf *rooms, pr_
 /* After it committed: what chat_batch_load read back ('r', 'c', 'h' and
  * 'p' rows) goes into the cache. */
 void st__rooms_load(st_ingest *g, PGresult *res);
-/* g->ring as text, for chat_batch_load's ring argument. */
+/* The most messages a room of the batch being loaded remembers, as text:
+ * chat_batch_load's ring argument (st__rooms_forget_batch sets it). */
 const char *st__rooms_ring_text(st_ingest *g);
 /* A text array literal: {"a","b"} (NULL: the SQL NULL). */
 void st__arr_text(pr_buf *a, const char *s, size_t len);

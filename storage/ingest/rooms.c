@@ -29,24 +29,68 @@ static pr_view room_key(const pr_map_entry *e)
     return pr_view_make(r->id, r->id_len);
 }
 
+/* A room whose ring is to be bigger than ST__RING_MIN when next loaded. */
+typedef struct {
+    pr_map_entry link;
+    unsigned cap;
+    size_t len;
+    char id[]; /* not NUL-terminated */
+} ring_size;
+
+/* Rooms with a bigger ring, at most: beyond, all go back to the least. */
+#define RINGS_MAX 65536
+
+static pr_view ring_key(const pr_map_entry *e)
+{
+    const ring_size *x = (const ring_size *)e;
+    return pr_view_make(x->id, x->len);
+}
+
 void st__rooms_init(st_ingest *g)
 {
     pr_map_init(&g->rooms, 1024, room_key);
-    g->ring = ST__RING_MIN;
+    pr_map_init(&g->rings, 64, ring_key);
+    g->load_ring = ST__RING_MIN;
+}
+
+static void rings_clear(st_ingest *g)
+{
+    pr_map_iter it = pr_map_iter_make(&g->rings);
+    for (pr_map_entry *e; (e = pr_map_next(&it));) {
+        pr_map_remove(&g->rings, e);
+        pr_free(e);
+    }
+}
+
+static unsigned ring_of(st_ingest *g, const char *id, size_t len)
+{
+    const ring_size *x = (const ring_size *)pr_map_find(&g->rings, pr_view_make(id, len));
+    return x ? x->cap : ST__RING_MIN;
 }
 
 void st__rooms_ring_short(st_ingest *g, const st__room *r)
 {
-    if (r->ring_cap >= g->ring && g->ring < ST__RING_MAX) {
-        g->ring *= 2;
-        CM_INFO("event=room_ring_grown size=%u", g->ring);
+    if (r->ring_cap >= ST__RING_MAX)
+        return;
+    ring_size *x = (ring_size *)pr_map_find(&g->rings, pr_view_make(r->id, r->id_len));
+    if (!x) {
+        if (g->rings.n >= RINGS_MAX)
+            rings_clear(g);
+        x = pr_malloc(sizeof *x + r->id_len);
+        x->len = r->id_len;
+        memcpy(x->id, r->id, r->id_len);
+        x->cap = ST__RING_MIN;
+        pr_map_insert(&g->rings, &x->link);
     }
+    if (x->cap < 2 * r->ring_cap)
+        x->cap = 2 * r->ring_cap;
+    CM_DEBUG("event=room_ring_grown room=%s size=%u", r->id, x->cap);
 }
 
 const char *st__rooms_ring_text(st_ingest *g)
 {
     static char text[16];
-    snprintf(text, sizeof text, "%u", g->ring);
+    snprintf(text, sizeof text, "%u", g->load_ring);
     return text;
 }
 
@@ -73,6 +117,14 @@ void st__rooms_clear(st_ingest *g)
         st__rooms_drop(g, (st__room *)e);
     for (unsigned s = 0; s < g->nshards; s++)
         g->shards[s].pos_known = 0;
+}
+
+void st__rooms_dispose(st_ingest *g)
+{
+    st__rooms_clear(g);
+    rings_clear(g);
+    pr_map_dispose(&g->rooms);
+    pr_map_dispose(&g->rings);
 }
 
 st__room *st__rooms_find(st_ingest *g, const char *id)
@@ -148,15 +200,20 @@ void st__arr_end(pr_buf *a)
 
 static void forget_room(st_ingest *g, const char *id, pr_buf *rooms)
 {
+    size_t len = strlen(id);
     st__room *r = st__rooms_find(g, id);
     if (r)
         st__rooms_drop(g, r);
-    st__arr_text(rooms, id, strlen(id));
+    st__arr_text(rooms, id, len);
+    unsigned cap = ring_of(g, id, len);
+    if (cap > g->load_ring)
+        g->load_ring = cap;
 }
 
 void st__rooms_forget_batch(st_ingest *g, const st__batch *b, pr_buf *rooms, pr_buf *shards)
 {
     int listed[CHAT_SHARDS_MAX] = {0};
+    g->load_ring = ST__RING_MIN;
     for (size_t i = 0; i < b->n; i++) {
         const entry *e = b->e[i];
         if (!listed[e->shard]) {
@@ -201,7 +258,7 @@ void st__rooms_load(st_ingest *g, PGresult *res)
         r->id = pr_strndup(id, r->id_len);
         r->last_seq = strtoll(seq, NULL, 10);
         r->version = strtoll(ver, NULL, 10);
-        r->ring_cap = g->ring;
+        r->ring_cap = ring_of(g, r->id, r->id_len);
         r->ring = pr_malloc(r->ring_cap * sizeof *r->ring);
         r->ring_from = r->last_seq > r->ring_cap ? r->last_seq - r->ring_cap : 0;
         pr_map_insert(&g->rooms, &r->link);
