@@ -15,6 +15,23 @@
  * Command-only links exist for blocking commands (XREADGROUP ... BLOCK):
  * nothing else may use such a link while one runs.
  *
+ * Redis Cluster (a redis-cluster:// address, docs/scaling.md): the link
+ * keeps the slot map (CLUSTER SLOTS on a control connection to a seed or a
+ * node it learnt of; again on MOVED, on a lost node, on an unconfirmed
+ * subscription, every 10 s) and a command connection (and subscribe
+ * connection) per master. A command goes to the master of its key's slot
+ * (cm_rslot_command_key: every key carries a hash tag, so a command's keys
+ * share a slot); MOVED and ASK are followed (5 at most), TRYAGAIN and
+ * CLUSTERDOWN retried for 2 s; PUBLISH is sent as SPUBLISH and channels are
+ * SSUBSCRIBEd on their slot's master, so a message reaches only the node
+ * that owns the channel. SCRIPT goes to every master (the callback hears
+ * the first). On a command-only cluster link each command in flight has a
+ * connection of its own, so blocking reads of streams on different slots
+ * run side by side. Readiness: the map covers every slot and every master's
+ * connections are up. The lost callback also runs when a subscribed
+ * channel's slot moves to another master (Redis unsubscribes it, or the map
+ * shows it).
+ *
  * Callbacks (libuv's contract): a command callback runs exactly once if
  * cm_redis_command returned 0: with the reply, or with NULL when the
  * connection is lost first or the link is freed (hiredis' contract). The
@@ -71,6 +88,9 @@ int cm_redis_ready(const cm_redis *r);
 /* Counts connections of the command connection: a change means commands
  * sent before may have been lost with the old connection. */
 unsigned cm_redis_epoch(const cm_redis *r);
+
+/* 1 when the link is to a Redis Cluster (redis-cluster://). */
+int cm_redis_is_cluster(const cm_redis *r);
 
 /* Sends a command built from argv on the command connection; cb may be
  * NULL (the reply is dropped). See the contract above. */

@@ -70,7 +70,8 @@ static const cm_setting rows[] = {
     {"room-secret", "CHAT_ROOM_SECRET", CM_SET_STR, OFF(room_secret), 0, 0, "", NULL,
      "chat: key of direct-room ids (default: derived from --jwt-secret)"},
     {"redis", "CHAT_REDIS_URL", CM_SET_STR, OFF(redis_url), 0, 0, "redis://127.0.0.1:6379", NULL,
-     "chat: Redis shared by every gateway, redis://[:password@]host[:port][/db]"},
+     "chat: Redis shared by every gateway, redis://[:password@]host[:port][/db], or a Redis "
+     "Cluster, redis-cluster://[:password@]host:port[,host:port...] (seed nodes)"},
     {"presence-ttl", "CHAT_PRESENCE_TTL", CM_SET_UINT, OFF(presence_ttl_ms), 300, 3600000, "15000",
      NULL, "chat: milliseconds after which a dead gateway's users count as offline"},
     {"rate-limit", "CHAT_RATE_LIMIT", CM_SET_UINT, OFF(rate_limit), 1, 1000000, "20", NULL,

@@ -159,13 +159,60 @@ static int cmd_token(int argc, char **argv)
     return rc == 0 ? 0 : 1;
 }
 
+/* PUBLISH env on chat:all; on a Redis Cluster SPUBLISH on the channel's
+ * master, found by following MOVED from the first seed that answers. */
+static int announce_publish(const pr_redis_addr *addr, pr_view env)
+{
+    char host[256];
+    int port;
+    unsigned seed = 0;
+    snprintf(host, sizeof host, "%s", addr->host);
+    port = addr->port;
+    for (int hops = 0; hops < 8; hops++) {
+        redisContext *ctx = redisConnect(host, port);
+        if (!ctx || ctx->err) {
+            if (ctx)
+                redisFree(ctx);
+            if (!addr->cluster || ++seed >= addr->nseeds)
+                return 1;
+            snprintf(host, sizeof host, "%s", addr->seeds[seed].host);
+            port = addr->seeds[seed].port;
+            continue;
+        }
+        if (addr->password[0])
+            freeReplyObject(redisCommand(ctx, "AUTH %s", addr->password));
+        if (addr->db)
+            freeReplyObject(redisCommand(ctx, "SELECT %d", addr->db));
+        redisReply *rep = redisCommand(ctx, addr->cluster ? "SPUBLISH " CHAT_CHAN_ALL " %b"
+                                                          : "PUBLISH " CHAT_CHAN_ALL " %b",
+                                       env.ptr, env.len);
+        int status = 1, moved = 0;
+        if (rep && rep->type == REDIS_REPLY_INTEGER) {
+            printf("delivered to %lld gateway workers\n", rep->integer);
+            status = 0;
+        } else if (rep && rep->type == REDIS_REPLY_ERROR && !strncmp(rep->str, "MOVED ", 6)) {
+            const char *where = strrchr(rep->str, ' ') + 1, *colon = strrchr(where, ':');
+            if (colon && (size_t)(colon - where) < sizeof host) {
+                snprintf(host, sizeof host, "%.*s", (int)(colon - where), where);
+                port = atoi(colon + 1);
+                moved = 1;
+            }
+        }
+        freeReplyObject(rep);
+        redisFree(ctx);
+        if (!moved)
+            return status;
+    }
+    return 1;
+}
+
 /* chat-gateway announce --text TEXT [--redis URL]: every connected socket of
  * every gateway receives `announcement` {text} (the "to every socket" emit). */
 static int cmd_announce(int argc, char **argv)
 {
     if (wants_help(argc, argv)) {
         printf("usage: chat-gateway announce --text TEXT [--redis URL]\n\n"
-               "Every socket connected to any gateway of the Redis at URL (default\n"
+               "Every socket connected to any gateway of the Redis (or Redis Cluster) at\nURL (default "
                "CHAT_REDIS_URL, else redis://127.0.0.1:6379) receives the event\n"
                "`announcement` {\"text\": TEXT}.\n");
         return 0;
@@ -190,22 +237,9 @@ static int cmd_announce(int argc, char **argv)
     if (rc == 0)
         rc = chat_env_encode(&env, &h, pr_buf_view(&pkt));
     json_decref(data);
-    redisContext *rc_ctx = rc == 0 ? redisConnect(addr.host, addr.port) : NULL;
-    int status = 1;
-    if (rc_ctx && !rc_ctx->err) {
-        if (addr.password[0])
-            freeReplyObject(redisCommand(rc_ctx, "AUTH %s", addr.password));
-        redisReply *rep = redisCommand(rc_ctx, "PUBLISH " CHAT_CHAN_ALL " %b", env.ptr, env.len);
-        if (rep && rep->type == REDIS_REPLY_INTEGER) {
-            printf("delivered to %lld gateway workers\n", rep->integer);
-            status = 0;
-        }
-        freeReplyObject(rep);
-    }
+    int status = rc == 0 ? announce_publish(&addr, pr_buf_view(&env)) : 1;
     if (status)
         fprintf(stderr, "chat-gateway announce: cannot publish to %s:%d\n", addr.host, addr.port);
-    if (rc_ctx)
-        redisFree(rc_ctx);
     pr_buf_dispose(&pkt);
     pr_buf_dispose(&env);
     return status;

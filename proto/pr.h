@@ -94,12 +94,24 @@ int pr_utf8_valid(const char *p, size_t n);
 uint32_t pr_fnv1a32(const void *p, size_t n);
 uint64_t pr_fnv1a64(const void *p, size_t n);
 
-/* ---- Redis URL: redis://[[user]:password@]host[:port][/db] ---- */
+/* ---- Redis URL ----
+ * redis://[[user]:password@]host[:port][/db]       one Redis
+ * redis-cluster://[[user]:password@]host[:port][,host[:port]...]
+ *                                                  seed nodes of a Redis Cluster
+ * (no /db: a cluster has only database 0). */
+#define PR_REDIS_SEEDS_MAX 16
+typedef struct {
+    char host[128];
+    int port; /* 6379 when absent */
+} pr_hostport;
 typedef struct {
     char host[256];
     int port; /* 6379 when absent */
     char password[256];
     int db;
+    int cluster;     /* redis-cluster://: host/port is seeds[0] */
+    unsigned nseeds; /* cluster only */
+    pr_hostport seeds[PR_REDIS_SEEDS_MAX];
 } pr_redis_addr;
 /* Returns 0 or PR_EINVAL (out is zeroed but for the default port). */
 int pr_redis_url_parse(const char *url, pr_redis_addr *out);

@@ -17,7 +17,8 @@ static const cm_setting rows[] = {
     {"database", "CHAT_DATABASE_URL", CM_SET_SECRET, OFF(database_url), 0, 0, "", NULL,
      "PostgreSQL, postgresql://user[:password]@host[:port]/db or key=value (required)"},
     {"redis", "CHAT_REDIS_URL", CM_SET_STR, OFF(redis_url), 0, 0, "redis://127.0.0.1:6379", NULL,
-     "Redis shared with the gateways, redis://[:password@]host[:port][/db]"},
+     "Redis shared with the gateways, redis://[:password@]host[:port][/db], or a Redis "
+     "Cluster, redis-cluster://[:password@]host:port[,host:port...] (seed nodes)"},
     {"listen", "CHAT_LISTEN", CM_SET_HOSTPORT, OFF(listen_host), 0, 0, "0.0.0.0:3001", NULL,
      "HTTP address and port: API, /healthz, /readyz, /metrics (HOST:PORT)"},
     {"auth", "CHAT_AUTH", CM_SET_ENUM, OFF(auth), 0, 0, "jwt", "jwt|insecure-dev|auto",

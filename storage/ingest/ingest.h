@@ -66,6 +66,8 @@ typedef struct {
     /* read.c (publish.c sends a shard back to pending when acks are lost) */
     int mode;
     char cursor[48];   /* pending mode: last id read */
+    int reading;       /* Redis Cluster: this shard's own XREADGROUP is in flight */
+    int reread;        /* the links changed: back to pending mode once not reading */
     unsigned inflight; /* entries of this shard in queued batches (lanes.c) */
     /* rooms.c: the shard's pos as the head batch leaves it (pos_known) */
     int64_t pos;
@@ -158,7 +160,7 @@ struct st_ingest {
     unsigned nlanes;
     struct event *lease_timer; /* lease.c */
     struct event *kick;        /* deferred: read or submit */
-    int reading;               /* an XREADGROUP is in flight (read.c) */
+    unsigned reading;          /* XREADGROUPs in flight (read.c) */
     uint64_t read_pause_until;
     struct event *tick;   /* reads again after a pause or a reconnect */
     struct event *linger; /* kicks when a lane's held receipts are due */

@@ -2,7 +2,10 @@
  * ingest/read.c - reading the owned shards (docs/storage.md "Ownership").
  *
  * One XREADGROUP at a time on c->blocking over the owned shards, at most
- * --batch-size entries over all of them. A shard starts in "pending" mode
+ * --batch-size entries over all of them. On Redis Cluster the shards'
+ * streams live on different slots, which one command cannot span: each
+ * owned shard has its own XREADGROUP in flight instead (the link gives each
+ * a connection of its own to the stream's master). A shard starts in "pending" mode
  * (entries a previous owner read but did not finish, by cursor) and moves
  * to ">" once none are left. Each entry read is parsed (entry.c) and goes to
  * its shard's lane (lanes.c).
@@ -65,11 +68,21 @@ static void take_entries(st_ingest *g, unsigned s, const redisReply *items)
     }
 }
 
+/* The read of one shard (Redis Cluster), or of every owned one (shard -1). */
+typedef struct {
+    st_ingest *g;
+    int shard;
+} read_ctx;
+
 static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
     (void)redis;
-    st_ingest *g = arg;
-    g->reading = 0;
+    read_ctx *x = arg;
+    st_ingest *g = x->g;
+    if (x->shard >= 0)
+        g->shards[x->shard].reading = 0;
+    pr_free(x);
+    g->reading--;
     if (!reply) {
         /* the link broke with the read in flight: what it delivered is
          * pending now, st__read_start sees the new epoch */
@@ -102,37 +115,13 @@ static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
     st__ingest_kick(g);
 }
 
-void st__read_start(st_ingest *g)
+/* XREADGROUP of shards which[0..n), count entries each at most; shard:
+ * which[0] when it is that shard's own read, else -1. */
+static void send_read(st_ingest *g, const unsigned *which, int n, unsigned count, int shard)
 {
-    st_ctx *c = g->c;
-    if (g->reading || g->stopping || !cm_redis_ready(c->blocking) ||
-        cm_now_ms() < g->read_pause_until)
-        return;
-    for (unsigned i = 0; i < g->nlanes; i++)
-        if (st__lane_full(&g->lanes[i]))
-            return;
-    /* the links' connections changed: what was read or acked on the old
-     * ones may be lost, so owned shards read their pending entries again */
-    unsigned be = cm_redis_epoch(c->blocking), ce = cm_redis_epoch(c->redis);
-    if (be != g->blocking_epoch || ce != g->cmd_epoch) {
-        g->blocking_epoch = be;
-        g->cmd_epoch = ce;
-        for (unsigned s = 0; s < g->nshards; s++)
-            if (g->shards[s].owned) {
-                g->shards[s].mode = ST__MODE_PENDING;
-                strcpy(g->shards[s].cursor, "0");
-            }
-    }
-    unsigned which[CHAT_SHARDS_MAX];
-    int n = read_shards(g, which);
-    if (n == 0)
-        return;
     int any_pending = 0;
     for (int i = 0; i < n; i++)
         any_pending |= g->shards[which[i]].mode == ST__MODE_PENDING;
-    unsigned count = c->cfg->batch_size / (unsigned)n;
-    if (count == 0)
-        count = 1;
     char count_s[16];
     snprintf(count_s, sizeof count_s, "%u", count);
     const char **argv = pr_malloc((size_t)(10 + 2 * n) * sizeof *argv);
@@ -157,8 +146,60 @@ void st__read_start(st_ingest *g)
         ARG(sh->mode == ST__MODE_PENDING ? sh->cursor : ">");
     }
 #undef ARG
-    if (cm_redis_command(c->blocking, read_cb, g, k, argv, lens) == 0)
-        g->reading = 1;
+    read_ctx *x = pr_malloc(sizeof *x);
+    x->g = g;
+    x->shard = shard;
+    if (cm_redis_command(g->c->blocking, read_cb, x, k, argv, lens) == 0) {
+        g->reading++;
+        if (shard >= 0)
+            g->shards[shard].reading = 1;
+    } else {
+        pr_free(x);
+    }
     pr_free(argv);
     pr_free(lens);
+}
+
+void st__read_start(st_ingest *g)
+{
+    st_ctx *c = g->c;
+    int cluster = cm_redis_is_cluster(c->blocking);
+    if ((g->reading && !cluster) || g->stopping || !cm_redis_ready(c->blocking) ||
+        cm_now_ms() < g->read_pause_until)
+        return;
+    for (unsigned i = 0; i < g->nlanes; i++)
+        if (st__lane_full(&g->lanes[i]))
+            return;
+    /* the links' connections changed: what was read or acked on the old
+     * ones may be lost, so owned shards read their pending entries again */
+    unsigned be = cm_redis_epoch(c->blocking), ce = cm_redis_epoch(c->redis);
+    if (be != g->blocking_epoch || ce != g->cmd_epoch) {
+        g->blocking_epoch = be;
+        g->cmd_epoch = ce;
+        for (unsigned s = 0; s < g->nshards; s++)
+            g->shards[s].reread = g->shards[s].owned;
+    }
+    /* a shard whose read is in flight starts again once it is back */
+    for (unsigned s = 0; s < g->nshards; s++) {
+        st__shard *sh = &g->shards[s];
+        if (sh->reread && !sh->reading) {
+            sh->reread = 0;
+            sh->mode = ST__MODE_PENDING;
+            strcpy(sh->cursor, "0");
+        }
+    }
+    unsigned which[CHAT_SHARDS_MAX];
+    int n = read_shards(g, which);
+    if (n == 0)
+        return;
+    unsigned count = c->cfg->batch_size / (unsigned)n;
+    if (count == 0)
+        count = 1;
+    if (!cluster) {
+        send_read(g, which, n, count, -1);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        if (!g->shards[which[i]].reading)
+            send_read(g, &which[i], 1, count, (int)which[i]);
 }

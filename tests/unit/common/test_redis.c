@@ -19,24 +19,13 @@
 #include "cm_log.h"
 #include "cm_redis.h"
 #include "t.h"
+#include "redis_t.h"
 
 #define PASSWORD "s3cret"
 
-static struct event_base *base;
 static pid_t server = -1;
 static int port;
 static char dir[] = "/tmp/cm_redis_testXXXXXX";
-
-static int free_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    bind(fd, (struct sockaddr *)&a, sizeof a);
-    getsockname(fd, (struct sockaddr *)&a, &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
 
 static int ping(void)
 {
@@ -88,57 +77,6 @@ static void stop_server(void)
         waitpid(server, NULL, 0);
         server = -1;
     }
-}
-
-/* Runs the loop until *flag is set or ms pass; returns *flag. */
-static int run_until(const int *flag, unsigned ms)
-{
-    uint64_t end = cm_now_ms() + ms;
-    while (!*flag && cm_now_ms() < end) {
-        struct timeval tv = {0, 10000};
-        event_base_loopexit(base, &tv);
-        event_base_dispatch(base);
-    }
-    return *flag;
-}
-
-static void run_for(unsigned ms)
-{
-    int never = 0;
-    run_until(&never, ms);
-}
-
-/* ---- callbacks ---- */
-
-typedef struct {
-    int done;
-    int type; /* -1: NULL reply */
-    long long integer;
-    char str[64];
-} reply_t;
-
-static void reply_cb(cm_redis *r, redisReply *rep, void *arg)
-{
-    (void)r;
-    reply_t *x = arg;
-    x->done++;
-    x->type = rep ? rep->type : -1;
-    if (rep && rep->type == REDIS_REPLY_INTEGER)
-        x->integer = rep->integer;
-    if (rep && (rep->type == REDIS_REPLY_STRING || rep->type == REDIS_REPLY_STATUS))
-        snprintf(x->str, sizeof x->str, "%s", rep->str);
-    if (rep && rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
-        rep->element[1]->type == REDIS_REPLY_INTEGER)
-        x->integer = rep->element[1]->integer; /* PUBSUB NUMSUB */
-}
-
-static reply_t cmd(cm_redis *r, int argc, const char **argv)
-{
-    reply_t x = {0};
-    CHECK_EQ(cm_redis_command(r, reply_cb, &x, argc, argv, NULL), 0);
-    run_until(&x.done, 3000);
-    CHECK_EQ(x.done, 1);
-    return x;
 }
 
 static int readies, losts, afters, messages;
