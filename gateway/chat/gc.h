@@ -147,7 +147,7 @@ struct gc_sock {
     uint8_t resync;     /* a room's subscription was confirmed while not live: the
                          * sync in flight may predate it, so sync again once live */
     uint32_t gen;       /* callbacks of an older generation are stale */
-    unsigned subs_pending;
+    unsigned subs_pending; /* start: reads and subscriptions still out (session.c) */
     char *pid;          /* recovery: the session's pid; NULL when none */
     uint64_t *offset;   /* the client's offset (recovery), or NULL */
     uint64_t *rec;      /* the session record's vector (recovery) */

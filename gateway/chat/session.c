@@ -353,7 +353,7 @@ static void rooms_cb(cm_redis *r, redisReply *rep, void *arg)
             gc__room_join(cw, cs, e->str);
     }
     chat_key channel;
-    cs->subs_pending = 1; /* held until every wait is registered */
+    cs->subs_pending++; /* held until every wait is registered */
     for (gc_member *m = cs->rooms; m && cs->phase == GC_STARTING; m = m->snext) {
         channel = chat_chan_room(m->room->e.key);
         wait_channel(cw, cs, &channel);
@@ -364,7 +364,22 @@ static void rooms_cb(cm_redis *r, redisReply *rep, void *arg)
     wait_channel(cw, cs, &channel);
     if (cs->phase == GC_STARTING)
         wait_channel(cw, cs, &cw->reply_channel);
-    subs_step(cw, cs);
+    subs_step(cw, cs); /* the hold */
+    subs_step(cw, cs); /* this read */
+}
+
+static void record_take(gc_worker *cw, gc_sock *cs, const redisReply *rep)
+{
+    if (rep->type != REDIS_REPLY_STRING) {
+        cs->record_gone = 1; /* expired, never ours, or lost with Redis's data: started() */
+        return;
+    }
+    pr_view user, v; /* "USER\nVECTOR" */
+    if (chat_session_decode(pr_view_make(rep->str, rep->len), &user, &v) != 0 ||
+        !gc__view_is(user, cs->user->e.key, cs->user->e.len))
+        return; /* another user's pid */
+    cs->rec = pr_calloc(cw->nshards, sizeof *cs->rec);
+    cs->have_record = chat_vec_decode(v, cs->rec, cw->nshards) == 0;
 }
 
 static void record_cb(cm_redis *r, redisReply *rep, void *arg)
@@ -378,16 +393,8 @@ static void record_cb(cm_redis *r, redisReply *rep, void *arg)
         start_failed(cw, cs, "session record");
         return;
     }
-    if (rep->type != REDIS_REPLY_STRING) {
-        cs->record_gone = 1; /* expired, never ours, or lost with Redis's data: started() */
-        return;
-    }
-    pr_view user, v; /* "USER\nVECTOR" */
-    if (chat_session_decode(pr_view_make(rep->str, rep->len), &user, &v) != 0 ||
-        !gc__view_is(user, cs->user->e.key, cs->user->e.len))
-        return; /* another user's pid */
-    cs->rec = pr_calloc(cw->nshards, sizeof *cs->rec);
-    cs->have_record = chat_vec_decode(v, cs->rec, cw->nshards) == 0;
+    record_take(cw, cs, rep);
+    subs_step(cw, cs);
 }
 
 
@@ -408,6 +415,7 @@ static void positions_cb(cm_redis *r, redisReply *rep, void *arg)
                             &shard, &pos) == 0)
             cs->fresh[shard] = pos;
     }
+    subs_step(cw, cs);
 }
 
 /* {st}:cache is chat-storage's mark of a complete membership cache
@@ -433,12 +441,16 @@ static void cache_cb(cm_redis *r, redisReply *rep, void *arg)
             cw->cache_built_ms = at;
     } else if (rep && rep->type == REDIS_REPLY_NIL && cw->cache_seen) {
         start_failed(cw, cs, "membership cache rebuilding"); /* rooms_cb is stale now */
+        return;
     }
+    subs_step(cw, cs);
 }
 
 /* Reads the session record (when the client brings a pid), the shard
- * positions (for a new record), the cache mark and the user's rooms; the
- * replies come back in this order on the one command link. */
+ * positions (for a new record), the cache mark and the user's rooms. On
+ * Redis Cluster the replies come from different nodes in any order:
+ * subs_pending counts the reads (and then the subscriptions) still out, and
+ * started() runs after the last. */
 void gc__start_session(gc_worker *cw, gc_sock *cs)
 {
     gc__set_phase(cw, cs, GC_STARTING);
@@ -449,24 +461,31 @@ void gc__start_session(gc_worker *cw, gc_sock *cs)
     cs->rec = cs->fresh = NULL;
     const char *user = cs->user->e.key;
     int rc = 0;
+    cs->subs_pending = 1; /* held until every read is sent */
     if (cs->pid) {
         chat_key key = chat_key_session(cs->pid);
         const char *argv[] = {"GET", key.s};
         gc_ref *r = gc__ref_new(cw, cs);
         if ((rc = gc__redis_cmd(cw, record_cb, r, 2, argv)) != 0)
             pr_free(r);
+        else
+            cs->subs_pending++;
     }
     if (rc == 0 && cw->cfg->recovery_window_s) {
         const char *argv[] = {"HGETALL", CHAT_KEY_POS};
         gc_ref *r = gc__ref_new(cw, cs);
         if ((rc = gc__redis_cmd(cw, positions_cb, r, 2, argv)) != 0)
             pr_free(r);
+        else
+            cs->subs_pending++;
     }
     if (rc == 0) {
         const char *argv[] = {"GET", CHAT_KEY_CACHE};
         gc_ref *r = gc__ref_new(cw, cs);
         if ((rc = gc__redis_cmd(cw, cache_cb, r, 2, argv)) != 0)
             pr_free(r);
+        else
+            cs->subs_pending++;
     }
     if (rc == 0) {
         chat_key key = chat_key_user_rooms(user);
@@ -474,9 +493,13 @@ void gc__start_session(gc_worker *cw, gc_sock *cs)
         gc_ref *r = gc__ref_new(cw, cs);
         if ((rc = gc__redis_cmd(cw, rooms_cb, r, 2, argv)) != 0)
             pr_free(r);
+        else
+            cs->subs_pending++;
     }
     if (rc != 0)
         start_failed(cw, cs, "redis down");
+    else
+        subs_step(cw, cs); /* the hold */
 }
 
 void gc__retry_tick(evutil_socket_t fd, short what, void *arg)
