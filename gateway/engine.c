@@ -225,8 +225,25 @@ static void pong_overdue(gw_tq *tq, gw_tq_node *n)
 static void session_bury(gw_session *s)
 {
     gw_worker *w = s->w;
+    /* A session is in the table from session_new until here: not in it,
+     * it is buried already (a walk of the table may meet it again), and a
+     * second push would loop the graveyard. */
+    if (pr_map_remove(&w->sessions, &s->map_link) != 0)
+        return;
     gw__tq_del(&w->pong_tq, &s->hb);
-    pr_map_remove(&w->sessions, &s->map_link);
+    if (s->poll_dirty) {
+        /* Given output and closed in the same loop turn: still on the poll
+         * flush list, whose link (next) the graveyard is about to take.
+         * Unlink it first, or the flush pass would lose the sessions behind
+         * it on that list (their polls never answered) and cut the
+         * graveyard after it (sessions never freed). */
+        gw_session **pp = &w->poll_list;
+        while (*pp && *pp != s)
+            pp = &(*pp)->next;
+        if (*pp)
+            *pp = s->next;
+        s->poll_dirty = 0;
+    }
     s->next = w->session_graveyard;
     w->session_graveyard = s;
     gw__worker_schedule_flush(w);
