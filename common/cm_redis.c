@@ -28,6 +28,8 @@
 #define RETRY_MS 50
 #define POOL_MAX 64       /* connections per node of a command-only cluster link */
 #define ADDRS_MAX 64      /* addresses the control connection tries */
+#define CONNECT_MS 3000   /* a connection not up by then is given up (a dead host's
+                           * address answers nothing; hiredis 0.14 has no timeout) */
 
 typedef struct rnode rnode;
 
@@ -61,6 +63,7 @@ typedef struct {
     unsigned failures;
     unsigned pending; /* cluster commands sent and not answered */
     struct event *retry;
+    struct event *deadline; /* CONNECT_MS after a connect began */
 } cconn;
 
 struct rnode {
@@ -253,6 +256,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     }
     k->up = 1;
     k->failures = 0;
+    evtimer_del(k->deadline);
     if (!k->node) {
         if (r->refresh_wanted)
             refresh_send(r);
@@ -309,6 +313,8 @@ static void cconn_connect(cconn *k)
     /* a peer that vanished (host down, cable cut) is noticed by TCP */
     redisEnableKeepAlive(&ac->c);
     redisLibeventAttach(ac, r->base);
+    struct timeval tv = {CONNECT_MS / 1000, (CONNECT_MS % 1000) * 1000};
+    evtimer_add(k->deadline, &tv);
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     /* queued in order before anything else the connection will carry */
@@ -318,12 +324,34 @@ static void cconn_connect(cconn *k)
         redisAsyncCommand(ac, NULL, NULL, "SELECT %d", r->addr.db);
 }
 
+/* Not up CONNECT_MS after it began: given up as if refused. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    cconn *k = arg;
+    cm_redis *r = k->r;
+    if (k->up || !k->ac)
+        return;
+    if (k->failures == 0)
+        CM_WARN("event=redis_connect_timeout link=%s conn=%s", r->name, k->node ? "cmd" : "control");
+    redisAsyncContext *ac = k->ac;
+    k->ac = NULL;
+    ac->data = NULL;    /* its callbacks do nothing */
+    redisAsyncFree(ac); /* commands queued on it get NULL */
+    k->pending = 0;
+    if (!k->node && r->naddrs)
+        r->addr_next = (r->addr_next + 1) % r->naddrs;
+    cm_backoff_arm(k->retry, &k->failures, &r->seed);
+}
+
 static void cconn_init(cconn *k, cm_redis *r, rnode *node, int first)
 {
     k->r = r;
     k->node = node;
     k->first = first;
     k->retry = evtimer_new(r->base, cconn_retry_cb, k);
+    k->deadline = evtimer_new(r->base, deadline_cb, k);
     cconn_connect(k);
 }
 
@@ -332,8 +360,8 @@ static void cconn_dispose(cconn *k)
 {
     if (!k->retry)
         return;
-    evtimer_del(k->retry);
     event_free(k->retry);
+    event_free(k->deadline);
     k->retry = NULL;
     if (k->ac) {
         redisAsyncContext *ac = k->ac;

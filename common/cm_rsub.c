@@ -110,6 +110,7 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
 {
     cm_rsub *s = arg;
     if (what & BEV_EVENT_CONNECTED) {
+        bufferevent_set_timeouts(bev, NULL, NULL);
         keepalive(bufferevent_getfd(bev));
         s->failures = 0;
         s->up = 1;
@@ -129,11 +130,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         s->cbs.on_up(s, s->arg);
         return;
     }
-    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+    if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
         if (!s->up && s->failures == 0)
             CM_WARN("event=redis_connect_failed link=%s conn=sub host=%s port=%d", s->name,
                     s->host, s->port);
-        rsub_drop(s, what & BEV_EVENT_EOF ? "closed" : "error");
+        rsub_drop(s, what & BEV_EVENT_EOF ? "closed" : what & BEV_EVENT_TIMEOUT ? "timeout" : "error");
     }
 }
 
@@ -150,6 +151,9 @@ static void rsub_connect(cm_rsub *s)
     s->reader = redisReaderCreate();
     bufferevent_setcb(s->bev, read_cb, NULL, event_cb, s);
     bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+    /* the connect waits for writability: a dead host's address answers nothing */
+    struct timeval tv = {3, 0};
+    bufferevent_set_timeouts(s->bev, NULL, &tv);
     /* resolved here, as hiredis does for the command connections */
     if (bufferevent_socket_connect_hostname(s->bev, NULL, AF_UNSPEC, s->host, s->port) != 0)
         rsub_drop(s, "connect failed");

@@ -429,6 +429,11 @@ int main(void)
     CHECK_EQ(cm_redis_is_cluster(r), 1);
     CHECK(wait_ready(r, 10000));
     CHECK_EQ(readies, 1);
+    /* the first seed answers nothing: the next one gives the map */
+    char url2[96];
+    snprintf(url2, sizeof url2, "redis-cluster://127.0.0.1:%d,127.0.0.1:%d", free_port(), ports[1]);
+    CHECK_EQ(pr_redis_url_parse(url2, &addr), 0);
+    CHECK_EQ(addr.nseeds, 2);
     cm_redis *blocking = cm_redis_new(base, &addr, &(cm_redis_options){.name = "blocking"});
     test_routing(r);
     test_pubsub(r);
