@@ -5,6 +5,7 @@
 //                                [--procs P] [--bulk N] [--gateway-args "..."]
 //                                [--storage-args "..."] [--pg-args "name=value ..."]
 //                                [--pg-stats] [--budget] [--group N [--senders K]]
+//                                [--storages N] [--redis-cluster] [--shards N]
 //
 // (--rates '' runs only the bulk measurement.)
 //
@@ -35,6 +36,13 @@
 // of them online with the room open (chat-load --mode room, N connections),
 // the first K (--senders, default 10) sending: the cost of a message that
 // N-1 members receive, to compare with a DM's.
+//
+// --storages N runs N chat-storage replicas (they share the ingest shards;
+// the budget sums their CPU and prints each one's shards and messages).
+// --redis-cluster runs a local 3-master, 3-replica Redis Cluster (AOF,
+// fsync every second, as the single Redis) instead of one Redis: the budget
+// counts the masters' CPU as "redis" and the replicas' apart, and the
+// masters' commands. --shards N: the ingest shards (default 8).
 //
 // Everything shares the machine's cores with the load generator; the
 // figures go to docs/benchmarks.md with the machine details.
@@ -77,7 +85,9 @@ const pgExtra = [
   ...(pgStats ? ['shared_preload_libraries=pg_stat_statements', 'pg_stat_statements.track=all'] : []),
   ...arg('--pg-args', '').split(' ').filter(Boolean),
 ].flatMap((a) => ['-c', a]);
-const shards = 8;
+const shards = Number(arg('--shards', '8'));
+const storages = Number(arg('--storages', '1'));
+const onCluster = args.includes('--redis-cluster');
 async function runLoad(target, rate, prefix, onLine, room) {
   const r = await runChatLoad([
     '--target', target, '--secret', TEST_SECRET, '--conns', String(room ? group : conns), '--procs', String(procs),
