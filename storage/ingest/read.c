@@ -25,6 +25,10 @@ static int read_shards(st_ingest *g, unsigned *which)
         st__shard *sh = &g->shards[s];
         if (!sh->owned || now >= sh->lease_until)
             continue;
+        /* a shard given back reads no new entries (pending ones, yes: they
+         * are finished before it goes) */
+        if (sh->releasing && sh->mode == ST__MODE_LIVE)
+            continue;
         /* pending entries are read again only when none of this shard's
          * entries is in a batch of ours: they would be stored twice */
         if (sh->mode == ST__MODE_PENDING && sh->inflight)
@@ -70,6 +74,8 @@ static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
     (void)redis;
     st_ingest *g = arg;
     g->reading = 0;
+    for (unsigned s = 0; s < g->nshards; s++)
+        g->shards[s].in_read = 0;
     if (!reply) {
         /* the link broke with the read in flight: what it delivered is
          * pending now, st__read_start sees the new epoch */
@@ -157,8 +163,11 @@ void st__read_start(st_ingest *g)
         ARG(sh->mode == ST__MODE_PENDING ? sh->cursor : ">");
     }
 #undef ARG
-    if (cm_redis_command(c->blocking, read_cb, g, k, argv, lens) == 0)
+    if (cm_redis_command(c->blocking, read_cb, g, k, argv, lens) == 0) {
         g->reading = 1;
+        for (int i = 0; i < n; i++)
+            g->shards[which[i]].in_read = 1;
+    }
     pr_free(argv);
     pr_free(lens);
 }
