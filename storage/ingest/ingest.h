@@ -192,8 +192,6 @@ void st__ingest_kick(st_ingest *g);
 void st__ingest_maybe_stopped(st_ingest *g);
 
 /* ---- lease.c ---- */
-/* The live replicas: a sorted set id -> expiry (Redis' ms). */
-#define ST__KEY_REPLICAS "{st}:replicas"
 /* The shards the replica of rank (ids in byte order, from 0) wants among
  * live ones: nshards / live, one more for the first nshards mod live. */
 unsigned st__lease_target(unsigned nshards, unsigned live, unsigned rank);

@@ -32,6 +32,7 @@ static const char RELEASE_LUA[] = "if redis.call('get', KEYS[1]) == ARGV[1] then
  * ARGV[1] this replica's id, ARGV[2] its time to live: drops the expired,
  * adds or refreshes this one and returns the live ids. */
 static const char HEARTBEAT_LUA[] =
+    "redis.replicate_commands() " /* TIME before writes (a no-op from Redis 7) */
     "local t = redis.call('time') "
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) "
     "redis.call('zremrangebyscore', KEYS[1], '-inf', now) "
@@ -288,8 +289,8 @@ static void heartbeat(st_ingest *g)
         return;
     char ms[16];
     snprintf(ms, sizeof ms, "%u", c->cfg->lease_ms);
-    const char *argv[] = {"EVAL", HEARTBEAT_LUA, "1", ST__KEY_REPLICAS, c->replica_id, ms};
-    size_t lens[] = {4, strlen(HEARTBEAT_LUA), 1, strlen(ST__KEY_REPLICAS), strlen(c->replica_id),
+    const char *argv[] = {"EVAL", HEARTBEAT_LUA, "1", CHAT_KEY_REPLICAS, c->replica_id, ms};
+    size_t lens[] = {4, strlen(HEARTBEAT_LUA), 1, strlen(CHAT_KEY_REPLICAS), strlen(c->replica_id),
                      strlen(ms)};
     lease_op *op = op_new(g, 0);
     if (cm_redis_command(c->redis, heartbeat_cb, op, 6, argv, lens) == 0)
@@ -351,8 +352,8 @@ void st__lease_stop(st_ingest *g)
     /* out of the live replicas at once: the others' targets grow now, and
      * they take the shards as they are released */
     const char *id = g->c->replica_id;
-    const char *argv[] = {"ZREM", ST__KEY_REPLICAS, id};
-    size_t lens[] = {4, strlen(ST__KEY_REPLICAS), strlen(id)};
+    const char *argv[] = {"ZREM", CHAT_KEY_REPLICAS, id};
+    size_t lens[] = {4, strlen(CHAT_KEY_REPLICAS), strlen(id)};
     cm_redis_command(g->c->redis, NULL, NULL, 3, argv, lens);
     g->live = 0;
 }
