@@ -61,6 +61,23 @@ async function balanced(replicas, ms = WAIT) {
   return last;
 }
 
+/**
+ * Two gateways (or `gateways`), PostgreSQL and two storage replicas with
+ * --lease-ms leaseMs, stopped after test t.
+ */
+function share(t, leaseMs, { gateways = 2, pgFast = true } = {}) {
+  return startCluster({
+    gateways,
+    storage: true,
+    storages: 2,
+    shards: SHARDS,
+    pgFast, // unless said otherwise, PostgreSQL is never killed here
+    storageArgs: ['--lease-ms', String(leaseMs)],
+    args: ['--rate-limit', '5000', '--rate-burst', '5000'],
+    t,
+  });
+}
+
 /** A storage replica joining cl with the same settings, stopped with it. */
 async function join(cl, id, leaseMs) {
   const st = await startStorage({
@@ -143,16 +160,7 @@ describe('storage replicas share the ingest shards', () => {
   const LEASE_MS = 1500;
 
   test('two, then three replicas: each owns its share and stores its rooms', { timeout: 150000 }, async (t) => {
-    const cl = await startCluster({
-      gateways: 2,
-      storage: true,
-      storages: 2,
-      shards: SHARDS,
-      pgFast: true, // PostgreSQL is never killed here
-      storageArgs: ['--lease-ms', String(LEASE_MS)],
-      args: ['--rate-limit', '5000', '--rate-burst', '5000'],
-      t,
-    });
+    const cl = await share(t, LEASE_MS);
     const two = await balanced(cl.storage);
     assert.deepEqual(two.map((s) => s.shards.length), [4, 4]);
     assert.deepEqual(two.map((s) => s.live), [2, 2]);
@@ -189,15 +197,7 @@ describe('storage replicas share the ingest shards', () => {
   });
 
   test('kill -9 of one replica and start of another during acked sends: 0 lost, 0 duplicated, order kept', { timeout: 170000 }, async (t) => {
-    const cl = await startCluster({
-      gateways: 2,
-      storage: true,
-      storages: 2,
-      shards: SHARDS,
-      storageArgs: ['--lease-ms', String(LEASE_MS)],
-      args: ['--rate-limit', '5000', '--rate-burst', '5000'],
-      t,
-    });
+    const cl = await share(t, LEASE_MS, { pgFast: false });
     await balanced(cl.storage);
     const [st1, st2] = cl.storage;
     const s = await setup(cl, t, st2.url, 8, 3);
@@ -224,16 +224,7 @@ describe('storage replicas share the ingest shards', () => {
 
   test('SIGTERM hands the shards over at once, not after the lease', { timeout: 120000 }, async (t) => {
     const LONG_LEASE = 9000;
-    const cl = await startCluster({
-      gateways: 1,
-      storage: true,
-      storages: 2,
-      shards: SHARDS,
-      pgFast: true,
-      storageArgs: ['--lease-ms', String(LONG_LEASE)],
-      args: ['--rate-limit', '5000', '--rate-burst', '5000'],
-      t,
-    });
+    const cl = await share(t, LONG_LEASE, { gateways: 1 });
     const [st1, st2] = cl.storage;
     await balanced(cl.storage, 4 * LONG_LEASE);
     const s = await setup(cl, t, st2.url, 4, 2);

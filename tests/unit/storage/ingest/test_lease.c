@@ -585,10 +585,8 @@ static void test_share_take(void)
     drain();
 }
 
-/* Over its share, an owner gives back its highest shards: they are read no
- * more past their pending entries, and released once nothing of theirs is
- * read, queued or being acked. */
-static void test_give_back(void)
+/* Every shard owned and read live, with inflight entries each. */
+static st_ingest *setup_owning(unsigned inflight)
 {
     st_ingest *g = setup();
     uint64_t now = cm_now_ms();
@@ -596,7 +594,17 @@ static void test_give_back(void)
         shards[s].owned = 1;
         shards[s].lease_until = now + 9000;
         shards[s].mode = ST__MODE_LIVE;
+        shards[s].inflight = inflight;
     }
+    return g;
+}
+
+/* Over its share, an owner gives back its highest shards: they are read no
+ * more past their pending entries, and released once nothing of theirs is
+ * read, queued or being acked. */
+static void test_give_back(void)
+{
+    st_ingest *g = setup_owning(0);
     static const char *const three[] = {"rep-2", "rep-1", "rep-3"};
     lease_tick(g); /* three renewals */
     CHECK_EQ(ncmds, 3);
@@ -636,14 +644,7 @@ static void test_give_back(void)
  * (release_all does). */
 static void test_give_back_undone(void)
 {
-    st_ingest *g = setup();
-    uint64_t now = cm_now_ms();
-    for (unsigned s = 0; s < NSHARDS; s++) {
-        shards[s].owned = 1;
-        shards[s].lease_until = now + 9000;
-        shards[s].mode = ST__MODE_LIVE;
-        shards[s].inflight = 1;
-    }
+    st_ingest *g = setup_owning(1);
     static const char *const two[] = {"rep-1", "rep-2"};
     lease_tick(g);
     beat_reply(two, 2); /* rank 0 of 2: two shards */
