@@ -63,6 +63,10 @@ int chat_key_ingest_shard(pr_view key, unsigned nshards, unsigned *shard);
  * membership of PostgreSQL; absent after Redis lost its data, until the
  * rebuild is over. While absent, a cache miss proves nothing. */
 #define CHAT_KEY_CACHE "{st}:cache" /* the membership cache is whole */
+/* The live chat-storage replicas: a sorted set, replica id -> when its
+ * heartbeat runs out (Redis' clock, ms); each takes its share of the
+ * ingest shards among them (docs/storage.md "Ownership (leases)"). */
+#define CHAT_KEY_REPLICAS "{st}:replicas"
 
 /* The consumer group of both streams ({i:S}:in and {st}:rpc), and the one
  * consumer of an ingest stream (whoever holds its lease reads as "owner",

@@ -63,6 +63,9 @@ static const counter other_counters[] = {
      offsetof(st_stats, lease_acquired)},
     {"chat_storage_leases_lost_total", "Shard leases lost before release.",
      offsetof(st_stats, lease_lost)},
+    {"chat_storage_leases_released_total",
+     "Shards handed over to another replica (over this one's share).",
+     offsetof(st_stats, lease_released)},
     {"chat_storage_cache_rebuilds_total",
      "Membership cache rebuilt from PostgreSQL after Redis lost it.",
      offsetof(st_stats, cache_rebuilds)},
@@ -108,6 +111,18 @@ static void render(st_ctx *c, pr_buf *out)
     counters(out, s, other_counters, sizeof other_counters / sizeof other_counters[0]);
     cm_metric_gauge(out, "chat_storage_owned_shards", "Ingest shards this replica owns.",
                     st_ingest_owned(c));
+    pr_buf_appendf(out,
+                   "# HELP chat_storage_shard_owned 1 for each ingest shard this replica owns.\n"
+                   "# TYPE chat_storage_shard_owned gauge\n");
+    for (unsigned i = 0; i < c->cfg->ingest_shards; i++)
+        pr_buf_appendf(out, "chat_storage_shard_owned{shard=\"%u\"} %d\n", i,
+                       st_ingest_owns(c, i));
+    unsigned target;
+    unsigned live = st_ingest_view(c, &target);
+    cm_metric_gauge(out, "chat_storage_replicas_live",
+                    "Live storage replicas as this one last saw them (0: not known).", live);
+    cm_metric_gauge(out, "chat_storage_shards_target",
+                    "Ingest shards this replica's share is among the live ones.", target);
     cm_metric_gauge(out, "chat_storage_db_queued",
                     "Queries queued or running (API and replay pool).",
                     c->db ? st_pg_queued(c->db) : 0);

@@ -96,6 +96,7 @@ typedef struct {
     uint64_t post_timeouts;
     uint64_t lease_acquired;
     uint64_t lease_lost;
+    uint64_t lease_released; /* shards handed over to another replica */
     uint64_t cache_rebuilds; /* membership cache rebuilt from PostgreSQL (cache.c) */
 } st_stats;
 
@@ -167,6 +168,10 @@ int st_ingest_start(st_ctx *c);
 void st_ingest_stop(st_ctx *c, void (*done)(void *arg), void *arg);
 void st_ingest_free(st_ctx *c);
 unsigned st_ingest_owned(const st_ctx *c); /* shards held now */
+int st_ingest_owns(const st_ctx *c, unsigned shard); /* 1: shard is held now */
+/* The live replicas as this one last saw them (0: not known), and the
+ * shards it wants among them (*target). */
+unsigned st_ingest_view(const st_ctx *c, unsigned *target);
 
 /* ---- the membership cache (cache.c) ----
  * Checks the marker {st}:cache every second (at most lease/3) and, when

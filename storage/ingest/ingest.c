@@ -39,6 +39,7 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     for (unsigned i = 0; i < g->nlanes; i++)
         st__commit_submit(&g->lanes[i], 1);
     st__read_start(g);
+    st__lease_handover(g);
     if (wait) {
         struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
         evtimer_add(g->linger, &tv);
@@ -88,6 +89,22 @@ int st_ingest_start(st_ctx *c)
     c->ingest = g;
     st__lease_start(g);
     return 0;
+}
+
+int st_ingest_owns(const st_ctx *c, unsigned shard)
+{
+    const st_ingest *g = c->ingest;
+    return g && shard < g->nshards && g->shards[shard].owned;
+}
+
+unsigned st_ingest_view(const st_ctx *c, unsigned *target)
+{
+    const st_ingest *g = c->ingest;
+    *target = 0;
+    if (!g || !g->live)
+        return 0;
+    *target = st__lease_target(g->nshards, g->live, g->rank);
+    return g->live;
 }
 
 unsigned st_ingest_owned(const st_ctx *c)

@@ -61,14 +61,19 @@ typedef struct {
     /* lease.c */
     int owned;
     int acquiring; /* SET NX / XGROUP / HGET in flight */
+    int taken;     /* acquiring, and the SET NX got it */
     int renewing;
+    /* given back (over this replica's target): not read past its pending
+     * entries; released once nothing of it is in flight (handover) */
+    int releasing;
     uint64_t lease_until; /* monotonic ms */
     /* read.c (publish.c sends a shard back to pending when acks are lost) */
     int mode;
     char cursor[48];   /* pending mode: last id read */
-    int reading;       /* Redis Cluster: this shard's own XREADGROUP is in flight */
     int reread;        /* the links changed: back to pending mode once not reading */
     unsigned inflight; /* entries of this shard in queued batches (lanes.c) */
+    int in_read;       /* in the XREADGROUP in flight */
+    unsigned acking;   /* publish.c: XACK/XDEL of its batches in flight */
     /* rooms.c: the shard's pos as the head batch leaves it (pos_known) */
     int64_t pos;
     int pos_known;
@@ -159,6 +164,10 @@ struct st_ingest {
     st__lane lanes[ST__INGEST_MAX_LANES];
     unsigned nlanes;
     struct event *lease_timer; /* lease.c */
+    /* lease.c: who is alive ({st}:replicas) as the last heartbeat said */
+    unsigned live, rank; /* live replicas (0: unknown), ids below this one's */
+    uint64_t view_until; /* monotonic ms: the view is too old from then on */
+    int heartbeating;
     struct event *kick;        /* deferred: read or submit */
     unsigned reading;          /* XREADGROUPs in flight (read.c) */
     uint64_t read_pause_until;
@@ -184,8 +193,15 @@ void st__ingest_kick(st_ingest *g);
 void st__ingest_maybe_stopped(st_ingest *g);
 
 /* ---- lease.c ---- */
+/* The shards the replica of rank (ids in byte order, from 0) wants among
+ * live ones: nshards / live, one more for the first nshards mod live. */
+unsigned st__lease_target(unsigned nshards, unsigned live, unsigned rank);
 void st__lease_start(st_ingest *g); /* the renewal timer, and a first round */
-void st__lease_stop(st_ingest *g);  /* no more renewals */
+/* No more renewals; this replica leaves the live ones. */
+void st__lease_stop(st_ingest *g);
+/* Releases every shard given back whose batches are all done (the kick
+ * calls it). */
+void st__lease_handover(st_ingest *g);
 /* Gives back every owned shard; returns how many releases are in flight
  * (each ends in st__ingest_maybe_stopped). */
 unsigned st__lease_release_all(st_ingest *g);

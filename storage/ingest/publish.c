@@ -228,6 +228,7 @@ static void ack_cb(cm_redis *redis, redisReply *reply, void *arg)
 {
     (void)redis;
     ack_arg *x = arg;
+    x->g->shards[x->shard].acking--;
     if (!reply || reply->type == REDIS_REPLY_ERROR) {
         CM_WARN_RATELIMITED("event=xack_failed shard=%u err=\"%s\"", x->shard,
                             reply ? reply->str : "link lost");
@@ -263,6 +264,7 @@ static void ack_entries(st_ingest *g, st__batch *b, const int64_t *before)
         x->g = g;
         x->shard = s;
         x->before = before[s];
+        g->shards[s].acking++;
         if (st_stream_done(g->c, chat_key_view(&g->shards[s].in_key), ids, n, ack_cb, x) != 0)
             ack_cb(NULL, NULL, x); /* not even sent: the same as lost */
     }

@@ -28,6 +28,10 @@ static int read_shards(st_ingest *g, unsigned *which)
         st__shard *sh = &g->shards[s];
         if (!sh->owned || now >= sh->lease_until)
             continue;
+        /* a shard given back reads no new entries (pending ones, yes: they
+         * are finished before it goes) */
+        if (sh->releasing && sh->mode == ST__MODE_LIVE)
+            continue;
         /* pending entries are read again only when none of this shard's
          * entries is in a batch of ours: they would be stored twice */
         if (sh->mode == ST__MODE_PENDING && sh->inflight)
@@ -79,8 +83,9 @@ static void read_cb(cm_redis *redis, redisReply *reply, void *arg)
     (void)redis;
     read_ctx *x = arg;
     st_ingest *g = x->g;
-    if (x->shard >= 0)
-        g->shards[x->shard].reading = 0;
+    for (unsigned s = 0; s < g->nshards; s++)
+        if (x->shard < 0 || (unsigned)x->shard == s)
+            g->shards[s].in_read = 0;
     pr_free(x);
     g->reading--;
     if (!reply) {
@@ -151,8 +156,8 @@ static void send_read(st_ingest *g, const unsigned *which, int n, unsigned count
     x->shard = shard;
     if (cm_redis_command(g->c->blocking, read_cb, x, k, argv, lens) == 0) {
         g->reading++;
-        if (shard >= 0)
-            g->shards[shard].reading = 1;
+        for (int i = 0; i < n; i++)
+            g->shards[which[i]].in_read = 1;
     } else {
         pr_free(x);
     }
@@ -182,7 +187,7 @@ void st__read_start(st_ingest *g)
     /* a shard whose read is in flight starts again once it is back */
     for (unsigned s = 0; s < g->nshards; s++) {
         st__shard *sh = &g->shards[s];
-        if (sh->reread && !sh->reading) {
+        if (sh->reread && !sh->in_read) {
             sh->reread = 0;
             sh->mode = ST__MODE_PENDING;
             strcpy(sh->cursor, "0");
@@ -200,6 +205,6 @@ void st__read_start(st_ingest *g)
         return;
     }
     for (int i = 0; i < n; i++)
-        if (!g->shards[which[i]].reading)
+        if (!g->shards[which[i]].in_read)
             send_read(g, &which[i], 1, count, (int)which[i]);
 }

@@ -22,6 +22,7 @@ static void test_names(void)
     CHECK(!strcmp(CHAT_KEY_RPC, "{st}:rpc"));
     CHECK(!strcmp(CHAT_KEY_POS, "{st}:pos"));
     CHECK(!strcmp(CHAT_KEY_CACHE, "{st}:cache"));
+    CHECK(!strcmp(CHAT_KEY_REPLICAS, "{st}:replicas"));
     CHECK(!strcmp(CHAT_GROUP, "storage"));
     CHECK(!strcmp(CHAT_CONSUMER_OWNER, "owner"));
 

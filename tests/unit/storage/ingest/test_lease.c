@@ -1,9 +1,12 @@
 /* Unit tests of storage/ingest/lease.c: which shards a round renews or
- * tries, when a lease counts as lost, and the steps of taking a shard (SET
- * NX, XGROUP CREATE, HGET {st}:pos) and of giving it back. lease.c is
- * included for its static round and callbacks; the Redis commands it sends
- * are recorded by a stub of cm_redis_command (and st_stream_create_group),
- * and the test answers them with hand-built replies. */
+ * tries, when a lease counts as lost, the steps of taking a shard (SET NX,
+ * XGROUP CREATE, HGET {st}:pos) and of giving it back, each replica's share
+ * of the shards (the heartbeat's view of the live replicas) and the
+ * hand-over of the shards over it. lease.c is included for its static
+ * round and callbacks; the Redis commands it sends are recorded by a stub
+ * of cm_redis_command (and st_stream_create_group), and the test answers
+ * them with hand-built replies. The heartbeat is recorded apart (hb) so
+ * that the other commands keep their places. */
 #include <stdio.h>
 #include <string.h>
 
@@ -33,11 +36,19 @@ int cm_redis_ready(const cm_redis *r)
     return redis_up;
 }
 
+static sent_cmd hb; /* the heartbeat in flight (answered: none) */
+static int nhb;     /* heartbeats sent */
+
 static int record(cm_redis_reply_cb cb, void *arg, int argc, const char **argv, const size_t *lens)
 {
     if (redis_fail || ncmds == MAX_CMDS)
         return -1;
-    sent_cmd *m = &cmds[ncmds++];
+    int beat = argc > 1 && !strcmp(argv[1], HEARTBEAT_LUA);
+    if (beat) {
+        CHECK(hb.answered); /* one at a time */
+        nhb++;
+    }
+    sent_cmd *m = beat ? &hb : &cmds[ncmds++];
     size_t used = 0;
     m->text[0] = '\0';
     for (int i = 0; i < argc; i++)
@@ -87,6 +98,27 @@ static void answer(int i, redisReply *reply)
         cmds[i].cb(NULL, reply, cmds[i].arg);
 }
 
+/* Answers the heartbeat in flight with the live ids (n < 0: the link is
+ * lost). */
+static void beat_reply(const char *const *ids, int n)
+{
+    CHECK(!hb.answered);
+    if (hb.answered)
+        return;
+    hb.answered = 1;
+    if (n < 0) {
+        hb.cb(NULL, NULL, hb.arg);
+        return;
+    }
+    redisReply el[8], *els[8];
+    for (int i = 0; i < n && i < 8; i++) {
+        el[i] = (redisReply){.type = REDIS_REPLY_STRING, .str = (char *)ids[i], .len = strlen(ids[i])};
+        els[i] = &el[i];
+    }
+    redisReply arr = {.type = REDIS_REPLY_ARRAY, .elements = (size_t)n, .element = els};
+    hb.cb(NULL, &arr, hb.arg);
+}
+
 /* Every command not answered yet gets NULL (hiredis' disconnect). */
 static void drain(void)
 {
@@ -94,6 +126,18 @@ static void drain(void)
         if (!cmds[i].answered)
             answer(i, NULL);
     ncmds = 0;
+    if (!hb.answered)
+        beat_reply(NULL, -1);
+}
+
+/* A round in which this replica is the only one alive: it wants every
+ * shard. */
+static void lease_round(st_ingest *g)
+{
+    static const char *const alone[] = {"rep-1"};
+    lease_tick(g);
+    if (!hb.answered)
+        beat_reply(alone, 1);
 }
 
 static redisReply rep_status(const char *s)
@@ -133,7 +177,9 @@ static int fake_redis; /* an address for c->redis; never dereferenced */
 
 static st_ingest *setup(void)
 {
+    hb.answered = 1;
     drain();
+    nhb = 0;
     memset(&cfg, 0, sizeof cfg);
     memset(&ctx, 0, sizeof ctx);
     memset(shards, 0, sizeof shards);
@@ -195,14 +241,14 @@ static void test_round_idle(void)
 static void test_round_try(void)
 {
     st_ingest *g = setup();
-    lease_tick(g);
+    lease_round(g);
     CHECK_EQ(ncmds, NSHARDS);
     CHECK(sent(0, "SET {i:0}:lease rep-1 NX PX 9000"));
     CHECK(sent(1, "SET {i:1}:lease rep-1 NX PX 9000"));
     CHECK(sent(2, "SET {i:2}:lease rep-1 NX PX 9000"));
     for (unsigned s = 0; s < NSHARDS; s++)
         CHECK(shards[s].acquiring && !shards[s].owned);
-    lease_tick(g); /* all in flight: nothing more */
+    lease_round(g); /* all in flight: nothing more */
     CHECK_EQ(ncmds, NSHARDS);
     /* someone else's (nil), or Redis away: tried again next round */
     redisReply nil = rep_nil();
@@ -210,7 +256,7 @@ static void test_round_try(void)
     answer(1, NULL);
     CHECK(!shards[0].acquiring && !shards[1].acquiring && shards[2].acquiring);
     CHECK(!shards[0].owned && !shards[1].owned);
-    lease_tick(g);
+    lease_round(g);
     CHECK_EQ(ncmds, NSHARDS + 2);
     CHECK(sent(3, "SET {i:0}:lease rep-1 NX PX 9000"));
     CHECK(sent(4, "SET {i:1}:lease rep-1 NX PX 9000"));
@@ -223,16 +269,16 @@ static void test_round_send_fails(void)
 {
     st_ingest *g = setup();
     redis_fail = 1;
-    lease_tick(g);
+    lease_round(g);
     CHECK_EQ(ncmds, 0);
     for (unsigned s = 0; s < NSHARDS; s++)
         CHECK(!shards[s].acquiring);
     shards[1].owned = 1;
     shards[1].lease_until = cm_now_ms() + 9000;
-    lease_tick(g);
+    lease_round(g);
     CHECK(!shards[1].renewing && shards[1].owned);
     redis_fail = 0;
-    lease_tick(g);
+    lease_round(g);
     CHECK_EQ(ncmds, NSHARDS);
     drain();
 }
@@ -245,7 +291,7 @@ static void test_take(void)
     g->nshards = 2;
     shards[1].mode = ST__MODE_LIVE;
     snprintf(shards[1].cursor, sizeof shards[1].cursor, "5-0");
-    lease_tick(g);
+    lease_round(g);
     CHECK_EQ(ncmds, 2);
     redisReply ok = rep_status("OK");
     uint64_t before = cm_now_ms();
@@ -292,19 +338,19 @@ static void test_take_fails(void)
 {
     st_ingest *g = setup();
     g->nshards = 1;
-    lease_tick(g);
+    lease_round(g);
     redisReply ok = rep_status("OK");
     answer(0, &ok);
     redisReply err = rep_err("ERR no such key");
     answer(1, &err); /* XGROUP: an error other than BUSYGROUP */
     CHECK_EQ(ncmds, 2);
     CHECK(!shards[0].acquiring && !shards[0].owned);
-    lease_tick(g);
+    lease_round(g);
     CHECK(sent(2, "SET {i:0}:lease rep-1 NX PX 9000"));
     answer(2, &ok);
     answer(3, NULL); /* XGROUP: link lost */
     CHECK(!shards[0].acquiring && !shards[0].owned);
-    lease_tick(g);
+    lease_round(g);
     answer(4, &ok);
     redisReply busy = rep_err("BUSYGROUP x");
     answer(5, &busy);
@@ -326,11 +372,11 @@ static void test_renew(void)
     shards[0].lease_until = now + 9000;
     shards[1].owned = 1;
     shards[1].lease_until = now + 9000;
-    lease_tick(g);
+    lease_round(g);
     CHECK_EQ(ncmds, 2);
     CHECK(sent(1, renew_cmd));
     CHECK(shards[0].renewing && shards[1].renewing);
-    lease_tick(g); /* in flight: not again */
+    lease_round(g); /* in flight: not again */
     CHECK_EQ(ncmds, 2);
     /* renewed: the lease runs from when the renewal was sent */
     shards[1].lease_until = now + 1;
@@ -343,7 +389,7 @@ static void test_renew(void)
     CHECK(!shards[0].renewing && shards[0].owned);
     CHECK_EQ(shards[0].lease_until, now + 9000);
     /* taken by another replica: lost at once */
-    lease_tick(g);
+    lease_round(g);
     CHECK_EQ(ncmds, 4);
     redisReply zero = rep_int(0);
     answer(3, &zero);
@@ -352,7 +398,7 @@ static void test_renew(void)
     answer(2, &one);
     CHECK(shards[0].owned);
     /* an error reply changes nothing */
-    lease_tick(g); /* renews 0, tries 1 */
+    lease_round(g); /* renews 0, tries 1 */
     CHECK(sent(5, "SET {i:1}:lease rep-1 NX PX 9000"));
     redisReply err = rep_err("NOSCRIPT");
     uint64_t until = shards[0].lease_until;
@@ -374,10 +420,10 @@ static void test_expired(void)
     shards[0].lease_until = now; /* now >= lease_until: expired */
     shards[1].owned = 1;
     shards[1].lease_until = now + 60000;
-    lease_tick(g);
+    lease_round(g);
     CHECK(!shards[0].owned);
     CHECK_EQ(ctx.stats.lease_lost, 1);
-    CHECK(sent(0, "SET {i:0}:lease rep-1 NX PX 9000"));
+    CHECK(sent(1, "SET {i:0}:lease rep-1 NX PX 9000"));
     CHECK(shards[0].acquiring);
     CHECK(shards[1].owned && shards[1].renewing);
     drain();
@@ -390,7 +436,7 @@ static void test_take_while_stopping(void)
 {
     st_ingest *g = setup();
     g->nshards = 2;
-    lease_tick(g);
+    lease_round(g);
     g->stopping = 1;
     redisReply ok = rep_status("OK");
     answer(1, &ok);
@@ -445,6 +491,179 @@ static void test_release_all(void)
     drain();
 }
 
+/* ---- sharing: the live replicas' shares and the hand-over ---- */
+
+/* N / K each, the first N mod K one more: every shard has one taker. */
+static void test_target(void)
+{
+    CHECK_EQ(st__lease_target(8, 1, 0), 8);
+    CHECK_EQ(st__lease_target(8, 2, 0), 4);
+    CHECK_EQ(st__lease_target(8, 2, 1), 4);
+    CHECK_EQ(st__lease_target(8, 3, 0), 3);
+    CHECK_EQ(st__lease_target(8, 3, 1), 3);
+    CHECK_EQ(st__lease_target(8, 3, 2), 2);
+    CHECK_EQ(st__lease_target(3, 5, 2), 1);
+    CHECK_EQ(st__lease_target(3, 5, 3), 0);
+    CHECK_EQ(st__lease_target(8, 0, 0), 0);
+    CHECK_EQ(st__lease_target(8, 2, 2), 0);
+    for (unsigned n = 1; n <= 64; n++)
+        for (unsigned k = 1; k <= 12; k++) {
+            unsigned sum = 0, lo = n, hi = 0;
+            for (unsigned r = 0; r < k; r++) {
+                unsigned t = st__lease_target(n, k, r);
+                sum += t;
+                lo = t < lo ? t : lo;
+                hi = t > hi ? t : hi;
+            }
+            CHECK_EQ(sum, n);
+            CHECK(hi - lo <= 1);
+        }
+}
+
+/* Nothing is taken before a heartbeat says who is alive, nor with a view
+ * older than a lease; a heartbeat without this replica is no view. */
+static void test_no_view(void)
+{
+    st_ingest *g = setup();
+    lease_tick(g);
+    CHECK_EQ(nhb, 1);
+    CHECK_EQ(ncmds, 0);
+    CHECK(strstr(hb.text, " 1 {st}:replicas rep-1 9000") != NULL);
+    static const char *const others[] = {"rep-0", "rep-2"};
+    beat_reply(others, 2);
+    CHECK_EQ(ncmds, 0);
+    CHECK_EQ(g->live, 0);
+    lease_tick(g);
+    beat_reply(NULL, -1); /* link lost */
+    CHECK_EQ(ncmds, 0);
+    lease_round(g);
+    CHECK_EQ(ncmds, NSHARDS);
+    CHECK_EQ(g->live, 1);
+    drain();
+    /* the view ran out: no more taking */
+    g->view_until = cm_now_ms();
+    CHECK_EQ(target(g), -1);
+    balance(g);
+    CHECK_EQ(ncmds, 0);
+}
+
+/* Second of two live replicas (ids in byte order): one shard of three. It
+ * tries every free shard from its own place, keeps the first it gets and
+ * gives back at once what it got beyond its share. */
+static void test_share_take(void)
+{
+    st_ingest *g = setup();
+    static const char *const two[] = {"rep-1", "rep-0"};
+    lease_tick(g);
+    beat_reply(two, 2);
+    CHECK_EQ(g->live, 2);
+    CHECK_EQ(g->rank, 1);
+    CHECK_EQ(target(g), 1);
+    CHECK_EQ(ncmds, 3);
+    CHECK(sent(0, "SET {i:1}:lease rep-1 NX PX 9000")); /* from 1 * 3 / 2 */
+    CHECK(sent(1, "SET {i:2}:lease rep-1 NX PX 9000"));
+    CHECK(sent(2, "SET {i:0}:lease rep-1 NX PX 9000"));
+    redisReply ok = rep_status("OK"), nil = rep_nil();
+    answer(0, &nil);
+    answer(1, &ok);
+    CHECK(sent(3, "XGROUP CREATE {i:2}:in owner 0 MKSTREAM"));
+    CHECK(shards[2].taken);
+    answer(2, &ok); /* beyond the share: released, nothing read */
+    CHECK_EQ(ncmds, 5);
+    CHECK(strstr(cmds[4].text, "redis.call('del'") && strstr(cmds[4].text, " {i:0}:lease rep-1"));
+    CHECK(!shards[0].acquiring && !shards[0].owned);
+    answer(3, &ok);
+    redisReply pos = rep_str("4");
+    answer(5, &pos);
+    CHECK(shards[2].owned && !shards[2].taken);
+    /* at its share: the next rounds renew and try nothing */
+    int before = ncmds;
+    lease_tick(g);
+    beat_reply(two, 2);
+    CHECK_EQ(ncmds, before + 1);
+    CHECK(strstr(cmds[before].text, "pexpire") && strstr(cmds[before].text, "{i:2}:lease"));
+    drain();
+}
+
+/* Every shard owned and read live, with inflight entries each. */
+static st_ingest *setup_owning(unsigned inflight)
+{
+    st_ingest *g = setup();
+    uint64_t now = cm_now_ms();
+    for (unsigned s = 0; s < NSHARDS; s++) {
+        shards[s].owned = 1;
+        shards[s].lease_until = now + 9000;
+        shards[s].mode = ST__MODE_LIVE;
+        shards[s].inflight = inflight;
+    }
+    return g;
+}
+
+/* Over its share, an owner gives back its highest shards: they are read no
+ * more past their pending entries, and released once nothing of theirs is
+ * read, queued or being acked. */
+static void test_give_back(void)
+{
+    st_ingest *g = setup_owning(0);
+    static const char *const three[] = {"rep-2", "rep-1", "rep-3"};
+    lease_tick(g); /* three renewals */
+    CHECK_EQ(ncmds, 3);
+    beat_reply(three, 3); /* rank 0 of 3: one shard */
+    CHECK_EQ(ncmds, 3);
+    CHECK(!shards[0].releasing && shards[1].releasing && shards[2].releasing);
+    CHECK(shards[0].owned && shards[1].owned && shards[2].owned);
+    shards[1].inflight = 1;
+    shards[2].in_read = 1;
+    st__lease_handover(g);
+    CHECK_EQ(ncmds, 3);
+    shards[1].inflight = 0;
+    shards[1].acking = 1;
+    shards[2].in_read = 0;
+    shards[2].mode = ST__MODE_PENDING; /* acks lost: its pending entries first */
+    st__lease_handover(g);
+    CHECK_EQ(ncmds, 3);
+    shards[1].acking = 0;
+    st__lease_handover(g);
+    CHECK_EQ(ncmds, 4);
+    CHECK(sent(3, release_cmd));
+    CHECK(!shards[1].owned && !shards[1].releasing);
+    CHECK_EQ(ctx.stats.lease_released, 1);
+    shards[2].mode = ST__MODE_LIVE;
+    st__lease_handover(g);
+    CHECK_EQ(ncmds, 5);
+    CHECK(strstr(cmds[4].text, " {i:2}:lease rep-1") != NULL);
+    CHECK_EQ(ctx.stats.lease_released, 2);
+    CHECK_EQ(ctx.stats.lease_lost, 0);
+    st__lease_handover(g); /* nothing more */
+    CHECK_EQ(ncmds, 5);
+    drain();
+}
+
+/* A shard being given back is kept when the share grows again (a replica
+ * left meanwhile), rather than another taken; stopping hands over nothing
+ * (release_all does). */
+static void test_give_back_undone(void)
+{
+    st_ingest *g = setup_owning(1);
+    static const char *const two[] = {"rep-1", "rep-2"};
+    lease_tick(g);
+    beat_reply(two, 2); /* rank 0 of 2: two shards */
+    CHECK(!shards[0].releasing && !shards[1].releasing && shards[2].releasing);
+    lease_round(g); /* alone again: all three */
+    CHECK(!shards[2].releasing);
+    CHECK_EQ(ncmds, 3); /* the first renewals, still in flight: nothing taken */
+    lease_tick(g);
+    beat_reply(two, 2);
+    CHECK(shards[2].releasing);
+    g->stopping = 1;
+    shards[2].inflight = 0;
+    int before = ncmds;
+    st__lease_handover(g);
+    CHECK_EQ(ncmds, before);
+    CHECK(shards[2].owned);
+    drain();
+}
+
 int main(void)
 {
     expected_texts();
@@ -457,6 +676,11 @@ int main(void)
     test_expired();
     test_take_while_stopping();
     test_release_all();
+    test_target();
+    test_no_view();
+    test_share_take();
+    test_give_back();
+    test_give_back_undone();
     drain();
     T_DONE();
 }
