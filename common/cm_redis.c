@@ -88,9 +88,20 @@ typedef struct req {
     cconn *conn;
     struct event *timer;
     struct req *prev, *next; /* waiting to be retried */
+    uint64_t seq;              /* in the order sent (fences) */
+    struct req *iprev, *inext; /* cm_redis.inflight, by seq */
     const char **argv;
     size_t *lens;
 } req;
+
+/* Waits until every command sent before it was answered (cluster). */
+typedef struct fence {
+    struct fence *next;
+    uint64_t seq;
+    int failed;
+    cm_redis_fence_cb cb;
+    void *arg;
+} fence;
 
 struct cm_redis {
     struct event_base *base;
@@ -122,6 +133,9 @@ struct cm_redis {
     struct event *refresh_timer;
     req *retrying;
     int freeing;
+    uint64_t next_seq;
+    req *inflight, *inflight_last; /* every command not answered yet, by seq */
+    fence *fences, *fences_last;   /* by seq */
 };
 
 static void after(cm_redis *r)
@@ -702,14 +716,45 @@ static void req_free(req *q)
     pr_free(q);
 }
 
+static void inflight_unlink(cm_redis *r, req *q)
+{
+    if (q->iprev)
+        q->iprev->inext = q->inext;
+    else
+        r->inflight = q->inext;
+    if (q->inext)
+        q->inext->iprev = q->iprev;
+    else
+        r->inflight_last = q->iprev;
+}
+
+/* Fences with nothing before them in flight any more run, in order. */
+static void fences_run(cm_redis *r)
+{
+    while (r->fences && (!r->inflight || r->inflight->seq > r->fences->seq)) {
+        fence *f = r->fences;
+        r->fences = f->next;
+        if (!r->fences)
+            r->fences_last = NULL;
+        f->cb(r, !f->failed, f->arg);
+        pr_free(f);
+    }
+}
+
 static void req_deliver(req *q, redisReply *reply)
 {
     cm_redis *r = q->r;
+    if (!reply || reply->type == REDIS_REPLY_ERROR)
+        for (fence *f = r->fences; f; f = f->next)
+            if (f->seq > q->seq)
+                f->failed = 1;
+    inflight_unlink(r, q);
     if (q->cb) {
         q->cb(r, reply, q->arg);
         after(r);
     }
     req_free(q);
+    fences_run(r);
 }
 
 /* The connection of n for one more command: on a command-only link one
@@ -858,10 +903,51 @@ static int cluster_command(cm_redis *r, cm_redis_reply_cb cb, void *arg, int arg
         q->lens[i] = len;
         p += len + 1;
     }
+    q->seq = r->next_seq++;
+    q->iprev = r->inflight_last;
+    if (r->inflight_last)
+        r->inflight_last->inext = q;
+    else
+        r->inflight = q;
+    r->inflight_last = q;
     if (req_send(q, n, 0) != 0) {
+        inflight_unlink(r, q);
         req_free(q);
         return PR_ECLOSED;
     }
+    return 0;
+}
+
+static void fence_ping_cb(cm_redis *r, redisReply *reply, void *arg)
+{
+    fence *f = arg;
+    f->cb(r, reply && reply->type != REDIS_REPLY_ERROR, f->arg);
+    pr_free(f);
+}
+
+int cm_redis_fence(cm_redis *r, cm_redis_fence_cb cb, void *arg)
+{
+    fence *f = pr_calloc(1, sizeof *f);
+    f->cb = cb;
+    f->arg = arg;
+    if (!r->cluster) {
+        const char *argv[] = {"PING"};
+        int rc = cm_redis_command(r, fence_ping_cb, f, 1, argv, NULL);
+        if (rc != 0)
+            pr_free(f);
+        return rc;
+    }
+    if (r->freeing) {
+        pr_free(f);
+        return PR_ECLOSED;
+    }
+    f->seq = r->next_seq++;
+    if (r->fences_last)
+        r->fences_last->next = f;
+    else
+        r->fences = f;
+    r->fences_last = f;
+    fences_run(r); /* nothing in flight: at once */
     return 0;
 }
 
@@ -923,6 +1009,12 @@ void cm_redis_free(cm_redis *r)
         rnode *n = r->nodes;
         r->nodes = n->next;
         node_free(n);
+    }
+    while (r->fences) { /* every command was answered (NULL) by now */
+        fence *f = r->fences;
+        r->fences = f->next;
+        f->cb(r, 0, f->arg);
+        pr_free(f);
     }
     pr_map_iter it = pr_map_iter_make(&r->chans);
     for (chan *c; (c = (chan *)pr_map_next(&it));) {

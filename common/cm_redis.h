@@ -98,6 +98,19 @@ int cm_redis_command(cm_redis *r, cm_redis_reply_cb cb, void *arg, int argc, con
                      const size_t *argvlen);
 
 /*
+ * A fence: cb(r, ok, arg) runs once every command sent on the link before
+ * the fence has been answered; ok = 1 when none of them failed (no NULL, no
+ * error reply). On a cluster the commands went to different masters, on
+ * connections of their own, so the last reply says nothing of the others:
+ * chat-storage waits on a fence before it acknowledges a batch's stream
+ * entries. On one Redis it is a PING on the command connection (ok: it was
+ * answered). cb runs with ok = 0 when the link is freed first; it never runs
+ * if cm_redis_fence fails (PR_ECLOSED).
+ */
+typedef void (*cm_redis_fence_cb)(cm_redis *r, int ok, void *arg);
+int cm_redis_fence(cm_redis *r, cm_redis_fence_cb cb, void *arg);
+
+/*
  * Reference-counted membership of the subscription set: the channel is
  * subscribed on the first add, now if the subscribe connection is up, and
  * after every reconnect. After the last remove it stays subscribed for

@@ -5,7 +5,9 @@
  * After COMMIT, in the contract's order: the membership cache of new direct
  * rooms, messages (M1 on room:{ROOM}), acks (A1 on each reply channel),
  * shard positions ({st}:pos), statuses (one U1 per sender on user:{SENDER}),
- * then XACK and XDEL. Commands are pipelined on the command link. The packets are
+ * then XACK and XDEL. Commands are pipelined on the command link (on Redis
+ * Cluster the XACKs wait until every command before them was answered, as
+ * they go to several masters). The packets are
  * proto's (chat_packets.h); storage/publish.c sends them (st_publish,
  * st_stream_done) and is the other publishing: posts over HTTP and the
  * API's membership changes.
@@ -248,8 +250,47 @@ static void ack_cb(cm_redis *redis, redisReply *reply, void *arg)
     pr_free(x);
 }
 
+/* The XACK of one shard's entries of a batch, waiting for a fence (Redis
+ * Cluster): the ids are copies, the batch is gone by then. */
+typedef struct pending_ack {
+    struct pending_ack *next;
+    ack_arg *x;
+    size_t n;
+    char **ids;
+} pending_ack;
+
+static void ack_send(st_ingest *g, ack_arg *x, const char *const *ids, size_t n)
+{
+    if (st_stream_done(g->c, chat_key_view(&g->shards[x->shard].in_key), ids, n, ack_cb, x) != 0)
+        ack_cb(NULL, NULL, x); /* not even sent: the same as lost */
+}
+
+/* Every command of the batch before the fence was answered (ok), or one
+ * failed or the link went: then its entries stay pending, as when an XACK
+ * is lost, and go out again. */
+static void fence_cb(cm_redis *redis, int ok, void *arg)
+{
+    (void)redis;
+    for (pending_ack *p = arg, *next; p; p = next) {
+        next = p->next;
+        if (ok)
+            ack_send(p->x->g, p->x, (const char *const *)p->ids, p->n);
+        else
+            ack_cb(NULL, NULL, p->x);
+        for (size_t i = 0; i < p->n; i++)
+            pr_free(p->ids[i]);
+        pr_free(p->ids);
+        pr_free(p);
+    }
+}
+
+/* On one Redis the XACKs follow the batch's PUBLISHes on the one command
+ * connection: an answered XACK means they went out. On a cluster the
+ * PUBLISHes went to other masters, so the XACKs wait for a fence. */
 static void ack_entries(st_ingest *g, st__batch *b, const int64_t *before)
 {
+    int cluster = cm_redis_is_cluster(g->c->redis);
+    pending_ack *fenced = NULL;
     const char **ids = pr_malloc((b->n ? b->n : 1) * sizeof *ids);
     for (unsigned s = 0; s < g->nshards; s++) {
         size_t n = 0;
@@ -265,10 +306,22 @@ static void ack_entries(st_ingest *g, st__batch *b, const int64_t *before)
         x->shard = s;
         x->before = before[s];
         g->shards[s].acking++;
-        if (st_stream_done(g->c, chat_key_view(&g->shards[s].in_key), ids, n, ack_cb, x) != 0)
-            ack_cb(NULL, NULL, x); /* not even sent: the same as lost */
+        if (!cluster) {
+            ack_send(g, x, ids, n);
+            continue;
+        }
+        pending_ack *p = pr_malloc(sizeof *p);
+        p->x = x;
+        p->n = n;
+        p->ids = pr_malloc(n * sizeof *p->ids);
+        for (size_t i = 0; i < n; i++)
+            p->ids[i] = pr_strndup(ids[i], strlen(ids[i]));
+        p->next = fenced;
+        fenced = p;
     }
     pr_free(ids);
+    if (fenced && cm_redis_fence(g->c->redis, fence_cb, fenced) != 0)
+        fence_cb(g->c->redis, 0, fenced);
 }
 
 /* After COMMIT, in the contract's order (see the top of this file). */

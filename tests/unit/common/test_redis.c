@@ -125,6 +125,14 @@ static void subscribed_cb(cm_redis *r, int ok, void *arg)
         order[norder++] = s->id;
 }
 
+static void fence_cb(cm_redis *r, int ok, void *arg)
+{
+    (void)r;
+    reply_t *x = arg;
+    x->done++;
+    x->integer = ok;
+}
+
 int main(void)
 {
     if (system("command -v redis-server >/dev/null 2>&1") != 0) {
@@ -166,6 +174,11 @@ int main(void)
     CHECK(!strcmp(x.str, "OK"));
     x = cmd(blocking, 2, get);
     CHECK(!strcmp(x.str, "v"));
+    /* a fence on one Redis: a PING after what went before */
+    reply_t fenced = {0};
+    CHECK_EQ(cm_redis_fence(blocking, fence_cb, &fenced), 0);
+    run_until(&fenced.done, 3000);
+    CHECK_EQ(fenced.integer, 1);
     /* a blocking command on it; freeing the link answers it with NULL */
     reply_t blocked = {0};
     const char *blpop[] = {"BLPOP", "nothing", "0"};

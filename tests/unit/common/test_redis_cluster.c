@@ -274,6 +274,59 @@ static void test_routing(cm_redis *r)
     CHECK(loaded >= 3);
 }
 
+typedef struct {
+    int ok, done;
+} fence_t;
+
+static void fence_cb(cm_redis *r, int ok, void *arg)
+{
+    (void)r;
+    fence_t *f = arg;
+    f->ok = ok;
+    f->done++;
+}
+
+/* A fence waits for every command before it, on every master. */
+static void test_fence(cm_redis *r)
+{
+    fence_t none = {0, 0};
+    CHECK_EQ(cm_redis_fence(r, fence_cb, &none), 0);
+    CHECK_EQ(none.done, 1); /* nothing in flight */
+    CHECK_EQ(none.ok, 1);
+    for (int i = 0; i < 30; i++) {
+        char key[32];
+        snprintf(key, sizeof key, "{f%d}:x", i);
+        const char *set[] = {"SET", key, "fenced"};
+        CHECK_EQ(cm_redis_command(r, NULL, NULL, 3, set, NULL), 0);
+    }
+    fence_t f = {0, 0};
+    CHECK_EQ(cm_redis_fence(r, fence_cb, &f), 0);
+    CHECK_EQ(f.done, 0);
+    run_until(&f.done, 3000);
+    CHECK_EQ(f.ok, 1);
+    for (int i = 0; i < 30; i++) { /* every write was done when it ran */
+        redisReply *x = NULL;
+        char key[32];
+        snprintf(key, sizeof key, "{f%d}:x", i);
+        for (int n = 0; n < NODES && !(x && x->type == REDIS_REPLY_STRING); n++) {
+            freeReplyObject(x);
+            x = on_node(n, "GET %s", key);
+        }
+        CHECK(x && x->type == REDIS_REPLY_STRING && !strcmp(x->str, "fenced"));
+        freeReplyObject(x);
+    }
+    /* one failed command before it: not ok; a fence after that one: ok */
+    const char *bad[] = {"INCR", "{f1}:x"};
+    CHECK_EQ(cm_redis_command(r, NULL, NULL, 2, bad, NULL), 0);
+    fence_t g = {0, 0}, h = {0, 0};
+    CHECK_EQ(cm_redis_fence(r, fence_cb, &g), 0);
+    run_until(&g.done, 3000);
+    CHECK_EQ(g.ok, 0);
+    CHECK_EQ(cm_redis_fence(r, fence_cb, &h), 0);
+    run_until(&h.done, 3000);
+    CHECK_EQ(h.ok, 1);
+}
+
 static void test_pubsub(cm_redis *r)
 {
     const char *chans[] = {"room:{a}", "room:{b}", "room:{c}", "room:{d}", "chat:all"};
@@ -436,6 +489,7 @@ int main(void)
     CHECK_EQ(addr.nseeds, 2);
     cm_redis *blocking = cm_redis_new(base, &addr, &(cm_redis_options){.name = "blocking"});
     test_routing(r);
+    test_fence(r);
     test_pubsub(r);
     test_blocking(blocking, r);
     test_migration(r);
