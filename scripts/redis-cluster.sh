@@ -98,7 +98,7 @@ start() {
     "$redis_server" --port "$p" --bind 127.0.0.1 --dir "$(cd "$dir/$p" && pwd)" \
       --cluster-enabled yes --cluster-config-file nodes.conf \
       --cluster-node-timeout "$timeout_ms" \
-      --appendonly yes --save '' \
+      --appendonly yes --save '' --repl-diskless-sync-delay 0 \
       --daemonize yes --pidfile "$(cd "$dir/$p" && pwd)/redis.pid" \
       --logfile "$(cd "$dir/$p" && pwd)/redis.log"
   done
@@ -113,7 +113,7 @@ start() {
       || { cat "$dir/create.log" >&2; exit 1; }
   fi
   wait_for 30 "cluster_state:ok on every node" all_ok
-  # every master has its replica (the replicas learn their role last)
+  # every master has its replica, synced (the replicas learn their role last)
   wait_for 30 "three replicas" replicas_up
   echo "redis-cluster.sh: up; data and logs in $dir" >&2
   echo "$url"
@@ -123,7 +123,14 @@ replicas_up() {
   cli "${ports[0]}" cluster nodes | awk '
     $3 !~ /fail/ && $3 ~ /(^|,)master/ && NF > 8 { m++ }
     $3 !~ /fail/ && $3 ~ /(^|,)slave/ && $8 == "connected" { r++ }
-    END { exit !(m == 3 && r == 3) }'
+    END { exit !(m == 3 && r == 3) }' || return 1
+  # a replica that has not synced yet could not take over
+  local p
+  for p in "${ports[@]}"; do
+    # a replica's ROLE: slave, host, port, state (connected once synced), offset
+    cli "$p" role | awk 'NR == 1 { r = $1 } NR == 4 { s = $1 } END { exit !(r == "master" || s == "connected") }' \
+      || return 1
+  done
 }
 
 stop() {
