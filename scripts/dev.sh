@@ -11,6 +11,11 @@
 #                               from web/client's npm package; / : web/dist once it is built)
 # Redis and PostgreSQL take the next free port when theirs is in use (a
 # system one) and no port was asked for. Everything is lost at exit.
+# CHAT_DEV_REDIS=cluster: a local Redis Cluster instead of one redis-server,
+# 3 masters and 3 replicas on 127.0.0.1:7000..7005 (CHAT_DEV_REDIS_PORT is
+# then the first; scripts/redis-cluster.sh starts it in the temp dir), and
+# chat-storage and the gateways get --redis redis-cluster://...; kill -9 a
+# master (its pid is in the temp dir) to watch its replica take over.
 # Authentication: --auth jwt when CHAT_JWT_SECRET is set (mint tokens with
 # `build/bin/chat-gateway token --user ID --name NAME`), else --auth
 # insecure-dev (identity from userId/firstName in the payloads, as the
@@ -24,7 +29,12 @@ root="$PWD"
 
 n="${CHAT_DEV_GATEWAYS:-2}"
 lb_port="${CHAT_DEV_PORT:-3000}"
-redis_port="${CHAT_DEV_REDIS_PORT:-6379}"
+redis_mode="${CHAT_DEV_REDIS:-single}"
+case "$redis_mode" in
+  single) redis_port="${CHAT_DEV_REDIS_PORT:-6379}" ;;
+  cluster) redis_port="${CHAT_DEV_REDIS_PORT:-7000}" ;;
+  *) echo "dev.sh: CHAT_DEV_REDIS must be single or cluster, got '$redis_mode'" >&2; exit 2 ;;
+esac
 pg_port="${CHAT_DEV_PG_PORT:-5432}"
 storage_port="${CHAT_DEV_STORAGE_PORT:-3100}"
 for v in CHAT_DEV_GATEWAYS:"$n" CHAT_DEV_PORT:"$lb_port" CHAT_DEV_REDIS_PORT:"$redis_port" \
@@ -77,7 +87,20 @@ free_port() {
   echo "dev.sh: 127.0.0.1:$first is in use (a system $what?); using $p for this stack's $what"
   printf -v "$var" '%s' "$p"
 }
-free_port redis_port CHAT_DEV_REDIS_PORT Redis
+if [ "$redis_mode" = single ]; then
+  free_port redis_port CHAT_DEV_REDIS_PORT Redis
+else
+  # six nodes on redis_port..+5, their cluster bus 10000 above: the next ten
+  # when one is in use (a system Redis?) and no port was asked for
+  cluster_in_use() { local p; for p in $(seq "$1" $(($1 + 5))); do in_use "$p" || in_use $((p + 10000)) && return 0; done; return 1; }
+  if cluster_in_use "$redis_port"; then
+    [ -n "${CHAT_DEV_REDIS_PORT:-}" ] && { echo "dev.sh: a port of 127.0.0.1:$redis_port..$((redis_port + 5)) (or 10000 above) is already in use" >&2; exit 1; }
+    first=$redis_port
+    while cluster_in_use "$redis_port" && [ "$redis_port" -lt $((first + 100)) ]; do redis_port=$((redis_port + 10)); done
+    echo "dev.sh: 127.0.0.1:$first..$((first + 5)) is in use; using $redis_port..$((redis_port + 5)) for this stack's Redis Cluster"
+  fi
+  [ "$redis_port" -le 55530 ] || { echo "dev.sh: CHAT_DEV_REDIS_PORT at most 55530 with CHAT_DEV_REDIS=cluster" >&2; exit 2; }
+fi
 free_port pg_port CHAT_DEV_PG_PORT PostgreSQL
 gw_ports=()
 for i in $(seq 1 "$n"); do gw_ports+=($((lb_port + i))); done
@@ -135,6 +158,8 @@ stop_all() {
     if [ "${names[$i]}" = postgres ]; then stop_pids INT "${pids[$i]}"; else stop_pids TERM "${pids[$i]}"; fi
   done
   [ ${#gws[@]} -gt 0 ] && stop_pids TERM "${gws[@]}"
+  # the cluster's nodes run in the background (pid files in its directory)
+  [ "$redis_mode" = cluster ] && scripts/redis-cluster.sh stop --dir "$run_dir/redis-cluster" || true
   rm -rf "$run_dir"
 }
 trap stop_all EXIT
@@ -145,6 +170,11 @@ trap 'exit 143' TERM
 started() {
   names+=("$1")
   pids+=("$2")
+}
+# pid_named NAME: the pid of the child started as NAME
+pid_named() {
+  local i
+  for i in "${!names[@]}"; do [ "${names[$i]}" = "$1" ] && echo "${pids[$i]}"; done
 }
 
 # wait_until WHAT COMMAND...: retry for 10 s; fails with the logs on timeout
@@ -179,10 +209,16 @@ redis_ping() {
 ready() { curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$1/readyz" 2>/dev/null; }
 pg_ready() { "$(pg pg_isready)" -q -h 127.0.0.1 -p "$pg_port" -U postgres -d postgres -t 1; }
 
-"$redis_bin" --port "$redis_port" --bind 127.0.0.1 --dir "$run_dir/redis" \
-  --save '' --appendonly yes --daemonize no --logfile '' >"$run_dir/redis.log" 2>&1 &
-started redis-server $!
-wait_until "redis-server" redis_ping
+if [ "$redis_mode" = single ]; then
+  "$redis_bin" --port "$redis_port" --bind 127.0.0.1 --dir "$run_dir/redis" \
+    --save '' --appendonly yes --daemonize no --logfile '' >"$run_dir/redis.log" 2>&1 &
+  started redis-server $!
+  wait_until "redis-server" redis_ping
+  redis_url="redis://127.0.0.1:$redis_port"
+else
+  # prints the redis-cluster:// URL once the cluster is ok
+  redis_url=$(scripts/redis-cluster.sh start --dir "$run_dir/redis-cluster" --base-port "$redis_port")
+fi
 
 # --no-sync: a throwaway cluster, removed at exit
 (cd "$run_dir/pg" && "${as_pg[@]}" "$(pg initdb)" -D "$run_dir/pg/data" -U postgres -A trust -E UTF8 \
@@ -197,7 +233,7 @@ database_url="postgresql://postgres@127.0.0.1:$pg_port/postgres"
 # CHAT_JWT_SECRET and CHAT_ROOM_SECRET, when set, reach it from the
 # environment, as they reach the gateways
 "$storage_bin" --listen "127.0.0.1:$storage_port" --auth "$auth" \
-  --redis "redis://127.0.0.1:$redis_port" --database "$database_url" \
+  --redis "$redis_url" --database "$database_url" \
   --cors-origin "${CHAT_CORS_ORIGIN:-*}" \
   > >(trap '' INT TERM; exec sed -u "s/^/[storage] /") 2>&1 &
 started chat-storage $!
@@ -209,7 +245,7 @@ for p in "${gw_ports[@]}"; do
   # logs on the terminal, each line tagged with the node; the tagger ignores
   # Ctrl-C so the gateway's last lines (draining, stopped) still come through
   "$gateway_bin" --listen "127.0.0.1:$p" --app chat --auth "$auth" \
-    --redis "redis://127.0.0.1:$redis_port" --node-id "gw$i" \
+    --redis "$redis_url" --node-id "gw$i" \
     --cors-origin "${CHAT_CORS_ORIGIN:-*}" --client-dir "$client_dir" "${web_args[@]}" "$@" \
     > >(trap '' INT TERM; exec sed -u "s/^/[gw$i] /") 2>&1 &
   started "chat-gateway gw$i" $!
@@ -241,11 +277,16 @@ printf '  %s\n      %s\n' "http://127.0.0.1:$lb_port/socket.io/socket.io.js" \
 i=0
 for p in "${gw_ports[@]}"; do
   i=$((i + 1))
-  printf '  %-28s %s\n' "http://127.0.0.1:$p" "chat-gateway gw$i (pid ${pids[$((i + 2))]})"
+  printf '  %-28s %s\n' "http://127.0.0.1:$p" "chat-gateway gw$i (pid $(pid_named "chat-gateway gw$i"))"
 done
-printf '  %-28s %s\n' "http://127.0.0.1:$storage_port" "chat-storage (pid ${pids[2]}): history and groups under /api/"
-printf '  %-28s %s\n' "$database_url" "PostgreSQL (pid ${pids[1]}); log $run_dir/postgres.log"
-printf '  %-28s %s\n' "redis://127.0.0.1:$redis_port" "redis-server (pid ${pids[0]}); data and log in $run_dir"
+printf '  %-28s %s\n' "http://127.0.0.1:$storage_port" "chat-storage (pid $(pid_named chat-storage)): history and groups under /api/"
+printf '  %-28s %s\n' "$database_url" "PostgreSQL (pid $(pid_named postgres)); log $run_dir/postgres.log"
+if [ "$redis_mode" = single ]; then
+  printf '  %-28s %s\n' "$redis_url" "redis-server (pid $(pid_named redis-server)); data and log in $run_dir"
+else
+  printf '  %s\n      %s\n' "$redis_url" \
+    "Redis Cluster, 3 masters + 3 replicas; scripts/redis-cluster.sh status --dir $run_dir/redis-cluster"
+fi
 echo "Ctrl-C stops everything."
 
 # Run until one of them exits or we are told to stop.

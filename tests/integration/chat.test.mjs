@@ -30,7 +30,6 @@ import {
   HAPROXY_BIN,
   haproxyConfig,
   mintToken,
-  redisCommand,
   startCluster,
   TEST_SECRET,
   verifySignature,
@@ -312,7 +311,7 @@ describe('chat across three gateways (JWT)', () => {
     const room = await joinChat(a, bob.id);
     // the gateways run their presence scripts by hash; an operator (or a
     // failover to a fresh replica) empties the cache
-    await redisCommand(cl.redis.port, ['SCRIPT', 'FLUSH']);
+    await cl.redis.command('SCRIPT', 'FLUSH'); // every node of a Redis Cluster
     const b = await connectAs(gw[1], bob, {}, t);
     await a.inbox.wait('presence', { userId: bob.id, online: true });
     assert.deepEqual([...(await ack(a, 'getOnline', { roomId: room })).online].sort(), [alice.id, bob.id].sort());

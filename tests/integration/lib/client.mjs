@@ -63,7 +63,8 @@ export async function echo(socket, ...args) {
 export function emitAck(socket, event, args, ms = 5000) {
   return new Promise((resolve, reject) => {
     socket.timeout(ms).emit(event, ...args, (err, ...ackArgs) => {
-      if (err) reject(new Error(`no ack for ${event} within ${ms} ms`));
+      // socket.io-client also fails an ack at once when the socket disconnects
+      if (err) reject(new Error(`no ack for ${event} within ${ms} ms (${err.message})`));
       else resolve(ackArgs);
     });
   });

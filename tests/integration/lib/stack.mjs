@@ -5,7 +5,7 @@
 // Every process started here runs on a free loopback port with its files in
 // a temporary directory, is SIGKILLed at exit at the latest, and has its
 // output printed when a test fails while it runs (see track() in
-// harness.mjs). Binaries: $REDIS_SERVER_BIN, $HAPROXY_BIN and $PG_BIN_DIR,
+// harness.mjs). Binaries: $REDIS_SERVER_BIN, $REDIS_CLI_BIN, $HAPROXY_BIN and $PG_BIN_DIR,
 // else the Debian paths, else whatever PATH has; $CHAT_STORAGE_BIN (set by
 // ctest), else build/bin/chat-storage.
 
@@ -37,6 +37,7 @@ function findBin(envName, candidates, fallback) {
   return candidates.find((c) => existsSync(c)) ?? fallback;
 }
 export const REDIS_BIN = findBin('REDIS_SERVER_BIN', ['/usr/bin/redis-server', '/usr/local/bin/redis-server'], 'redis-server');
+export const REDIS_CLI_BIN = findBin('REDIS_CLI_BIN', ['/usr/bin/redis-cli', '/usr/local/bin/redis-cli'], 'redis-cli');
 export const HAPROXY_BIN = findBin('HAPROXY_BIN', ['/usr/sbin/haproxy', '/usr/local/sbin/haproxy'], 'haproxy');
 
 // One temporary directory per test process, removed at exit (after the
@@ -203,13 +204,15 @@ function respParse(buf, pos = 0) {
 
 /**
  * Run one command on a fresh connection (after AUTH when `password` is
- * given); resolves to the reply (error replies reject).
+ * given, then the commands of `before`, e.g. [['ASKING']]); resolves to the
+ * reply (error replies reject).
  */
-export function redisCommand(port, args, ms = 3000, password) {
+export function redisCommand(port, args, ms = 3000, password, before = []) {
+  const pre = [...(password ? [['AUTH', password]] : []), ...before];
   const p = new Promise((resolve, reject) => {
     const sock = net.connect(port, '127.0.0.1');
     let buf = Buffer.alloc(0);
-    let skip = password ? 1 : 0; // the AUTH reply
+    let skip = pre.length; // the replies to AUTH and `before`
     sock.once('error', reject);
     sock.on('data', (chunk) => {
       buf = Buffer.concat([buf, chunk]);
@@ -240,7 +243,7 @@ export function redisCommand(port, args, ms = 3000, password) {
       }
     });
     sock.once('close', () => reject(new Error(`redis connection closed before a reply to ${args[0]}`)));
-    sock.write((password ? respCommand(['AUTH', password]) : '') + respCommand(args));
+    sock.write(pre.map(respCommand).join('') + respCommand(args));
   });
   return withTimeout(p, ms, `redis ${args.join(' ')}`);
 }
@@ -300,6 +303,332 @@ export async function startRedis({ t, port, args = [], password } = {}) {
   if (t) t.after(() => redis.stop());
   await redis.start();
   return redis;
+}
+
+// ---------------------------------------------------------------- Redis Cluster
+
+// Keyless commands that concern every node's data or state: run on every
+// live master (or every live node) and their replies merged, so that a test
+// written for one Redis reads the same on a cluster.
+const ON_MASTERS = new Set(['KEYS', 'DBSIZE', 'FLUSHALL', 'FLUSHDB', 'INFO', 'PUBSUB']);
+const ON_ALL_NODES = new Set(['SCRIPT', 'CONFIG']);
+
+/** The nodes of CLUSTER NODES: [{id, port, flags, master (an id or null), slots: [[from, to]]}]. */
+function parseClusterNodes(text) {
+  return String(text).trim().split('\n').map((line) => {
+    const f = line.trim().split(' ');
+    const port = Number(f[1].split('@')[0].split(':').pop());
+    const slots = f.slice(8).filter((s) => /^\d+(-\d+)?$/.test(s)).map((s) => {
+      const [a, b] = s.split('-').map(Number);
+      return [a, b ?? a];
+    });
+    return { id: f[0], port, flags: f[2].split(','), master: f[3] === '-' ? null : f[3], linkState: f[7], slots };
+  });
+}
+
+/** One node of a RedisCluster: a redis-server with --cluster-enabled yes. */
+class ClusterNode extends Redis {
+  constructor(port, busPort, dir, timeoutMs) {
+    super(port, dir, [
+      '--cluster-enabled', 'yes',
+      '--cluster-config-file', 'nodes.conf',
+      '--cluster-node-timeout', String(timeoutMs),
+      // its own free port: port + 10000 may be taken (or above 65535)
+      '--cluster-port', String(busPort),
+      // a replica syncs at once, not 5 s later (it cannot take over before)
+      '--repl-diskless-sync-delay', '0',
+    ]);
+    this.name = `redis-cluster node :${port}`;
+    this.busPort = busPort;
+  }
+}
+
+/**
+ * Six (by default) redis-server processes joined into a Redis Cluster of
+ * masters with one replica each. Compatible with startRedis()'s handle
+ * where a test needs it: url (redis-cluster://, every node a seed), port
+ * (the first node's), command() routed to the node that owns the key (keyless
+ * commands go to every master, see ON_MASTERS), kill()/start()/restart()/
+ * stop() of every node at once.
+ */
+class RedisCluster {
+  constructor(nodes, timeoutMs) {
+    this.nodes = nodes;
+    this.timeoutMs = timeoutMs;
+    this.port = nodes[0].port;
+    this.url = `redis-cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`;
+    this.name = 'redis-cluster';
+  }
+
+  get alive() {
+    return this.nodes.some((n) => n.alive);
+  }
+
+  node(port) {
+    return this.nodes.find((n) => n.port === port);
+  }
+
+  /** CLUSTER NODES as seen by a live node (the first that answers). */
+  async topology() {
+    let last;
+    for (const n of this.nodes.filter((x) => x.alive)) {
+      try {
+        return parseClusterNodes(await n.command('CLUSTER', 'NODES'));
+      } catch (err) {
+        last = err;
+      }
+    }
+    throw new Error(`no live cluster node answers CLUSTER NODES${last ? `: ${last.message}` : ''}`);
+  }
+
+  /** The live masters (ClusterNode handles) that own slots. */
+  async masters() {
+    const topo = await this.topology();
+    return topo
+      .filter((x) => x.flags.includes('master') && !x.flags.some((f) => f.startsWith('fail')) && x.slots.length > 0)
+      .map((x) => this.node(x.port))
+      .filter((n) => n?.alive);
+  }
+
+  /** The replicas (ClusterNode handles) of master `node`. */
+  async replicasOf(node) {
+    const topo = await this.topology();
+    const id = topo.find((x) => x.port === node.port)?.id;
+    return topo.filter((x) => x.master === id).map((x) => this.node(x.port));
+  }
+
+  /** The node id CLUSTER NODES gives `node`. */
+  async nodeId(node) {
+    return node.command('CLUSTER', 'MYID');
+  }
+
+  /** The hash slot of `key` (CLUSTER KEYSLOT). */
+  async keySlot(key) {
+    const n = this.nodes.find((x) => x.alive);
+    return n.command('CLUSTER', 'KEYSLOT', key);
+  }
+
+  /** The master node that owns `slot`, per CLUSTER NODES. */
+  async ownerOf(slot) {
+    const topo = await this.topology();
+    const owner = topo.find(
+      (x) => x.flags.includes('master') && !x.flags.some((f) => f.startsWith('fail')) && x.slots.some(([a, b]) => slot >= a && slot <= b),
+    );
+    return owner ? this.node(owner.port) : null;
+  }
+
+  /**
+   * Run a command where a client library would: sent to a live master and
+   * redirected on MOVED (and ASK, after ASKING) to the owner of its key;
+   * retried while the cluster is down or a failover is under way (up to
+   * `ms`). Keyless commands run on every master (or node) and their replies
+   * are merged: arrays joined, numbers added, PUBSUB CHANNELS/NUMSUB count
+   * sharded channels (SSUBSCRIBE) with the classic ones.
+   */
+  async command(...args) {
+    const name = String(args[0]).toUpperCase();
+    if (ON_MASTERS.has(name) || ON_ALL_NODES.has(name)) return this.broadcast(name, args);
+    return this.routed(args);
+  }
+
+  async routed(args, ms = 10000) {
+    const deadline = Date.now() + ms;
+    let target = (await this.masters().catch(() => []))[0] ?? this.nodes.find((n) => n.alive);
+    let asking = false;
+    for (let hops = 0; ; hops++) {
+      try {
+        return await redisCommand(target.port, args, 3000, undefined, asking ? [['ASKING']] : []);
+      } catch (err) {
+        const m = /^(MOVED|ASK) \d+ [^:]+:(\d+)/.exec(err.message);
+        if (m && hops < 16) {
+          target = this.node(Number(m[2])) ?? { port: Number(m[2]) };
+          asking = m[1] === 'ASK';
+          continue;
+        }
+        const transient = /^(CLUSTERDOWN|TRYAGAIN|LOADING)/.test(err.message) || !err.redis;
+        if (!transient || Date.now() > deadline) throw err;
+        await sleep(100);
+        target = (await this.masters().catch(() => []))[0] ?? this.nodes.find((n) => n.alive);
+        asking = false;
+      }
+    }
+  }
+
+  async broadcast(name, args) {
+    const on = ON_ALL_NODES.has(name) ? this.nodes.filter((n) => n.alive) : await this.masters();
+    const sub = String(args[1] ?? '').toUpperCase();
+    if (name === 'PUBSUB' && (sub === 'CHANNELS' || sub === 'NUMSUB')) {
+      // every node: a sharded channel lives on its slot's master
+      const live = this.nodes.filter((n) => n.alive);
+      const shard = sub === 'CHANNELS' ? 'SHARDCHANNELS' : 'SHARDNUMSUB';
+      const replies = await Promise.all(
+        live.flatMap((n) => [n.command(...args), n.command('PUBSUB', shard, ...args.slice(2))]),
+      );
+      if (sub === 'CHANNELS') return [...new Set(replies.flat())];
+      const counts = new Map(args.slice(2).map((c) => [String(c), 0]));
+      for (const r of replies) for (let i = 0; i < r.length; i += 2) counts.set(r[i], counts.get(r[i]) + r[i + 1]);
+      return [...counts].flat();
+    }
+    const replies = await Promise.all(on.map((n) => n.command(...args)));
+    if (replies.every(Array.isArray)) return replies.flat();
+    if (replies.every((r) => typeof r === 'number')) return replies.reduce((a, b) => a + b, 0);
+    if (name === 'INFO') return replies.join('\n');
+    return replies[0];
+  }
+
+  /**
+   * Resolve once every live node reports cluster_state:ok and agrees with
+   * the first on who owns each slot, and (`replicas`) every master has a
+   * connected replica.
+   */
+  async waitOk({ ms = 30000, replicas = true } = {}) {
+    const deadline = Date.now() + ms;
+    let last = '';
+    for (;;) {
+      try {
+        const live = this.nodes.filter((n) => n.alive);
+        const infos = await Promise.all(live.map((n) => n.command('CLUSTER', 'INFO')));
+        const bad = live.filter((_, i) => !/cluster_state:ok/.test(infos[i]));
+        const views = await Promise.all(live.map(async (n) => {
+          const topo = parseClusterNodes(await n.command('CLUSTER', 'NODES'));
+          return JSON.stringify(topo.filter((x) => x.slots.length > 0 && x.flags.includes('master')).map((x) => [x.port, x.slots]).sort());
+        }));
+        const topo = await this.topology();
+        const masters = topo.filter((x) => x.flags.includes('master') && x.slots.length > 0 && !x.flags.some((f) => f.startsWith('fail')));
+        // a replica can take over only once it has synced: ROLE says connected
+        const synced = new Set();
+        for (const x of topo.filter((y) => y.master && !y.flags.some((f) => f.startsWith('fail')))) {
+          const role = await this.node(x.port)?.command('ROLE').catch(() => null);
+          if (role?.[0] === 'slave' && role[3] === 'connected') synced.add(x.master);
+        }
+        const lonely = replicas ? masters.filter((mst) => !synced.has(mst.id)) : [];
+        if (bad.length === 0 && new Set(views).size === 1 && lonely.length === 0) return this;
+        last = `${bad.map((n) => n.port).join(',') || 'none'} not ok; ${new Set(views).size} slot maps; masters without a replica: ${lonely.map((x) => x.port).join(',') || 'none'}`;
+      } catch (err) {
+        last = err.message;
+      }
+      if (Date.now() > deadline) throw new Error(`the Redis Cluster was not ok within ${ms} ms (${last})`);
+      await sleep(100);
+    }
+  }
+
+  /** Send `signal` to every node and wait for their exits (as a single Redis's kill()). */
+  async kill(signal = 'SIGKILL') {
+    return (await Promise.all(this.nodes.map((n) => n.kill(signal))))[0];
+  }
+
+  /** Start every node that is down (same ports, same data and nodes.conf); resolves once the cluster is ok. */
+  async start() {
+    await Promise.all(this.nodes.filter((n) => !n.alive).map((n) => n.start()));
+    await this.waitOk();
+    return this;
+  }
+
+  /** kill(signal), `downMs`, start(): as Redis#restart. */
+  async restart({ signal = 'SIGTERM', downMs = 0 } = {}) {
+    await this.kill(signal);
+    if (downMs > 0) await sleep(downMs);
+    return this.start();
+  }
+
+  async stop() {
+    await Promise.all(this.nodes.map((n) => n.stop()));
+  }
+
+  /**
+   * SIGKILL master `node` (default: the owner of `key`'s slot), wait until
+   * one of its replicas owns its slots and the cluster is ok again; the dead
+   * node stays down (node.start() brings it back as a replica). Resolves to
+   * {killed, promoted} (ClusterNode handles).
+   */
+  async failover({ node, key, signal = 'SIGKILL', ms = 30000 } = {}) {
+    const victim = node ?? (await this.ownerOf(await this.keySlot(key)));
+    const replicas = await this.replicasOf(victim);
+    const slot = (await this.topology()).find((x) => x.port === victim.port).slots[0][0];
+    await victim.kill(signal);
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const owner = await this.ownerOf(slot).catch(() => null);
+      if (owner && owner !== victim && replicas.includes(owner)) {
+        await this.waitOk({ ms: Math.max(1000, deadline - Date.now()), replicas: false });
+        return { killed: victim, promoted: owner };
+      }
+      if (Date.now() > deadline) throw new Error(`no replica of :${victim.port} took over slot ${slot} within ${ms} ms`);
+      await sleep(100);
+    }
+  }
+
+  /**
+   * Move hash `slot` to master `to` as `redis-cli --cluster reshard` does,
+   * for this one slot: SETSLOT IMPORTING on the target, MIGRATING on the
+   * source, MIGRATE of its keys in batches of `batch` (waiting `pauseMs`
+   * before each, so that traffic meets the slot half moved: ASK replies),
+   * then SETSLOT NODE on the target, the source and every other master.
+   * Resolves to {from, to, keys} (keys moved).
+   */
+  async migrateSlot(slot, to, { pauseMs = 0, batch = 10 } = {}) {
+    const from = await this.ownerOf(slot);
+    if (!from) throw new Error(`no master owns slot ${slot}`);
+    if (from === to) return { from, to, keys: 0 };
+    const fromId = await this.nodeId(from);
+    const toId = await this.nodeId(to);
+    await to.command('CLUSTER', 'SETSLOT', slot, 'IMPORTING', fromId);
+    await from.command('CLUSTER', 'SETSLOT', slot, 'MIGRATING', toId);
+    let moved = 0;
+    for (;;) {
+      if (pauseMs > 0) await sleep(pauseMs);
+      const keys = await from.command('CLUSTER', 'GETKEYSINSLOT', slot, batch);
+      if (keys.length === 0) break;
+      await from.command('MIGRATE', '127.0.0.1', to.port, '', 0, 10000, 'KEYS', ...keys);
+      moved += keys.length;
+    }
+    await to.command('CLUSTER', 'SETSLOT', slot, 'NODE', toId);
+    await from.command('CLUSTER', 'SETSLOT', slot, 'NODE', toId);
+    for (const m of await this.masters()) {
+      if (m !== to && m !== from) await m.command('CLUSTER', 'SETSLOT', slot, 'NODE', toId);
+    }
+    return { from, to, keys: moved };
+  }
+
+  dumpLog(why) {
+    for (const n of this.nodes) n.dumpLog(why);
+  }
+}
+
+/**
+ * Start a Redis Cluster on free loopback ports: `masters` masters with
+ * `replicasPer` replicas each (3 and 1: 6 redis-server processes, as
+ * scripts/redis-cluster.sh), appendonly yes (appendfsync always),
+ * cluster-node-timeout `nodeTimeoutMs`, joined by `redis-cli --cluster create
+ * --cluster-replicas`. Resolves once every node reports cluster_state:ok and
+ * every master has its replica. Stopped after test `t` when given. The
+ * handle (RedisCluster): {url (redis-cluster://...), port, nodes, masters(),
+ * replicasOf(node), ownerOf(slot), keySlot(key), command(...args),
+ * failover({node|key}), migrateSlot(slot, to), waitOk(), kill(), start(),
+ * restart(), stop()}; each node has the single Redis's handle (port,
+ * command(), kill(), start(), restart()).
+ */
+export async function startRedisCluster({ t, masters = 3, replicasPer = 1, nodeTimeoutMs = 2000 } = {}) {
+  const count = masters * (1 + replicasPer);
+  const nodes = [];
+  for (let i = 0; i < count; i++) {
+    nodes.push(new ClusterNode(await freePort(), await freePort(), tmpDir('redis-cluster'), nodeTimeoutMs));
+  }
+  const cluster = new RedisCluster(nodes, nodeTimeoutMs);
+  if (t) t.after(() => cluster.stop());
+  try {
+    await Promise.all(nodes.map((n) => n.start()));
+    const create = await run(REDIS_CLI_BIN, [
+      '--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`),
+      '--cluster-replicas', String(replicasPer), '--cluster-yes',
+    ], { timeout: 60000 });
+    if (create.code !== 0) throw new Error(`redis-cli --cluster create exited ${create.code}:\n${create.stdout}${create.stderr}`);
+    await cluster.waitOk();
+  } catch (err) {
+    if (!t) await cluster.stop();
+    throw err;
+  }
+  return cluster;
 }
 
 // ---------------------------------------------------------------- PostgreSQL
@@ -764,6 +1093,10 @@ export async function waitReady(url, ms = 10000, want = 200) {
  *   pgFast: PostgreSQL without fsync (only for tests that never kill it)
  *   webRoot: a directory every gateway serves at / (--web-root), e.g. the
  *      built web app (web/dist) for the browser tests
+ *   redisCluster: a 3-master, 3-replica Redis Cluster (startRedisCluster)
+ *      instead of one redis-server; by default when CHAT_TEST_REDIS=cluster,
+ *      so that a test runs unchanged on either (cl.redis.url is then
+ *      redis-cluster://..., cl.redis.command() routes by key)
  *   t: a test context; the cluster is stopped in t.after (otherwise call
  *      stop(), e.g. in an after() hook). Gateways and storage must exit
  *      cleanly.
@@ -788,6 +1121,7 @@ export async function startCluster({
   storageEnv = {},
   pgFast = false,
   webRoot = null,
+  redisCluster = process.env.CHAT_TEST_REDIS === 'cluster',
   t,
 } = {}) {
   const started = [];
@@ -816,7 +1150,7 @@ export async function startCluster({
   };
   if (t) t.after(() => cluster.stop());
   try {
-    redis = cluster.redis = await startRedis();
+    redis = cluster.redis = redisCluster ? await startRedisCluster() : await startRedis();
     // --storage defaults to on; a cluster without storage only relays
     let storageMode = ['--storage', 'off'];
     if (storage) {
