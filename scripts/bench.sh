@@ -4,6 +4,9 @@
 #   scripts/bench.sh                  every workload, 3 rounds (about 35 minutes)
 #   scripts/bench.sh --workloads W4   the durable path alone (issue 13; about 15 minutes)
 #   scripts/bench.sh --quick          a 2-3 minute sanity run
+#   scripts/bench.sh --scale [...]    the durable path on one Redis vs a 3-master Redis
+#                                     Cluster, one vs two storage replicas (bench/scale.mjs;
+#                                     about 20 minutes)
 #   scripts/bench.sh --help           every option
 # Arguments go to bench.mjs; a relative --json FILE is relative to the
 # directory this is run from.
@@ -25,4 +28,8 @@ cmake --build build -j"$(nproc)"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cd tests
+if [ "${1:-}" = --scale ]; then
+  shift
+  exec node bench/scale.mjs "$@"
+fi
 exec node bench/bench.mjs "$@"

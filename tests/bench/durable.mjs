@@ -59,6 +59,7 @@ import {
   redisCommand,
   startPostgres,
   startRedis,
+  startRedisCluster,
   startStorage,
 } from '../integration/lib/stack.mjs';
 
@@ -118,18 +119,30 @@ const PG_SNAPSHOT = `SELECT json_build_object(
   'tables', (SELECT json_object_agg(relname, json_build_object('ins', n_tup_ins, 'upd', n_tup_upd, 'hot', n_tup_hot_upd, 'del', n_tup_del))
              FROM pg_stat_user_tables))`;
 
-async function snapshotDb(pg, redis, st) {
-  const [pgs, cs, met] = await Promise.all([
+// Summed over the Redis masters (ports) and the storage replicas (sts);
+// perReplica keeps each replica's own metrics.
+async function snapshotDb(pg, ports, sts) {
+  const sum = (list) => list.reduce((acc, m) => {
+    for (const [k, v] of Object.entries(m)) acc[k] = (acc[k] ?? 0) + v;
+    return acc;
+  }, {});
+  const [pgs, css, mets] = await Promise.all([
     sql(pg, PG_SNAPSHOT).then(JSON.parse),
-    redisCommand(redis.port, ['INFO', 'commandstats']).then(commandstats),
-    httpRequest(`${st.url}/metrics`, { timeout: 2000 }).then((r) => metricsOf(r.text)),
+    Promise.all(ports.map((port) => redisCommand(port, ['INFO', 'commandstats']).then(commandstats))),
+    Promise.all(sts.map((st) => httpRequest(`${st.url}/metrics`, { timeout: 2000 }).then((r) => metricsOf(r.text)))),
   ]);
-  return { pg: pgs, redis: cs, storage: met };
+  const redis = {};
+  for (const cs of css) {
+    for (const [cmd, v] of Object.entries(cs)) {
+      redis[cmd] = { calls: (redis[cmd]?.calls ?? 0) + v.calls, usec: (redis[cmd]?.usec ?? 0) + v.usec };
+    }
+  }
+  return { pg: pgs, redis, storage: sum(mets), perReplica: mets };
 }
 
 // chat-load: our children that are none of the servers (with its forks)
 function loadPids(pids) {
-  const servers = new Set(Object.values(pids));
+  const servers = new Set(Object.values(pids).flat());
   const out = [];
   for (const e of readdirSync('/proc')) {
     if (!/^\d+$/.test(e) || servers.has(Number(e))) continue;
@@ -144,7 +157,7 @@ function loadPids(pids) {
 }
 
 function snapshotCpu(pids, load) {
-  return cpuSample({ ...Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, [pid]])), 'chat-load': load },
+  return cpuSample({ ...Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, [pid].flat()])), 'chat-load': load },
     { pgBackends: pids.postgres });
 }
 
@@ -175,6 +188,12 @@ function printBudget(rate, a, b, c0, c1) {
     `(${fmt(100 * total / secs, 0)}% of a core); machine busy ${fmt(100 * c.busy / mt, 0)}% of ${c.cores} cores, ` +
     `steal ${fmt(100 * c.steal / mt, 0)}%; chat-load ${fmt(1e6 * ld / msgs, 0)} µs/message (${fmt(100 * ld / secs, 0)}% of a core), ` +
     `the rest of the machine ${fmt(1e6 * (c.busy - total - ld) / msgs, 0)}`);
+  if (b.perReplica.length > 1) {
+    console.log(`budget rate=${rate}: per storage replica: ` + b.perReplica.map((m, i) => {
+      const stored = m.chat_storage_messages_stored_total - (a.perReplica[i].chat_storage_messages_stored_total ?? 0);
+      return `st${i + 1} ${m.chat_storage_owned_shards} shards, ${stored} messages (${fmt(100 * stored / msgs, 0)}%)`;
+    }).join(', '));
+  }
   const rows = [];
   for (const [cmd, s] of Object.entries(b.redis)) {
     const calls = s.calls - (a.redis[cmd]?.calls ?? 0);
@@ -228,7 +247,10 @@ const sql = (pg, query) => psql(pg.url, query);
 
 async function main() {
   console.log(`machine: ${os.cpus().length} x ${os.cpus()[0].model}, ${Math.round(os.totalmem() / 2 ** 30)} GiB, node ${process.version}`);
-  const redis = await startRedis({ args: ['--appendonly', 'yes', '--appendfsync', 'everysec'] });
+  const aof = ['--appendonly', 'yes', '--appendfsync', 'everysec'];
+  const redis = onCluster ? await startRedisCluster({ args: aof }) : await startRedis({ args: aof });
+  if (onCluster && bulk > 0) throw new Error('--bulk runs on one Redis only');
+  if (onCluster && group > 0) throw new Error('--group runs on one Redis only');
   const pg = await startPostgres({ fast: false, args: pgExtra });
   const stop = [];
   try {
@@ -267,8 +289,27 @@ async function main() {
       console.log(`bulk: ${bulk} messages stored by one chat-storage in ${secs.toFixed(2)} s (including its start-up): ${Math.round(bulk / secs)} msgs/s`);
       await st.stopClean();
     }
-    const st = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards, args: storageExtra });
-    stop.push(() => st.stopClean());
+    const sts = [];
+    for (let i = 0; i < storages; i++) {
+      const st = await startStorage({ redisUrl: redis.url, databaseUrl: pg.url, shards, args: ['--replica-id', `st${i + 1}`, ...storageExtra] });
+      sts.push(st);
+      stop.push(() => st.stopClean());
+    }
+    if (storages > 1) {
+      // the shares settle: every replica owns its part before the load starts
+      const want = Math.floor(shards / storages);
+      for (const deadline = Date.now() + 30000; ;) {
+        const owned = await Promise.all(sts.map((st) => httpRequest(`${st.url}/metrics`, { timeout: 2000 })
+          .then((r) => metricsOf(r.text).chat_storage_owned_shards ?? 0)));
+        if (owned.every((n) => n >= want) && owned.reduce((x, y) => x + y, 0) === shards) {
+          console.log(`storage replicas own ${owned.join('/')} of ${shards} shards`);
+          break;
+        }
+        if (Date.now() > deadline) throw new Error(`the shards did not spread over the replicas: ${owned.join('/')}`);
+        await sleep(200);
+      }
+    }
+    const redisPorts = onCluster ? (await redis.masters()).map((n) => n.port) : [redis.port];
     const gw = await startGateway([
       '--app', 'chat', '--jwt-secret', TEST_SECRET, '--redis', redis.url, '--storage', 'on',
       '--ingest-shards', String(shards), '--rate-limit', '100000', '--rate-burst', '100000',
@@ -277,7 +318,14 @@ async function main() {
     stop.push(() => gw.stopClean());
     const rows = [];
     let round = 0;
-    const pids = { gateway: gw.proc.pid, redis: redis.pid, storage: st.pid, postgres: pg.pid };
+    const pids = { gateway: gw.proc.pid, storage: sts.map((st) => st.pid), postgres: pg.pid };
+    if (onCluster) {
+      const masters = await redis.masters();
+      pids.redis = masters.map((n) => n.pid);
+      pids['redis-replicas'] = redis.nodes.filter((n) => !masters.includes(n)).map((n) => n.pid);
+    } else {
+      pids.redis = redis.pid;
+    }
     if (budget) console.log(`budget pids: ${Object.entries(pids).map(([k, v]) => `${k}=${v}`).join(' ')}`);
     for (const rate of rates) {
       if (pgStats) await sql(pg, 'CREATE EXTENSION IF NOT EXISTS pg_stat_statements; SELECT pg_stat_statements_reset()');
@@ -288,12 +336,12 @@ async function main() {
         if (line.startsWith('measure_start')) {
           w = (async () => {
             if (pgStats) await sql(pg, 'SELECT pg_stat_statements_reset()');
-            const a = await snapshotDb(pg, redis, st);
+            const a = await snapshotDb(pg, redisPorts, sts);
             const load = loadPids(pids);
             return { a, load, c0: snapshotCpu(pids, load) };
           })();
         } else if (line.startsWith('measure_end')) {
-          w = w.then(async (x) => ({ ...x, c1: snapshotCpu(pids, x.load), b: await snapshotDb(pg, redis, st) }));
+          w = w.then(async (x) => ({ ...x, c1: snapshotCpu(pids, x.load), b: await snapshotDb(pg, redisPorts, sts) }));
         }
       };
       const prefix = `b${round}u`;

@@ -328,7 +328,7 @@ function parseClusterNodes(text) {
 
 /** One node of a RedisCluster: a redis-server with --cluster-enabled yes. */
 class ClusterNode extends Redis {
-  constructor(port, busPort, dir, timeoutMs) {
+  constructor(port, busPort, dir, timeoutMs, args = []) {
     super(port, dir, [
       '--cluster-enabled', 'yes',
       '--cluster-config-file', 'nodes.conf',
@@ -337,6 +337,7 @@ class ClusterNode extends Redis {
       '--cluster-port', String(busPort),
       // a replica syncs at once, not 5 s later (it cannot take over before)
       '--repl-diskless-sync-delay', '0',
+      ...args,
     ]);
     this.name = `redis-cluster node :${port}`;
     this.busPort = busPort;
@@ -599,7 +600,8 @@ class RedisCluster {
  * Start a Redis Cluster on free loopback ports: `masters` masters with
  * `replicasPer` replicas each (3 and 1: 6 redis-server processes, as
  * scripts/redis-cluster.sh), appendonly yes (appendfsync always),
- * cluster-node-timeout `nodeTimeoutMs`, joined by `redis-cli --cluster create
+ * cluster-node-timeout `nodeTimeoutMs` (and `args`, extra redis-server
+ * arguments of every node), joined by `redis-cli --cluster create
  * --cluster-replicas`. Resolves once every node reports cluster_state:ok and
  * every master has its replica. Stopped after test `t` when given. The
  * handle (RedisCluster): {url (redis-cluster://...), port, nodes, masters(),
@@ -608,11 +610,11 @@ class RedisCluster {
  * restart(), stop()}; each node has the single Redis's handle (port,
  * command(), kill(), start(), restart()).
  */
-export async function startRedisCluster({ t, masters = 3, replicasPer = 1, nodeTimeoutMs = 2000 } = {}) {
+export async function startRedisCluster({ t, masters = 3, replicasPer = 1, nodeTimeoutMs = 2000, args = [] } = {}) {
   const count = masters * (1 + replicasPer);
   const nodes = [];
   for (let i = 0; i < count; i++) {
-    nodes.push(new ClusterNode(await freePort(), await freePort(), tmpDir('redis-cluster'), nodeTimeoutMs));
+    nodes.push(new ClusterNode(await freePort(), await freePort(), tmpDir('redis-cluster'), nodeTimeoutMs, args));
   }
   const cluster = new RedisCluster(nodes, nodeTimeoutMs);
   if (t) t.after(() => cluster.stop());
