@@ -20,7 +20,7 @@
  * node it learnt of; again on MOVED, on a lost node, on an unconfirmed
  * subscription, every 10 s) and a command connection (and subscribe
  * connection) per master. A command goes to the master of its key's slot
- * (cm_rslot_command_key: every key carries a hash tag, so a command's keys
+ * (cm__rslot_key: every key carries a hash tag, so a command's keys
  * share a slot); MOVED and ASK are followed (5 at most), TRYAGAIN and
  * CLUSTERDOWN retried for 2 s; PUBLISH is sent as SPUBLISH and channels are
  * SSUBSCRIBEd on their slot's master, so a message reaches only the node

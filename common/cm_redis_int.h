@@ -17,13 +17,13 @@
 /* The slot of a key or channel: CRC16 (XMODEM) of its hash tag (the bytes
  * between the first '{' and the next '}', when not empty), else of all of
  * it, modulo 16384. */
-unsigned cm_rslot_of(pr_view key);
+unsigned cm__rslot_of(pr_view key);
 
 /* The key (or channel) that routes a command: argv[1] for most, argv[2] of
  * XGROUP, the first stream after STREAMS of XREAD/XREADGROUP, the first key
  * of EVAL/EVALSHA. 0 and *key set; PR_ENOTFOUND for keyless commands (SCRIPT,
  * PING, EVAL with no keys...). */
-int cm_rslot_command_key(int argc, const char *const *argv, const size_t *lens, pr_view *key);
+int cm__rslot_key(int argc, const char *const *argv, const size_t *lens, pr_view *key);
 
 /* One range of a CLUSTER SLOTS reply: slots [first, last] served by the
  * master host:port (host empty: the node that answered). */
@@ -34,11 +34,11 @@ typedef struct {
 } cm_rslot_range;
 /* Parses a CLUSTER SLOTS reply into out[0..max): the number of ranges, or
  * PR_EINVAL for anything else (an error, a malformed element). */
-int cm_rslot_parse(const redisReply *rep, cm_rslot_range *out, size_t max);
+int cm__rslot_parse(const redisReply *rep, cm_rslot_range *out, size_t max);
 
 /* "MOVED 3999 127.0.0.1:6381" or "ASK ...": 1 for MOVED, 2 for ASK (slot,
  * host and port set), 0 for any other error. */
-int cm_rslot_redirect(const char *err, unsigned *slot, char *host, size_t hsize, int *port);
+int cm__rslot_redirect(const char *err, unsigned *slot, char *host, size_t hsize, int *port);
 
 /* ---- the subscribe connection (cm_rsub.c) ----
  * One TCP connection read with hiredis' reply parser on libevent, for
@@ -54,11 +54,11 @@ typedef struct {
     void (*on_down)(cm_rsub *s, int was_up, void *arg);
 } cm_rsub_cbs;
 
-cm_rsub *cm_rsub_new(struct event_base *base, const char *name, const char *host, int port,
+cm_rsub *cm__rsub_new(struct event_base *base, const char *name, const char *host, int port,
                      const char *password, int db, const cm_rsub_cbs *cbs, void *arg);
-void cm_rsub_free(cm_rsub *s); /* no callback runs from it */
-int cm_rsub_up(const cm_rsub *s);
+void cm__rsub_free(cm_rsub *s); /* no callback runs from it */
+int cm__rsub_up(const cm_rsub *s);
 /* Writes one command; PR_ECLOSED while down. */
-int cm_rsub_send(cm_rsub *s, int argc, const char *const *argv, const size_t *lens);
+int cm__rsub_send(cm_rsub *s, int argc, const char *const *argv, const size_t *lens);
 
 #endif

@@ -22,7 +22,7 @@ static unsigned crc16(const char *p, size_t n)
     return crc;
 }
 
-unsigned cm_rslot_of(pr_view key)
+unsigned cm__rslot_of(pr_view key)
 {
     const char *open = memchr(key.ptr, '{', key.len);
     if (open) {
@@ -39,7 +39,7 @@ static size_t len_of(const char *const *argv, const size_t *lens, int i)
     return lens ? lens[i] : strlen(argv[i]);
 }
 
-int cm_rslot_command_key(int argc, const char *const *argv, const size_t *lens, pr_view *key)
+int cm__rslot_key(int argc, const char *const *argv, const size_t *lens, pr_view *key)
 {
     if (argc < 2)
         return PR_ENOTFOUND;
@@ -68,7 +68,7 @@ int cm_rslot_command_key(int argc, const char *const *argv, const size_t *lens, 
     return 0;
 }
 
-int cm_rslot_parse(const redisReply *rep, cm_rslot_range *out, size_t max)
+int cm__rslot_parse(const redisReply *rep, cm_rslot_range *out, size_t max)
 {
     if (!rep || rep->type != REDIS_REPLY_ARRAY)
         return PR_EINVAL;
@@ -99,7 +99,7 @@ int cm_rslot_parse(const redisReply *rep, cm_rslot_range *out, size_t max)
     return (int)n;
 }
 
-int cm_rslot_redirect(const char *err, unsigned *slot, char *host, size_t hsize, int *port)
+int cm__rslot_redirect(const char *err, unsigned *slot, char *host, size_t hsize, int *port)
 {
     int kind;
     if (!strncmp(err, "MOVED ", 6))

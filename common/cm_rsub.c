@@ -117,14 +117,14 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
         s->skip = 0;
         if (s->password[0]) {
             const char *argv[] = {"AUTH", s->password};
-            cm_rsub_send(s, 2, argv, NULL);
+            cm__rsub_send(s, 2, argv, NULL);
             s->skip++;
         }
         if (s->db) {
             char db[16];
             snprintf(db, sizeof db, "%d", s->db);
             const char *argv[] = {"SELECT", db};
-            cm_rsub_send(s, 2, argv, NULL);
+            cm__rsub_send(s, 2, argv, NULL);
             s->skip++;
         }
         s->cbs.on_up(s, s->arg);
@@ -159,7 +159,7 @@ static void rsub_connect(cm_rsub *s)
         rsub_drop(s, "connect failed");
 }
 
-cm_rsub *cm_rsub_new(struct event_base *base, const char *name, const char *host, int port,
+cm_rsub *cm__rsub_new(struct event_base *base, const char *name, const char *host, int port,
                      const char *password, int db, const cm_rsub_cbs *cbs, void *arg)
 {
     cm_rsub *s = pr_calloc(1, sizeof *s);
@@ -177,7 +177,7 @@ cm_rsub *cm_rsub_new(struct event_base *base, const char *name, const char *host
     return s;
 }
 
-void cm_rsub_free(cm_rsub *s)
+void cm__rsub_free(cm_rsub *s)
 {
     if (!s)
         return;
@@ -189,12 +189,12 @@ void cm_rsub_free(cm_rsub *s)
     pr_free(s);
 }
 
-int cm_rsub_up(const cm_rsub *s)
+int cm__rsub_up(const cm_rsub *s)
 {
     return s->up;
 }
 
-int cm_rsub_send(cm_rsub *s, int argc, const char *const *argv, const size_t *lens)
+int cm__rsub_send(cm_rsub *s, int argc, const char *const *argv, const size_t *lens)
 {
     if (!s->up)
         return PR_ECLOSED;

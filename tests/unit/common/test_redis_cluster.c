@@ -235,13 +235,13 @@ static void test_routing(cm_redis *r)
         snprintf(key, sizeof key, "{k%d}:v", i);
         snprintf(val, sizeof val, "value-%d", i);
         CHECK(set_get(r, key, val));
-        int m = master_of(cm_rslot_of(pr_view_make(key, strlen(key))));
+        int m = master_of(cm__rslot_of(pr_view_make(key, strlen(key))));
         if (m >= 0 && !seen[m]++)
             masters++;
     }
     CHECK_EQ(masters, 3);
     /* the value is on the master of its slot, so the routing was real */
-    int m = master_of(cm_rslot_of(PR_VIEW_LIT("{k7}:v")));
+    int m = master_of(cm__rslot_of(PR_VIEW_LIT("{k7}:v")));
     redisReply *x = on_node(m, "GET {k7}:v");
     CHECK(x && x->type == REDIS_REPLY_STRING && !strcmp(x->str, "value-7"));
     freeReplyObject(x);
@@ -341,7 +341,7 @@ static void test_pubsub(cm_redis *r)
         CHECK(!strcmp(last_channel, chans[i]));
     }
     /* a classic SUBSCRIBE does not see sharded messages: they went as SPUBLISH */
-    int m = master_of(cm_rslot_of(PR_VIEW_LIT("room:{a}")));
+    int m = master_of(cm__rslot_of(PR_VIEW_LIT("room:{a}")));
     redisReply *x = on_node(m, "PUBSUB SHARDNUMSUB room:{a}");
     CHECK(x && x->type == REDIS_REPLY_ARRAY && x->elements == 2 && x->element[1]->integer == 1);
     freeReplyObject(x);
@@ -352,7 +352,7 @@ static void test_pubsub(cm_redis *r)
 static void test_migration(cm_redis *r)
 {
     const char *key = "{a}:moving", *chan = "room:{a}";
-    unsigned slot = cm_rslot_of(PR_VIEW_LIT("{a}"));
+    unsigned slot = cm__rslot_of(PR_VIEW_LIT("{a}"));
     CHECK(set_get(r, key, "before"));
     int src = master_of(slot), dst = -1;
     for (int i = 0; i < NODES && dst < 0; i++) {
@@ -420,7 +420,7 @@ static void test_blocking(cm_redis *blocking, cm_redis *r)
 static void test_failover(cm_redis *r)
 {
     const char *chan = "room:{b}";
-    unsigned slot = cm_rslot_of(PR_VIEW_LIT("{b}"));
+    unsigned slot = cm__rslot_of(PR_VIEW_LIT("{b}"));
     int m = master_of(slot);
     CHECK(m >= 0);
     int lost_before = losts, ready_before = readies;

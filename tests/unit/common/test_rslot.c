@@ -10,7 +10,7 @@
 
 static unsigned slot(const char *key)
 {
-    return cm_rslot_of(pr_view_make(key, strlen(key)));
+    return cm__rslot_of(pr_view_make(key, strlen(key)));
 }
 
 /* A reply parsed from RESP text, as hiredis would hand it over. */
@@ -46,7 +46,7 @@ static void test_slots(void)
 static int key_of(int argc, const char **argv, char *out)
 {
     pr_view k;
-    int rc = cm_rslot_command_key(argc, argv, NULL, &k);
+    int rc = cm__rslot_key(argc, argv, NULL, &k);
     if (rc == 0)
         snprintf(out, 64, "%.*s", (int)k.len, k.ptr);
     return rc;
@@ -84,19 +84,19 @@ static void test_redirect(void)
     unsigned s;
     char host[64];
     int port;
-    CHECK_EQ(cm_rslot_redirect("MOVED 3999 127.0.0.1:6381", &s, host, sizeof host, &port), 1);
+    CHECK_EQ(cm__rslot_redirect("MOVED 3999 127.0.0.1:6381", &s, host, sizeof host, &port), 1);
     CHECK_EQ(s, 3999);
     CHECK(!strcmp(host, "127.0.0.1"));
     CHECK_EQ(port, 6381);
-    CHECK_EQ(cm_rslot_redirect("ASK 12 redis-2.redis:7000", &s, host, sizeof host, &port), 2);
+    CHECK_EQ(cm__rslot_redirect("ASK 12 redis-2.redis:7000", &s, host, sizeof host, &port), 2);
     CHECK(!strcmp(host, "redis-2.redis"));
-    CHECK_EQ(cm_rslot_redirect("MOVED 3999 [::1]:6381", &s, host, sizeof host, &port), 1);
+    CHECK_EQ(cm__rslot_redirect("MOVED 3999 [::1]:6381", &s, host, sizeof host, &port), 1);
     CHECK(!strcmp(host, "[::1]"));
-    CHECK_EQ(cm_rslot_redirect("ERR wrong", &s, host, sizeof host, &port), 0);
-    CHECK_EQ(cm_rslot_redirect("MOVED 16384 h:1", &s, host, sizeof host, &port), 0);
-    CHECK_EQ(cm_rslot_redirect("MOVED 1 h:0", &s, host, sizeof host, &port), 0);
-    CHECK_EQ(cm_rslot_redirect("MOVED 1 nocolon", &s, host, sizeof host, &port), 0);
-    CHECK_EQ(cm_rslot_redirect("MOVED x h:1", &s, host, sizeof host, &port), 0);
+    CHECK_EQ(cm__rslot_redirect("ERR wrong", &s, host, sizeof host, &port), 0);
+    CHECK_EQ(cm__rslot_redirect("MOVED 16384 h:1", &s, host, sizeof host, &port), 0);
+    CHECK_EQ(cm__rslot_redirect("MOVED 1 h:0", &s, host, sizeof host, &port), 0);
+    CHECK_EQ(cm__rslot_redirect("MOVED 1 nocolon", &s, host, sizeof host, &port), 0);
+    CHECK_EQ(cm__rslot_redirect("MOVED x h:1", &s, host, sizeof host, &port), 0);
 }
 
 static void test_parse_slots(void)
@@ -106,21 +106,21 @@ static void test_parse_slots(void)
                             "*4\r\n:0\r\n:5460\r\n*3\r\n$9\r\n127.0.0.1\r\n:7000\r\n$2\r\nid\r\n"
                             "*3\r\n$9\r\n127.0.0.1\r\n:7003\r\n$3\r\nid2\r\n"
                             "*3\r\n:5461\r\n:16383\r\n*3\r\n$1\r\n?\r\n:7001\r\n$2\r\nid\r\n");
-    CHECK_EQ(cm_rslot_parse(rep, r, 4), 2);
+    CHECK_EQ(cm__rslot_parse(rep, r, 4), 2);
     CHECK_EQ(r[0].first, 0);
     CHECK_EQ(r[0].last, 5460);
     CHECK(!strcmp(r[0].host, "127.0.0.1"));
     CHECK_EQ(r[0].port, 7000);
     CHECK(!strcmp(r[1].host, "")); /* "?": the node that answered */
-    CHECK_EQ(cm_rslot_parse(rep, r, 1), PR_EINVAL); /* too many */
+    CHECK_EQ(cm__rslot_parse(rep, r, 1), PR_EINVAL); /* too many */
     freeReplyObject(rep);
     rep = parse("*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n"); /* last < first */
-    CHECK_EQ(cm_rslot_parse(rep, r, 4), PR_EINVAL);
+    CHECK_EQ(cm__rslot_parse(rep, r, 4), PR_EINVAL);
     freeReplyObject(rep);
     rep = parse("-ERR This instance has cluster support disabled\r\n");
-    CHECK_EQ(cm_rslot_parse(rep, r, 4), PR_EINVAL);
+    CHECK_EQ(cm__rslot_parse(rep, r, 4), PR_EINVAL);
     freeReplyObject(rep);
-    CHECK_EQ(cm_rslot_parse(NULL, r, 4), PR_EINVAL);
+    CHECK_EQ(cm__rslot_parse(NULL, r, 4), PR_EINVAL);
 }
 
 static void test_url(void)
