@@ -95,7 +95,8 @@ describe('on a Redis Cluster', () => {
   async function sendAgain(t, g, sent, roomOf, during) {
     const refused = sent.flat().filter((r) => r.error || !r.ack || r.ack.error);
     const why = [...new Set(refused.map((r) => r.error ?? JSON.stringify(r.ack)))].slice(0, 3).join('; ');
-    t.diagnostic(`${refused.length} of ${sent.flat().length} sends not acked during ${during}${why ? ` (${why})` : ''}`);
+    const ids = refused.slice(0, 5).map((r) => r.clientMsgId).join(' ');
+    t.diagnostic(`${refused.length} of ${sent.flat().length} sends not acked during ${during}${why ? ` (${ids}: ${why})` : ''}`);
     for (const r of refused) {
       await until(
         async () => {
@@ -144,8 +145,11 @@ describe('on a Redis Cluster', () => {
     // the sender's order, among the sends acked the first time (one sent
     // again after a refusal comes later, rightly)
     const first = new Set(recs.filter((r) => !r.retried).map((r) => r.clientMsgId));
-    const order = hist.filter((m) => first.has(m.clientMsgId)).map((m) => Number(m.clientMsgId.split('-').pop()));
-    for (let i = 1; i < order.length; i++) assert.ok(order[i] > order[i - 1], `${roomId}: #${order[i - 1]} stored before #${order[i]}`);
+    const kept = hist.filter((m) => first.has(m.clientMsgId));
+    const order = kept.map((m) => Number(m.clientMsgId.split('-').pop()));
+    for (let i = 1; i < order.length; i++) {
+      assert.ok(order[i] > order[i - 1], `${roomId}: #${order[i - 1]} stored before #${order[i]} (seqs ${kept[i - 1].seq}, ${kept[i].seq}; first sends ${[...first].length}, retried ${recs.length - first.size})`);
+    }
     assert.deepEqual(hist.map((m) => m.seq), Array.from({ length: hist.length }, (_, i) => i + 1), `${roomId}: seqs are not 1..N`);
     return hist;
   }
