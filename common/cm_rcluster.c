@@ -19,6 +19,7 @@
 
 static void cluster_cb(redisAsyncContext *ac, void *reply, void *privdata);
 static void retry_later(req *q);
+static void release_held(cm_redis *r, unsigned s);
 
 static void apply_map(cm_redis *r, const cm_rslot_range *ranges, int n, const redisReply *rep)
 {
@@ -180,11 +181,17 @@ void cm__req_deliver(req *q, redisReply *reply)
             if (f->seq > q->seq)
                 f->failed = 1;
     inflight_unlink(r, q);
+    int slot = q->counted ? q->slot : -1;
     if (q->cb) {
         q->cb(r, reply, q->arg);
         cm__after(r);
     }
     req_free(q);
+    if (slot >= 0 && --r->slot_inflight[slot] == 0) {
+        r->slot_on[slot] = NULL;
+        if (r->slot_held[slot] && !r->freeing)
+            release_held(r, (unsigned)slot);
+    }
     fences_run(r);
 }
 /* The connection of n for one more command: on a command-only link one
@@ -204,6 +211,24 @@ static cconn *pick_conn(cm_redis *r, rnode *n)
     cm__cconn_init(k, r, n, 0); /* commands wait in hiredis until it is up */
     return k;
 }
+/* q went to n: its slot counts it in flight (a resend may leave the
+ * slot's commands on several nodes). */
+static void slot_sent(cm_redis *r, req *q, rnode *n)
+{
+    if (q->slot < 0)
+        return;
+    unsigned s = (unsigned)q->slot;
+    if (!q->counted) {
+        q->counted = 1;
+        if (r->slot_inflight[s]++ == 0)
+            r->slot_on[s] = n;
+        else if (r->slot_on[s] != n)
+            r->slot_on[s] = NULL;
+    } else {
+        r->slot_on[s] = r->slot_inflight[s] == 1 ? n : NULL;
+    }
+}
+
 static int req_send(req *q, rnode *n, int asking)
 {
     if (!n)
@@ -217,7 +242,36 @@ static int req_send(req *q, rnode *n, int asking)
         return PR_ECLOSED;
     q->conn = k;
     k->pending++;
+    slot_sent(q->r, q, n);
     return 0;
+}
+
+/* Nothing of slot s is in flight any more: its held commands go, in order,
+ * to its master now. */
+static void release_held(cm_redis *r, unsigned s)
+{
+    for (req **pp = &r->held; *pp && r->slot_held[s] > 0;) {
+        req *q = *pp;
+        if ((unsigned)q->slot != s) {
+            pp = &q->hnext;
+            continue;
+        }
+        *pp = q->hnext;
+        if (r->held_last == q)
+            r->held_last = NULL;
+        r->slot_held[s]--;
+        if (req_send(q, r->slots[s], 0) != 0) {
+            /* counted though unsent, so that nothing overtakes it */
+            q->counted = 1;
+            r->slot_inflight[s]++;
+            r->slot_on[s] = NULL;
+            retry_later(q);
+            break;
+        }
+    }
+    if (!r->held_last) /* recompute the tail */
+        for (req *q = r->held; q; q = q->hnext)
+            r->held_last = q;
 }
 static void retry_fire(evutil_socket_t fd, short what, void *arg)
 {
@@ -331,6 +385,19 @@ int cm__cluster_command(cm_redis *r, cm_redis_reply_cb cb, void *arg, int argc,
     else
         r->inflight = q;
     r->inflight_last = q;
+    if (slot >= 0 &&
+        (r->slot_held[slot] || (r->slot_inflight[slot] && r->slot_on[slot] != n))) {
+        /* earlier commands of the slot are still on their way elsewhere (it
+         * moved): this one waits for them, to keep the order sent */
+        q->hnext = NULL;
+        if (r->held_last)
+            r->held_last->hnext = q;
+        else
+            r->held = q;
+        r->held_last = q;
+        r->slot_held[slot]++;
+        return 0;
+    }
     if (req_send(q, n, 0) != 0) {
         inflight_unlink(r, q);
         req_free(q);

@@ -504,6 +504,9 @@ cm_redis *cm_redis_new(struct event_base *base, const pr_redis_addr *addr,
         return r;
     }
     r->slots = pr_calloc(CM_RSLOTS, sizeof *r->slots);
+    r->slot_inflight = pr_calloc(CM_RSLOTS, sizeof *r->slot_inflight);
+    r->slot_on = pr_calloc(CM_RSLOTS, sizeof *r->slot_on);
+    r->slot_held = pr_calloc(CM_RSLOTS, sizeof *r->slot_held);
     for (unsigned i = 0; i < addr->nseeds; i++)
         cm__addr_add(r, addr->seeds[i].host, addr->seeds[i].port);
     r->refresh_timer = evtimer_new(base, cm__refresh_timer_cb, r);
@@ -525,6 +528,11 @@ void cm_redis_free(cm_redis *r)
     if (r->refresh_timer)
         event_free(r->refresh_timer);
     cconn_dispose(&r->ctl);
+    while (r->held) { /* never sent */
+        req *q = r->held;
+        r->held = q->hnext;
+        cm__req_deliver(q, NULL);
+    }
     while (r->retrying) {
         req *q = r->retrying;
         r->retrying = q->next;
@@ -548,6 +556,9 @@ void cm_redis_free(cm_redis *r)
     }
     pr_map_dispose(&r->chans);
     pr_free(r->slots);
+    pr_free(r->slot_inflight);
+    pr_free(r->slot_on);
+    pr_free(r->slot_held);
     pr_free(r);
 }
 

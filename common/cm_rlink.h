@@ -72,6 +72,8 @@ typedef struct req {
     struct event *timer;
     struct req *prev, *next; /* waiting to be retried */
     uint64_t seq;              /* in the order sent (fences) */
+    int counted;               /* in slot_inflight (sent, not answered yet) */
+    struct req *hnext;         /* cm_redis.held: waiting for its slot's earlier commands */
     struct req *iprev, *inext; /* cm_redis.inflight, by seq */
     const char **argv;
     size_t *lens;
@@ -118,6 +120,13 @@ struct cm_redis {
     int freeing;
     uint64_t next_seq;
     req *inflight, *inflight_last; /* every command not answered yet, by seq */
+    /* per slot, so that its commands reach Redis in the order sent even
+     * while the slot moves: commands in flight, the node they all went to
+     * (NULL: several), and commands held until those are answered */
+    uint32_t *slot_inflight;
+    rnode **slot_on;
+    uint32_t *slot_held;
+    req *held, *held_last;
     fence *fences, *fences_last;   /* by seq */
 };
 
