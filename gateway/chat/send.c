@@ -114,6 +114,14 @@ static void store_subscribed(cm_redis *r, int ok, void *arg)
         store_failed(x);
         return;
     }
+    if (!gc__sock_by_sid(cw, x->sid)) {
+        /* the socket went while this waited (its worker lost a subscription
+         * and dropped its sockets, or the client left): it got no ack, and
+         * its client may have sent more since, on another connection, which
+         * this must not overtake in the stream */
+        pr_free(x);
+        return;
+    }
     /* the reply address even without a callback: an error (not a member,
      * clientMsgId reused) then comes back as a chatError, never silence */
     chat_entry m = {
