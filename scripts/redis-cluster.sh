@@ -11,7 +11,7 @@
 # nodes.conf, append-only file and log in DIR/PORT (default
 # ${TMPDIR:-/tmp}/chat-redis-cluster; CHAT_REDIS_CLUSTER_DIR), joins them
 # with `redis-cli --cluster create --cluster-replicas 1`, waits for
-# cluster_state:ok on every node and prints the URL for --redis / CHAT_REDIS:
+# cluster_state:ok on every node and prints the URL for --redis / CHAT_REDIS_URL:
 #   redis-cluster://127.0.0.1:P,127.0.0.1:P+1,...
 # (only the URL on stdout; progress on stderr). A DIR whose nodes already
 # formed a cluster is started again as it was (same nodes, same data).
