@@ -176,11 +176,17 @@ function printBudget(rate, a, b, c0, c1) {
     `${d('chat_storage_fast_refused_total')} refused, ${d('chat_storage_fast_aborts_total')} aborted`);
   let total = 0;
   const parts = [];
-  for (const name of Object.keys(c0.cpu).filter((n) => n !== 'chat-load' && n !== 'pg_backends')) {
+  // 'redis@PORT': one master of a cluster, already in 'redis'
+  for (const name of Object.keys(c0.cpu).filter((n) => n !== 'chat-load' && n !== 'pg_backends' && !n.includes('@'))) {
     total += c[name];
     // PostgreSQL: its backends apart from its background work (checkpoints, autovacuum)
     const backends = name === 'postgres' && c.pg_backends != null ? `, backends ${fmt(1e6 * c.pg_backends / msgs, 0)}` : '';
     parts.push(`${name} ${fmt(1e6 * c[name] / msgs, 0)} (${fmt(100 * c[name] / secs, 0)}% of a core${backends})`);
+  }
+  const masters = Object.keys(c0.cpu).filter((n) => n.startsWith('redis@'));
+  if (masters.length) {
+    console.log(`budget rate=${rate}: redis masters, µs/message: ` +
+      masters.map((n) => `${n} ${fmt(1e6 * c[n] / msgs, 0)} (${fmt(100 * c[n] / secs, 0)}% of a core)`).join(', '));
   }
   const mt = secs * c.cores;
   const ld = c['chat-load'];
@@ -322,6 +328,7 @@ async function main() {
     if (onCluster) {
       const masters = await redis.masters();
       pids.redis = masters.map((n) => n.pid);
+      for (const n of masters) pids[`redis@${n.port}`] = n.pid;
       pids['redis-replicas'] = redis.nodes.filter((n) => !masters.includes(n)).map((n) => n.pid);
     } else {
       pids.redis = redis.pid;
