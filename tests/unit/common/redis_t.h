@@ -1,6 +1,7 @@
 /*
  * redis_t.h - what the tests of the Redis link share: a free loopback port,
- * running the event loop, and a reply recorder. Include after t.h.
+ * running the event loop, a reply recorder and a link's event counters.
+ * Include after t.h.
  */
 #ifndef REDIS_T_H
 #define REDIS_T_H
@@ -76,6 +77,34 @@ __attribute__((unused)) static reply_t cmd(cm_redis *r, int argc, const char **a
     run_until(&x.done, 3000);
     CHECK_EQ(x.done, 1);
     return x;
+}
+
+/* A link's events: counted, and the last message kept. */
+static int readies, losts, messages;
+static char last_channel[64], last_message[64];
+
+__attribute__((unused)) static void on_ready(cm_redis *r, void *arg)
+{
+    (void)r;
+    CHECK(arg == &readies);
+    readies++;
+}
+
+__attribute__((unused)) static void on_lost(cm_redis *r, void *arg)
+{
+    (void)r;
+    (void)arg;
+    losts++;
+}
+
+__attribute__((unused)) static void on_message(cm_redis *r, pr_view channel, pr_view message,
+                                               void *arg)
+{
+    (void)r;
+    (void)arg;
+    messages++;
+    snprintf(last_channel, sizeof last_channel, "%.*s", (int)channel.len, channel.ptr);
+    snprintf(last_message, sizeof last_message, "%.*s", (int)message.len, message.ptr);
 }
 
 #endif

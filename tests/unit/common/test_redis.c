@@ -79,31 +79,8 @@ static void stop_server(void)
     }
 }
 
-static int readies, losts, afters, messages;
-static char last_channel[64], last_message[64];
+static int afters;
 
-static void on_ready(cm_redis *r, void *arg)
-{
-    (void)r;
-    CHECK(arg == &readies);
-    readies++;
-}
-
-static void on_lost(cm_redis *r, void *arg)
-{
-    (void)r;
-    (void)arg;
-    losts++;
-}
-
-static void on_message(cm_redis *r, pr_view channel, pr_view message, void *arg)
-{
-    (void)r;
-    (void)arg;
-    messages++;
-    snprintf(last_channel, sizeof last_channel, "%.*s", (int)channel.len, channel.ptr);
-    snprintf(last_message, sizeof last_message, "%.*s", (int)message.len, message.ptr);
-}
 
 static void after_cb(void *arg)
 {

@@ -133,31 +133,7 @@ static int master_of(unsigned slot)
 
 /* ---- callbacks ---- */
 
-static int readies, losts, messages;
-static char last_channel[64], last_message[64];
 
-static void on_ready(cm_redis *r, void *arg)
-{
-    (void)r;
-    (void)arg;
-    readies++;
-}
-
-static void on_lost(cm_redis *r, void *arg)
-{
-    (void)r;
-    (void)arg;
-    losts++;
-}
-
-static void on_message(cm_redis *r, pr_view channel, pr_view message, void *arg)
-{
-    (void)r;
-    (void)arg;
-    messages++;
-    snprintf(last_channel, sizeof last_channel, "%.*s", (int)channel.len, channel.ptr);
-    snprintf(last_message, sizeof last_message, "%.*s", (int)message.len, message.ptr);
-}
 
 typedef struct {
     int ok, done;
@@ -476,7 +452,7 @@ int main(void)
     pr_redis_addr addr;
     CHECK_EQ(pr_redis_url_parse(url, &addr), 0);
     CHECK_EQ(addr.cluster, 1);
-    cm_redis_options o = {.name = "t", .on_message = on_message, .on_ready = on_ready};
+    cm_redis_options o = {.name = "t", .on_message = on_message, .on_ready = on_ready, .arg = &readies};
     cm_redis *r = cm_redis_new(base, &addr, &o);
     cm_redis_set_lost_cb(r, on_lost);
     CHECK_EQ(cm_redis_is_cluster(r), 1);
