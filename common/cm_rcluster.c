@@ -12,10 +12,10 @@
 #include "cm_rlink.h"
 
 #define REFRESH_GAP_MS 100 /* between two CLUSTER SLOTS */
-#define MAX_REDIRECTS 5   /* MOVED/ASK followed per command */
-#define MAX_RETRIES 40    /* TRYAGAIN, CLUSTERDOWN or no node: 50 ms apart */
+#define MAX_REDIRECTS 5    /* MOVED/ASK followed per command */
+#define MAX_RETRIES 40     /* TRYAGAIN, CLUSTERDOWN or no node: 50 ms apart */
 #define RETRY_MS 50
-#define POOL_MAX 64       /* connections per node of a command-only cluster link */
+#define POOL_MAX 64 /* connections per node of a command-only cluster link */
 
 static void cluster_cb(redisAsyncContext *ac, void *reply, void *privdata);
 static void retry_later(req *q);
@@ -81,6 +81,7 @@ static void apply_map(cm_redis *r, const cm_rslot_range *ranges, int n, const re
         r->on_lost(r, r->arg);
     cm__update_ready(r);
 }
+
 static void slots_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)privdata;
@@ -109,6 +110,7 @@ static void slots_cb(redisAsyncContext *ac, void *reply, void *privdata)
     }
     cm__after(r);
 }
+
 void cm__refresh_send(cm_redis *r)
 {
     r->refresh_wanted = 1;
@@ -122,12 +124,14 @@ void cm__refresh_send(cm_redis *r)
     if (redisAsyncCommand(r->ctl.ac, slots_cb, NULL, "CLUSTER SLOTS") != REDIS_OK)
         r->refreshing = 0;
 }
+
 void cm__refresh_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
     (void)what;
     cm__refresh_send(arg);
 }
+
 /* CLUSTER SLOTS again, at most every REFRESH_GAP_MS. */
 void cm__refresh_soon(cm_redis *r)
 {
@@ -144,12 +148,14 @@ void cm__refresh_soon(cm_redis *r)
     struct timeval tv = {(time_t)(wait / 1000), (suseconds_t)(wait % 1000) * 1000};
     evtimer_add(r->refresh_timer, &tv);
 }
+
 static void req_free(req *q)
 {
     if (q->timer)
         event_free(q->timer);
     pr_free(q);
 }
+
 static void inflight_unlink(cm_redis *r, req *q)
 {
     if (q->iprev)
@@ -161,6 +167,7 @@ static void inflight_unlink(cm_redis *r, req *q)
     else
         r->inflight_last = q->iprev;
 }
+
 /* Fences with nothing before them in flight any more run, in order. */
 static void fences_run(cm_redis *r)
 {
@@ -173,6 +180,7 @@ static void fences_run(cm_redis *r)
         pr_free(f);
     }
 }
+
 void cm__req_deliver(req *q, redisReply *reply)
 {
     cm_redis *r = q->r;
@@ -194,6 +202,7 @@ void cm__req_deliver(req *q, redisReply *reply)
     }
     fences_run(r);
 }
+
 /* The connection of n for one more command: on a command-only link one
  * that carries nothing (blocking commands run side by side), else cmd[0]. */
 static cconn *pick_conn(cm_redis *r, rnode *n)
@@ -211,6 +220,7 @@ static cconn *pick_conn(cm_redis *r, rnode *n)
     cm__cconn_init(k, r, n, 0); /* commands wait in hiredis until it is up */
     return k;
 }
+
 /* q went to n: its slot counts it in flight (a resend may leave the
  * slot's commands on several nodes). */
 static void slot_sent(cm_redis *r, req *q, rnode *n)
@@ -273,6 +283,7 @@ static void release_held(cm_redis *r, unsigned s)
         for (req *q = r->held; q; q = q->hnext)
             r->held_last = q;
 }
+
 static void retry_fire(evutil_socket_t fd, short what, void *arg)
 {
     (void)fd;
@@ -294,6 +305,7 @@ static void retry_fire(evutil_socket_t fd, short what, void *arg)
     else
         cm__req_deliver(q, NULL);
 }
+
 static void retry_later(req *q)
 {
     cm_redis *r = q->r;
@@ -308,6 +320,7 @@ static void retry_later(req *q)
     struct timeval tv = {0, RETRY_MS * 1000};
     evtimer_add(q->timer, &tv);
 }
+
 static void cluster_cb(redisAsyncContext *ac, void *reply, void *privdata)
 {
     (void)ac;
@@ -339,8 +352,9 @@ static void cluster_cb(redisAsyncContext *ac, void *reply, void *privdata)
     }
     cm__req_deliver(q, rep);
 }
-int cm__cluster_command(cm_redis *r, cm_redis_reply_cb cb, void *arg, int argc,
-                           const char **argv, const size_t *argvlen)
+
+int cm__cluster_command(cm_redis *r, cm_redis_reply_cb cb, void *arg, int argc, const char **argv,
+                        const size_t *argvlen)
 {
     if (r->freeing)
         return PR_ECLOSED;
@@ -385,8 +399,7 @@ int cm__cluster_command(cm_redis *r, cm_redis_reply_cb cb, void *arg, int argc,
     else
         r->inflight = q;
     r->inflight_last = q;
-    if (slot >= 0 &&
-        (r->slot_held[slot] || (r->slot_inflight[slot] && r->slot_on[slot] != n))) {
+    if (slot >= 0 && (r->slot_held[slot] || (r->slot_inflight[slot] && r->slot_on[slot] != n))) {
         /* earlier commands of the slot are still on their way elsewhere (it
          * moved): this one waits for them, to keep the order sent */
         q->hnext = NULL;
@@ -405,12 +418,14 @@ int cm__cluster_command(cm_redis *r, cm_redis_reply_cb cb, void *arg, int argc,
     }
     return 0;
 }
+
 static void fence_ping_cb(cm_redis *r, redisReply *reply, void *arg)
 {
     fence *f = arg;
     f->cb(r, reply && reply->type != REDIS_REPLY_ERROR, f->arg);
     pr_free(f);
 }
+
 int cm_redis_fence(cm_redis *r, cm_redis_fence_cb cb, void *arg)
 {
     fence *f = pr_calloc(1, sizeof *f);

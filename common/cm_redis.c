@@ -436,11 +436,6 @@ static void sub_reply(cm_rsub *s, redisReply *rep, void *arg)
     }
 }
 
-
-
-
-
-
 /* ---- the tick ---- */
 
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
@@ -463,18 +458,6 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
     if (r->cluster && (++r->ticks % REFRESH_EVERY == 0 || !cm_redis_ready(r)))
         cm__refresh_soon(r);
 }
-
-
-
-
-
-
-
-
-
-
-
-
 
 /* ---- public ---- */
 

@@ -55,7 +55,7 @@ typedef struct {
 } cm_rsub_cbs;
 
 cm_rsub *cm__rsub_new(struct event_base *base, const char *name, const char *host, int port,
-                     const char *password, int db, const cm_rsub_cbs *cbs, void *arg);
+                      const char *password, int db, const cm_rsub_cbs *cbs, void *arg);
 void cm__rsub_free(cm_rsub *s); /* no callback runs from it */
 int cm__rsub_up(const cm_rsub *s);
 /* Writes one command; PR_ECLOSED while down. */

@@ -12,7 +12,7 @@
 #include "cm_redis_int.h"
 #include "pr_map.h"
 
-#define ADDRS_MAX 64      /* addresses the control connection tries */
+#define ADDRS_MAX 64 /* addresses the control connection tries */
 
 typedef struct rnode rnode;
 
@@ -40,7 +40,7 @@ typedef struct chan {
 typedef struct {
     cm_redis *r;
     rnode *node;
-    int first; /* the node's cmd[0] */
+    int first;             /* the node's cmd[0] */
     redisAsyncContext *ac; /* NULL while down */
     int up;
     unsigned failures;
@@ -70,7 +70,7 @@ typedef struct req {
     unsigned redirects, retries;
     cconn *conn;
     struct event *timer;
-    struct req *prev, *next; /* waiting to be retried */
+    struct req *prev, *next;   /* waiting to be retried */
     uint64_t seq;              /* in the order sent (fences) */
     int counted;               /* in slot_inflight (sent, not answered yet) */
     struct req *hnext;         /* cm_redis.held: waiting for its slot's earlier commands */
@@ -127,7 +127,7 @@ struct cm_redis {
     rnode **slot_on;
     uint32_t *slot_held;
     req *held, *held_last;
-    fence *fences, *fences_last;   /* by seq */
+    fence *fences, *fences_last; /* by seq */
 };
 
 /* cm_redis.c */

@@ -82,7 +82,8 @@ int cm__rslot_parse(const redisReply *rep, cm_rslot_range *out, size_t max)
             return PR_EINVAL;
         const redisReply *m = r->element[2];
         long long first = r->element[0]->integer, last = r->element[1]->integer;
-        if (first < 0 || last < first || last >= CM_RSLOTS || m->element[0]->type != REDIS_REPLY_STRING ||
+        if (first < 0 || last < first || last >= CM_RSLOTS ||
+            m->element[0]->type != REDIS_REPLY_STRING ||
             m->element[1]->type != REDIS_REPLY_INTEGER || m->element[1]->integer < 1 ||
             m->element[1]->integer > 65535 || m->element[0]->len >= sizeof out->host)
             return PR_EINVAL;

@@ -132,9 +132,11 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
         if (!s->up && s->failures == 0)
-            CM_WARN("event=redis_connect_failed link=%s conn=sub host=%s port=%d", s->name,
-                    s->host, s->port);
-        rsub_drop(s, what & BEV_EVENT_EOF ? "closed" : what & BEV_EVENT_TIMEOUT ? "timeout" : "error");
+            CM_WARN("event=redis_connect_failed link=%s conn=sub host=%s port=%d", s->name, s->host,
+                    s->port);
+        rsub_drop(s, what & BEV_EVENT_EOF       ? "closed"
+                     : what & BEV_EVENT_TIMEOUT ? "timeout"
+                                                : "error");
     }
 }
 
@@ -160,7 +162,7 @@ static void rsub_connect(cm_rsub *s)
 }
 
 cm_rsub *cm__rsub_new(struct event_base *base, const char *name, const char *host, int port,
-                     const char *password, int db, const cm_rsub_cbs *cbs, void *arg)
+                      const char *password, int db, const cm_rsub_cbs *cbs, void *arg)
 {
     cm_rsub *s = pr_calloc(1, sizeof *s);
     s->base = base;

@@ -15,8 +15,8 @@
 
 #include "cm_log.h"
 #include "cm_redis_int.h"
-#include "t.h"
 #include "redis_t.h"
+#include "t.h"
 
 #define NODES 6
 
@@ -119,7 +119,8 @@ static int master_of(unsigned slot)
         int found = -1;
         for (size_t k = 0; r && r->type == REDIS_REPLY_ARRAY && k < r->elements; k++) {
             redisReply *e = r->element[k];
-            if ((unsigned)e->element[0]->integer <= slot && slot <= (unsigned)e->element[1]->integer)
+            if ((unsigned)e->element[0]->integer <= slot &&
+                slot <= (unsigned)e->element[1]->integer)
                 for (int j = 0; j < NODES; j++)
                     if (ports[j] == e->element[2]->element[1]->integer)
                         found = j;
@@ -132,8 +133,6 @@ static int master_of(unsigned slot)
 }
 
 /* ---- callbacks ---- */
-
-
 
 typedef struct {
     int ok, done;
@@ -433,7 +432,8 @@ int main(void)
             stop_nodes();
             return 1;
         }
-        snprintf(create + strlen(create), sizeof create - strlen(create), " 127.0.0.1:%d", ports[i]);
+        snprintf(create + strlen(create), sizeof create - strlen(create), " 127.0.0.1:%d",
+                 ports[i]);
     }
     strcat(create, " --cluster-replicas 1 --cluster-yes >/dev/null");
     int ok = system(create) == 0;
@@ -452,7 +452,8 @@ int main(void)
     pr_redis_addr addr;
     CHECK_EQ(pr_redis_url_parse(url, &addr), 0);
     CHECK_EQ(addr.cluster, 1);
-    cm_redis_options o = {.name = "t", .on_message = on_message, .on_ready = on_ready, .arg = &readies};
+    cm_redis_options o = {
+        .name = "t", .on_message = on_message, .on_ready = on_ready, .arg = &readies};
     cm_redis *r = cm_redis_new(base, &addr, &o);
     cm_redis_set_lost_cb(r, on_lost);
     CHECK_EQ(cm_redis_is_cluster(r), 1);

@@ -61,8 +61,8 @@ static void test_command_key(void)
     const char *grp[] = {"XGROUP", "CREATE", "{i:1}:in", "storage", "0", "MKSTREAM"};
     CHECK_EQ(key_of(6, grp, k), 0);
     CHECK(!strcmp(k, "{i:1}:in"));
-    const char *rd[] = {"XREADGROUP", "GROUP", "g", "c", "COUNT", "5", "BLOCK", "100",
-                        "STREAMS", "{i:2}:in", ">"};
+    const char *rd[] = {"XREADGROUP", "GROUP", "g",       "c",        "COUNT", "5",
+                        "BLOCK",      "100",   "STREAMS", "{i:2}:in", ">"};
     CHECK_EQ(key_of(11, rd, k), 0);
     CHECK(!strcmp(k, "{i:2}:in"));
     const char *ev[] = {"EVALSHA", "abc", "2", "{p1}:on:u", "{p1}:exp", "arg"};
@@ -111,7 +111,7 @@ static void test_parse_slots(void)
     CHECK_EQ(r[0].last, 5460);
     CHECK(!strcmp(r[0].host, "127.0.0.1"));
     CHECK_EQ(r[0].port, 7000);
-    CHECK(!strcmp(r[1].host, "")); /* "?": the node that answered */
+    CHECK(!strcmp(r[1].host, ""));                   /* "?": the node that answered */
     CHECK_EQ(cm__rslot_parse(rep, r, 1), PR_EINVAL); /* too many */
     freeReplyObject(rep);
     rep = parse("*1\r\n*3\r\n:10\r\n:5\r\n*2\r\n$1\r\nh\r\n:1\r\n"); /* last < first */
