@@ -1,7 +1,7 @@
 /*
  * redis_t.h - what the tests of the Redis link share: a free loopback port,
  * running the event loop, a reply recorder and a link's event counters.
- * Include after t.h.
+ * (It includes t.h.)
  */
 #ifndef REDIS_T_H
 #define REDIS_T_H
@@ -14,6 +14,7 @@
 
 #include "cm_clock.h"
 #include "cm_redis.h"
+#include "t.h"
 
 static struct event_base *base;
 
