@@ -2,13 +2,13 @@
  * ingest/publish.c - what a committed batch tells the gateways, then the
  * end of its entries (docs/storage.md "Storage's batch", "Envelopes").
  *
- * After COMMIT, in the contract's order: the membership cache of new direct
- * rooms, messages (M1 on room:{ROOM}), acks (A1 on each reply channel),
- * shard positions ({st}:pos), statuses (one U1 per sender on user:{SENDER}),
- * then XACK and XDEL. Commands are pipelined on the command link (on Redis
- * Cluster the XACKs wait until every command before them was answered, as
- * they go to several masters). The packets are
- * proto's (chat_packets.h); storage/publish.c sends them (st_publish,
+ * After COMMIT, in the contract's order: the members of new direct rooms
+ * (the membership cache, then J1), messages (M1 on room:{ROOM}), acks (A1
+ * on each reply channel), shard positions ({st}:pos), statuses (one U1 per
+ * sender on user:{SENDER}), then XACK and XDEL. Commands are pipelined on
+ * the command link (on Redis Cluster the XACKs wait until every command
+ * before them was answered, as they go to several masters). The packets
+ * are proto's (chat_packets.h); storage/publish.c sends them (st_publish,
  * st_stream_done) and is the other publishing: posts over HTTP and the
  * API's membership changes.
  */
@@ -26,16 +26,22 @@ static const char POS_LUA[] =
     "if tonumber(ARGV[i + 1]) > cur then redis.call('hset', KEYS[1], ARGV[i], ARGV[i + 1]) end "
     "end return 0";
 
-/* The 'j' rows: the membership cache only (for direct rooms the gateways
- * publish J1 themselves, docs/storage.md J1). */
+/* The 'j' rows (a member of a direct room this batch created): the
+ * membership cache, then J1 on user:{USER}. The sender's gateway publishes
+ * J1 too, but only when its own SADD is the one that adds the room to the
+ * cache; on Redis Cluster that SADD and the message's XADD go to different
+ * masters, so this batch's SADD can come first and the gateway's finds the
+ * room there already. Without this J1 the peer's online sockets would never
+ * join the room. A second J1 is a no-op for a socket already in the room
+ * (docs/storage.md J1). */
 static void publish_joins(st_ingest *g, PGresult *res)
 {
     int rows = PQntuples(res);
     for (int i = 0; i < rows; i++) {
         const char *k = st__col(res, i, ST__COL_K);
         const char *room = st__col(res, i, ST__COL_ROOM), *usr = st__col(res, i, ST__COL_USR);
-        if (k && k[0] == 'j' && room && usr)
-            st_cache_write(g->c, "SADD", room, usr, NULL, NULL);
+        if (k && k[0] == 'j' && room && usr && st_publish_membership(g->c, 'J', room, usr) != 0)
+            CM_WARN_RATELIMITED("event=join_publish_failed room=%s user=%s", room, usr);
     }
 }
 
@@ -325,8 +331,7 @@ static void ack_entries(st_ingest *g, st__batch *b, const int64_t *before)
 }
 
 /* After COMMIT, in the contract's order (see the top of this file). */
-void st__publish_batch(st_ingest *g, st__batch *b, PGresult *res, const st__event *ev,
-                       size_t nev)
+void st__publish_batch(st_ingest *g, st__batch *b, PGresult *res, const st__event *ev, size_t nev)
 {
     int64_t top[CHAT_SHARDS_MAX] = {0}, before[CHAT_SHARDS_MAX];
     for (unsigned s = 0; s < g->nshards; s++)

@@ -6,12 +6,11 @@
 // database outage.
 
 import assert from 'node:assert/strict';
-import crypto from 'node:crypto';
 import { after, before, describe, test } from 'node:test';
 import { httpRequest, sleep } from './lib/harness.mjs';
 import { api, badTokens, startCluster, startStorage, TEST_SECRET } from './lib/stack.mjs';
 import { makeUsers } from './lib/chat.mjs';
-import { connectStored } from './lib/storage-chat.mjs';
+import { connectStored, dmRoomId } from './lib/storage-chat.mjs';
 
 const enc = encodeURIComponent;
 const ORIGIN = 'http://app.example';
@@ -107,17 +106,6 @@ async function allPages(user, roomId, limit) {
     before = res.json.nextBefore;
   }
   return pages;
-}
-
-/** The direct room id as proto/chat.c computes it (key from the JWT secret). */
-function dmRoomId(a, b) {
-  const key = crypto.createHmac('sha256', TEST_SECRET).update('chat direct room ids v1').digest();
-  const [x, y] = a < b ? [a, b] : [b, a];
-  const mac = crypto.createHmac('sha256', key).update(`${x}\n${y}`).digest();
-  const b64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
-  let id = 'dm_';
-  for (let i = 0; i < 22; i++) id += b64[mac[i] & 63];
-  return id;
 }
 
 const sqlCount = async (query) => Number(await cluster.pg.sql(query));

@@ -15,6 +15,7 @@ import { api, startCluster } from './lib/stack.mjs';
 import {
   connectStored,
   createGroup,
+  dmRoomId,
   messageAt,
   receipts,
   request,
@@ -162,6 +163,27 @@ describe('message status', () => {
         assert.equal(got.seq, 1);
       }),
     );
+  });
+
+  test("a new direct room already in the peer's membership cache: storage's J1 still joins the peer's sockets", T, async (t) => {
+    // On Redis Cluster the sender's gateway SADDs the room into
+    // {u:USER}:rooms on one master and XADDs the message to the ingest stream
+    // on another; storage can commit and SADD first, and then the gateway's
+    // SADD adds nothing and it publishes no J1. The cache entries written
+    // here before the first message make every run take that path: the
+    // peer, online and never in the room, must still get the message.
+    const [alice, bob] = await makeUsers(cl, 'Alice', 'Bob');
+    const b = await connectStored(cl.url, bob, { transports: ['websocket'] }, t);
+    const room = dmRoomId(alice.id, bob.id);
+    for (const id of [alice.id, bob.id]) assert.equal(await cl.redis.command('SADD', `{u:${id}}:rooms`, room), 1);
+    const a = await connectStored(cl.gateways[1].url, alice, { transports: ['websocket'] }, t);
+    const m = await sendStored(a, { targetUserId: bob.id, text: 'first, cache ahead' });
+    assert.equal(m.roomId, room);
+    const got = await b.inbox.wait('messageReceived', { id: m.id }, WAIT);
+    assert.equal(got.seq, 1);
+    // and the room is his live from now on, not only through that sync
+    const m2 = await sendStored(a, { roomId: room, text: 'second' });
+    assert.equal((await b.inbox.wait('messageReceived', { id: m2.id }, WAIT)).seq, 2);
   });
 
   test('one peer gets the first message of twenty new conversations live at once', T, async (t) => {

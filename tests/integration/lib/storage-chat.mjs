@@ -4,10 +4,11 @@
 // groups) as a frontend calls it.
 
 import assert from 'node:assert/strict';
+import crypto from 'node:crypto';
 import { sleep } from './harness.mjs';
 import { client, connected, emitAck } from './client.mjs';
 import { assertRecentIso, CHAT_EVENTS, Inbox } from './chat.mjs';
-import { api } from './stack.mjs';
+import { api, TEST_SECRET } from './stack.mjs';
 
 /** What a socket receives from a gateway with --storage on. */
 export const STORAGE_EVENTS = [...CHAT_EVENTS, 'messageStatus', 'roomAdded', 'roomRemoved'];
@@ -24,6 +25,18 @@ export async function connectStored(url, user, opts = {}, t) {
   socket.on('connect', () => socket.connects.push({ at: Date.now(), id: socket.id, recovered: socket.recovered }));
   await connected(socket, 15000);
   return socket;
+}
+
+/** The direct room id as proto/chat_room.c computes it (key from the JWT
+ * secret, as the test stacks run without --room-secret). */
+export function dmRoomId(a, b) {
+  const key = crypto.createHmac('sha256', TEST_SECRET).update('chat direct room ids v1').digest();
+  const [x, y] = a < b ? [a, b] : [b, a];
+  const mac = crypto.createHmac('sha256', key).update(`${x}\n${y}`).digest();
+  const b64 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+  let id = 'dm_';
+  for (let i = 0; i < 22; i++) id += b64[mac[i] & 63];
+  return id;
 }
 
 /** A positive integer (seq), failing with `what` in the message. */
