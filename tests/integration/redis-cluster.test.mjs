@@ -52,6 +52,7 @@ describe('on a Redis Cluster', () => {
   before(async () => {
     cl = await startCluster({
       redisCluster: true,
+      redisFailover: true,
       gateways: 2,
       storage: true,
       shards: SHARDS,

@@ -74,15 +74,27 @@ export function captureLog(obj, proc) {
   proc.stderr.on('data', append);
 }
 
-/** A TCP port that was free a moment ago on 127.0.0.1. */
+// every port freePort() gave this process: the kernel can hand out a port
+// it just released again, and two callers given the same port (a Redis
+// Cluster node's port and its bus port, seen 2 times in 240 node starts)
+// make the second server fail to bind
+const givenPorts = new Set();
+
+/** A TCP port that was free a moment ago on 127.0.0.1, never the same one
+ * twice in a process. */
 export async function freePort() {
-  const srv = net.createServer();
-  srv.listen(0, '127.0.0.1');
-  await once(srv, 'listening');
-  const { port } = srv.address();
-  srv.close();
-  await once(srv, 'close');
-  return port;
+  for (;;) {
+    const srv = net.createServer();
+    srv.listen(0, '127.0.0.1');
+    await once(srv, 'listening');
+    const { port } = srv.address();
+    srv.close();
+    await once(srv, 'close');
+    if (!givenPorts.has(port)) {
+      givenPorts.add(port);
+      return port;
+    }
+  }
 }
 
 /**
