@@ -17,12 +17,13 @@
 #include "cm_log.h"
 #include "cm_rlink.h"
 
-#define LINGER_MS 1000    /* an unused channel stays subscribed this long */
-#define RESUB_BATCH 512   /* channels per SUBSCRIBE after a reconnect (one Redis) */
-#define REFRESH_EVERY 10  /* ticks (seconds) between refreshes when all is well */
-#define RESEND_MS 1000    /* an unconfirmed SSUBSCRIBE is sent again after this */
-#define CONNECT_MS 3000   /* a connection not up by then is given up (a dead host's
-                           * address answers nothing; hiredis 0.14 has no timeout) */
+#define LINGER_MS 1000   /* an unused channel stays subscribed this long */
+#define RESUB_BATCH 512  /* channels per SUBSCRIBE after a reconnect (one Redis) */
+#define REFRESH_EVERY 10 /* ticks (seconds) between refreshes when all is well */
+#define RESEND_MS 1000   /* an unconfirmed SSUBSCRIBE is sent again after this */
+#define CONNECT_MS                                                                                 \
+    3000 /* a connection not up by then is given up (a dead host's                                 \
+          * address answers nothing; hiredis 0.14 has no timeout) */
 
 void cm__after(cm_redis *r)
 {
@@ -132,6 +133,8 @@ static void cconn_retry_cb(evutil_socket_t fd, short what, void *arg)
     cconn_connect(arg);
 }
 
+static void cconn_ready(cconn *k);
+
 static void connect_cb(const redisAsyncContext *ac, int status)
 {
     cconn *k = ac->data;
@@ -150,6 +153,16 @@ static void connect_cb(const redisAsyncContext *ac, int status)
         cm_backoff_arm(k->retry, &k->failures, &r->seed);
         return;
     }
+    if (k->handshake == 0)
+        cconn_ready(k);
+}
+
+/* Connected, and AUTH and SELECT (if any) accepted: only now is the
+ * connection up, so a wrong password never makes the link ready, and the
+ * backoff keeps growing while Redis refuses it. */
+static void cconn_ready(cconn *k)
+{
+    cm_redis *r = k->r;
     k->up = 1;
     k->failures = 0;
     evtimer_del(k->deadline);
@@ -190,6 +203,26 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     cm__after(r);
 }
 
+/* The reply to AUTH or SELECT: refused, the connection is dropped (and
+ * tried again with backoff); the last one accepted makes it up. */
+static void handshake_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+    (void)privdata;
+    cconn *k = ac->data;
+    redisReply *rep = reply;
+    if (!k || !rep)
+        return; /* freed, or the connection went first */
+    if (rep->type == REDIS_REPLY_ERROR) {
+        if (k->failures == 0)
+            CM_WARN("event=redis_auth_failed link=%s conn=%s err=\"%s\"", k->r->name,
+                    k->node ? "cmd" : "control", rep->str);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (--k->handshake == 0)
+        cconn_ready(k);
+}
+
 static void cconn_connect(cconn *k)
 {
     cm_redis *r = k->r;
@@ -214,10 +247,13 @@ static void cconn_connect(cconn *k)
     redisAsyncSetConnectCallback(ac, connect_cb);
     redisAsyncSetDisconnectCallback(ac, disconnect_cb);
     /* queued in order before anything else the connection will carry */
-    if (r->addr.password[0])
-        redisAsyncCommand(ac, NULL, NULL, "AUTH %s", r->addr.password);
-    if (r->addr.db)
-        redisAsyncCommand(ac, NULL, NULL, "SELECT %d", r->addr.db);
+    k->handshake = 0;
+    if (r->addr.password[0] &&
+        redisAsyncCommand(ac, handshake_cb, NULL, "AUTH %s", r->addr.password) == REDIS_OK)
+        k->handshake++;
+    if (r->addr.db &&
+        redisAsyncCommand(ac, handshake_cb, NULL, "SELECT %d", r->addr.db) == REDIS_OK)
+        k->handshake++;
 }
 
 /* Not up CONNECT_MS after it began: given up as if refused. */
@@ -230,7 +266,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     if (k->up || !k->ac)
         return;
     if (k->failures == 0)
-        CM_WARN("event=redis_connect_timeout link=%s conn=%s", r->name, k->node ? "cmd" : "control");
+        CM_WARN("event=redis_connect_timeout link=%s conn=%s", r->name,
+                k->node ? "cmd" : "control");
     redisAsyncContext *ac = k->ac;
     k->ac = NULL;
     ac->data = NULL;    /* its callbacks do nothing */
@@ -300,7 +337,8 @@ static rnode *node_new(cm_redis *r, const char *host, int port)
     r->nodes = n;
     cm__cconn_init(n->cmd[0], r, n, 1);
     if (r->subscribing)
-        n->sub = cm__rsub_new(r->base, r->name, host, port, r->addr.password, r->addr.db, &sub_cbs, n);
+        n->sub =
+            cm__rsub_new(r->base, r->name, host, port, r->addr.password, r->addr.db, &sub_cbs, n);
     if (r->cluster)
         cm__addr_add(r, host, port);
     return n;

@@ -42,7 +42,8 @@ typedef struct {
     rnode *node;
     int first;             /* the node's cmd[0] */
     redisAsyncContext *ac; /* NULL while down */
-    int up;
+    int up;                /* connected, and AUTH and SELECT accepted */
+    unsigned handshake;    /* replies of AUTH and SELECT still to come */
     unsigned failures;
     unsigned pending; /* cluster commands sent and not answered */
     struct event *retry;

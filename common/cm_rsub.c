@@ -64,6 +64,29 @@ static void rsub_drop(cm_rsub *s, const char *why)
     s->cbs.on_down(s, was_up, s->arg);
 }
 
+/* Writes a command whether or not the connection is up yet (AUTH and
+ * SELECT go out before). */
+static int rsub_write(cm_rsub *s, int argc, const char *const *argv, const size_t *lens)
+{
+    char *cmd = NULL;
+    int n = redisFormatCommandArgv(&cmd, argc, (const char **)argv, lens);
+    if (n < 0)
+        return PR_EINVAL;
+    bufferevent_write(s->bev, cmd, (size_t)n);
+    redisFreeCommand(cmd);
+    return 0;
+}
+
+/* Connected, and AUTH and SELECT (if any) accepted: only now is the
+ * connection up, so a wrong password never makes the link ready, and the
+ * backoff keeps growing while Redis refuses it. */
+static void rsub_ready(cm_rsub *s)
+{
+    s->failures = 0;
+    s->up = 1;
+    s->cbs.on_up(s, s->arg);
+}
+
 static void read_cb(struct bufferevent *bev, void *arg)
 {
     cm_rsub *s = arg;
@@ -91,13 +114,16 @@ static void read_cb(struct bufferevent *bev, void *arg)
         if (s->skip > 0) {
             s->skip--;
             if (rep->type == REDIS_REPLY_ERROR) {
-                CM_WARN("event=redis_auth_failed link=%s host=%s port=%d err=\"%s\"", s->name,
-                        s->host, s->port, rep->str);
+                if (s->failures == 0)
+                    CM_WARN("event=redis_auth_failed link=%s host=%s port=%d err=\"%s\"", s->name,
+                            s->host, s->port, rep->str);
                 freeReplyObject(rep);
                 rsub_drop(s, "AUTH or SELECT refused");
                 return;
             }
             freeReplyObject(rep);
+            if (s->skip == 0)
+                rsub_ready(s);
             continue;
         }
         /* the owner neither frees nor drops the connection from here */
@@ -112,22 +138,21 @@ static void event_cb(struct bufferevent *bev, short what, void *arg)
     if (what & BEV_EVENT_CONNECTED) {
         bufferevent_set_timeouts(bev, NULL, NULL);
         keepalive(bufferevent_getfd(bev));
-        s->failures = 0;
-        s->up = 1;
         s->skip = 0;
         if (s->password[0]) {
             const char *argv[] = {"AUTH", s->password};
-            cm__rsub_send(s, 2, argv, NULL);
+            rsub_write(s, 2, argv, NULL);
             s->skip++;
         }
         if (s->db) {
             char db[16];
             snprintf(db, sizeof db, "%d", s->db);
             const char *argv[] = {"SELECT", db};
-            cm__rsub_send(s, 2, argv, NULL);
+            rsub_write(s, 2, argv, NULL);
             s->skip++;
         }
-        s->cbs.on_up(s, s->arg);
+        if (s->skip == 0)
+            rsub_ready(s);
         return;
     }
     if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)) {
@@ -198,13 +223,5 @@ int cm__rsub_up(const cm_rsub *s)
 
 int cm__rsub_send(cm_rsub *s, int argc, const char *const *argv, const size_t *lens)
 {
-    if (!s->up)
-        return PR_ECLOSED;
-    char *cmd = NULL;
-    int n = redisFormatCommandArgv(&cmd, argc, (const char **)argv, lens);
-    if (n < 0)
-        return PR_EINVAL;
-    bufferevent_write(s->bev, cmd, (size_t)n);
-    redisFreeCommand(cmd);
-    return 0;
+    return s->up ? rsub_write(s, argc, argv, lens) : PR_ECLOSED;
 }

@@ -131,8 +131,15 @@ describe('chat resilience', () => {
     await sleep(200);
     const m = await sendOk(a, { roomId: room, text: 'with a password' });
     await b.inbox.wait('messageReceived', { id: m.id });
-    await sleep(1000);
-    assert.equal((await httpRequest(`${bad.url}/readyz`)).status, 503, 'ready with a wrong Redis password');
+    // never ready, not even for a moment: a connection is up only once
+    // Redis accepted its AUTH, and the retries back off
+    for (let i = 0; i < 10; i++) {
+      assert.equal((await httpRequest(`${bad.url}/readyz`)).status, 503, 'ready with a wrong Redis password');
+      await sleep(100);
+    }
+    assert.ok(!bad.log.includes('event=redis_ready'), `a link was ready with a wrong password:\n${bad.log}`);
+    const refusals = bad.log.split('event=redis_auth_failed').length - 1;
+    assert.ok(refusals >= 1 && refusals <= 4, `${refusals} redis_auth_failed lines: said once per connection and outage`);
     for (const gw of [good, bad]) assert.ok(!gw.log.includes('pw-Secret_42'), 'the Redis password is in the log');
   });
 
