@@ -21,9 +21,9 @@
 #define RESUB_BATCH 512  /* channels per SUBSCRIBE after a reconnect (one Redis) */
 #define REFRESH_EVERY 10 /* ticks (seconds) between refreshes when all is well */
 #define RESEND_MS 1000   /* an unconfirmed SSUBSCRIBE is sent again after this */
-#define CONNECT_MS                                                                                 \
-    3000 /* a connection not up by then is given up (a dead host's                                 \
-          * address answers nothing; hiredis 0.14 has no timeout) */
+/* a connection not up (connected, AUTH and SELECT accepted) by then is given
+ * up: a dead host's address answers nothing, and hiredis 0.14 has no timeout */
+#define CONNECT_MS 3000
 
 void cm__after(cm_redis *r)
 {

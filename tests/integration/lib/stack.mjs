@@ -623,8 +623,8 @@ class RedisCluster {
  * arguments of every node), joined by `redis-cli --cluster create
  * --cluster-replicas`. Resolves once every node reports cluster_state:ok and
  * (`replicasReady`, the default) every master has a synced replica: only a
- * test that kills or fails over a master needs that. Stopped after test `t` when given. The
- * handle (RedisCluster): {url (redis-cluster://...), port, nodes, masters(),
+ * test that kills or fails over a master needs that. Stopped after test `t`
+ * when given. The handle (RedisCluster): {url (redis-cluster://...), port, nodes, masters(),
  * replicasOf(node), ownerOf(slot), keySlot(key), command(...args),
  * failover({node|key}), migrateSlot(slot, to), waitOk(), kill(), start(),
  * restart(), stop()}; each node has the single Redis's handle (port,
